@@ -1,0 +1,25 @@
+"""ind-mask (algorithms.md §3.5): MCE-PL's mask learning alone, m = Fil[Thres(|z|)], no messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from raympl.algorithms.mce_pl import MCEPL, MaskState
+
+
+class IndMask(MCEPL):
+    name = "ind-mask"
+    communicates = False
+
+    def _initial_neighbour_masks(self) -> None:
+        return None  # ā ≡ 0: no aggregation tensor
+
+    def local(self, state: MaskState, x: torch.Tensor, y: torch.Tensor) -> np.ndarray | None:
+        self.backprop_step(state, x, y)
+        state.mask = self.current_mask(state)
+        state.grad = None
+        return None
+
+    def merge(self, state: MaskState, decoded: list) -> None:
+        return None

@@ -1,0 +1,123 @@
+"""MCE-PL (algorithms.md §2): learn a personal binary mask over shared fixed weights; send only masks.
+
+State per agent (the single-buffer form of §2.4): scores z, ā = mean of the latest received
+neighbour masks, the cached personal mask m = MASK(z, ā), and the stored gradient G of the round.
+
+  local:  forward with m (= m^(k-1)), G = ∇z[CE + R], z ← z - η(G + wd·z),
+          send m^(k-1/2) = MASK(z, ā_old)                                   (eqs. 13-16)
+  merge:  ā ← mean of neighbour messages, z ← z - η_ft·G ⊙ ā,
+          m ← MASK(z, ā) = m^(k): evaluated, and used by next round's forward (eqs. 17-19)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from raympl.algorithms.base import agent_seed
+from raympl.config import RunConfig
+from raympl.masks import codec
+from raympl.masks.ops import binary_mask, group_lasso, straight_through, zero_group_fraction
+from raympl.models import MaskedNet, init_scores
+
+SCORE_SEED, INIT_MASK_SEED = 1, 2
+
+
+@dataclass
+class MaskState:
+    agent: int
+    retention: list[float]  # per layer
+    z: list[torch.Tensor]
+    abar: list[torch.Tensor] | None
+    mask: list[torch.Tensor]
+    grad: list[torch.Tensor] | None = None
+
+
+class MCEPL:
+    name = "mce-pl"
+    communicates = True
+
+    def __init__(self, model: MaskedNet, config: RunConfig, device: torch.device):
+        self.model, self.config, self.device = model, config, device
+        self.layer_sizes = [layer.numel for layer in model.layers]
+        self.initial_abar = self._initial_neighbour_masks()
+
+    # ---- set-up ---------------------------------------------------------
+    def layer_retention(self, agent: int) -> list[float]:
+        r = self.config.retention_of(agent)
+        linear = self.config.linear_retention
+        return [linear if (layer.kind == "linear" and linear is not None) else r
+                for layer in self.model.layers]
+
+    def _initial_neighbour_masks(self) -> list[torch.Tensor] | None:
+        """ā^(0): one shared Bernoulli draw (reference code), with p = mean retention per layer."""
+        if self.config.init_neighbor_masks == "zeros":
+            return None
+        gen = torch.Generator().manual_seed(agent_seed(self.config.seed, -1, INIT_MASK_SEED))
+        mean_r = np.mean([self.layer_retention(i) for i in range(self.config.agents)], axis=0)
+        return [(torch.rand(layer.shape, generator=gen) < p).float().to(self.device)
+                for layer, p in zip(self.model.layers, mean_r, strict=True)]
+
+    def init_state(self, agent: int) -> MaskState:
+        gen = torch.Generator().manual_seed(agent_seed(self.config.seed, agent, SCORE_SEED))
+        z = init_scores(self.model.layers, gen, str(self.device))
+        state = MaskState(agent, self.layer_retention(agent), z, self.initial_abar, [])
+        state.mask = self.current_mask(state)
+        return state
+
+    def current_mask(self, state: MaskState) -> list[torch.Tensor]:
+        abar = state.abar or [None] * len(state.z)
+        return [binary_mask(z, a, r, self.config.fil_threshold)
+                for z, a, r in zip(state.z, abar, state.retention, strict=True)]
+
+    # ---- phase 1 ---------------------------------------------------------
+    def backprop_step(self, state: MaskState, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Eqs. 13-15: forward with the cached mask, STE gradient of CE + group lasso, step on z."""
+        z = [t.requires_grad_(True) for t in state.z]
+        abar = state.abar or [None] * len(z)
+        weights = [w * straight_through(m, zl, a)
+                   for w, m, zl, a in zip(self.model.weights, state.mask, z, abar, strict=True)]
+        loss = F.cross_entropy(self.model.forward(x, weights), y)
+        if self.config.lam > 0:
+            loss = loss + sum(group_lasso(zl, self.config.lam) for zl in z)
+        grads = torch.autograd.grad(loss, z)
+        with torch.no_grad():
+            for zl, g in zip(z, grads, strict=True):
+                zl.requires_grad_(False)
+                zl.sub_(self.config.lr * (g + self.config.wd_scores * zl if self.config.wd_scores else g))
+        state.grad = list(grads)
+
+    def local(self, state: MaskState, x: torch.Tensor, y: torch.Tensor) -> np.ndarray | None:
+        self.backprop_step(state, x, y)
+        outgoing = self.current_mask(state)  # m^(k-1/2), built with the old ā (eq. 16)
+        return codec.pack_mask([m.to("cpu", torch.uint8).numpy() for m in outgoing])
+
+    # ---- phase 2 ---------------------------------------------------------
+    def decode(self, message: np.ndarray) -> list[torch.Tensor]:
+        layers = codec.unpack_mask(message, self.layer_sizes)
+        return [torch.from_numpy(m).view(layer.shape).to(self.device)
+                for m, layer in zip(layers, self.model.layers, strict=True)]
+
+    def merge(self, state: MaskState, decoded: list[list[torch.Tensor]]) -> None:
+        degree = len(decoded)
+        state.abar = [torch.stack([msg[layer] for msg in decoded]).sum(0, dtype=torch.float32) / degree
+                      for layer in range(len(self.layer_sizes))]
+        step = self.config.effective_finetune_lr
+        with torch.no_grad():
+            for zl, g, a in zip(state.z, state.grad, state.abar, strict=True):
+                zl.sub_(step * g * a)  # eq. 17: only coordinates the neighbours kept move
+        state.grad = None
+        state.mask = self.current_mask(state)  # m^(k), eqs. 18-19
+
+    # ---- evaluation --------------------------------------------------------
+    def eval_weights(self, state: MaskState) -> list[torch.Tensor]:
+        return [w * m for w, m in zip(self.model.weights, state.mask, strict=True)]
+
+    def stats(self, state: MaskState) -> dict[str, float]:
+        ones = sum(float(m.sum()) for m in state.mask)
+        groups = sum(m.shape[0] for m in state.mask)
+        zero_groups = sum(zero_group_fraction(m) * m.shape[0] for m in state.mask)
+        return {"density": ones / sum(self.layer_sizes), "zero_filter_fraction": zero_groups / groups}

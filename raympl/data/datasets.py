@@ -1,0 +1,162 @@
+"""Dataset loading: Fashion-MNIST (idx .gz files) and CIFAR-10 (cifar-10-batches-py pickles).
+
+Images stay uint8 (N, C, H, W) in memory and in the object store (4x smaller than float);
+`normalize` maps them to [-1, 1] per batch, as ToTensor + Normalize(0.5, 0.5) does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+CIFAR_FOLDER = "cifar-10-batches-py"
+
+
+class DataError(RuntimeError):
+    """Data that cannot be found or read; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train_x: np.ndarray  # uint8 (N, C, H, W)
+    train_y: np.ndarray  # int64 (N,)
+    test_x: np.ndarray
+    test_y: np.ndarray
+    num_classes: int = 10
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"invalid idx file {str(path)!r}: bad magic number")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"invalid idx file {str(path)!r}: truncated ({data.size} of {np.prod(dims)} bytes)")
+    return data.reshape(dims)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / f"{stem}.gz", folder / stem, folder / "FashionMNIST" / "raw" / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _fashion_folder(data_dir: str | None) -> Path | None:
+    candidates = [data_dir, os.environ.get("RAYMPL_DATA"), str(DEBIAN_FASHION_MNIST)]
+    for folder in filter(None, candidates):
+        base = Path(folder)
+        for sub in (base, base / "fashion-mnist"):
+            if all(_find_idx(sub, stem) for stem in FASHION_FILES.values()):
+                return sub
+    return None
+
+
+def load_fashion_mnist(data_dir: str | None = None) -> Dataset:
+    """From --data-dir, else $RAYMPL_DATA, else the Debian package path, else torchvision's download."""
+    folder = _fashion_folder(data_dir)
+    if folder is None:
+        folder = _download("fashion-mnist", data_dir)
+    arrays = {key: _read_idx(_find_idx(folder, stem)) for key, stem in FASHION_FILES.items()}
+    return Dataset(
+        "fashion-mnist",
+        arrays["train_images"][:, None, :, :],
+        arrays["train_labels"].astype(np.int64),
+        arrays["test_images"][:, None, :, :],
+        arrays["test_labels"].astype(np.int64),
+    )
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as err:
+        raise DataError(f"invalid CIFAR-10 batch {str(path)!r}: {err}") from None
+    return data, labels
+
+
+def load_cifar10(data_dir: str | None = None) -> Dataset:
+    """From `cifar-10-batches-py/` under --data-dir or $RAYMPL_DATA, else torchvision's download."""
+    folder = None
+    for base in filter(None, [data_dir, os.environ.get("RAYMPL_DATA")]):
+        for sub in (Path(base) / CIFAR_FOLDER, Path(base)):
+            if (sub / "test_batch").is_file():
+                folder = sub
+                break
+        if folder:
+            break
+    if folder is None:
+        folder = _download("cifar10", data_dir) / CIFAR_FOLDER
+    train = [_read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    test_x, test_y = _read_cifar_batch(folder / "test_batch")
+    return Dataset(
+        "cifar10",
+        np.concatenate([x for x, _ in train]),
+        np.concatenate([y for _, y in train]),
+        test_x,
+        test_y,
+    )
+
+
+def _download(name: str, data_dir: str | None) -> Path:
+    """torchvision's downloader, where a network exists; else a clear error."""
+    hint = {
+        "fashion-mnist": "install it with `apt-get install -y dataset-fashion-mnist` "
+        f"(files land in {DEBIAN_FASHION_MNIST}) or pass --data-dir / set RAYMPL_DATA to a folder "
+        "holding the four idx .gz files",
+        "cifar10": f"pass --data-dir (or set RAYMPL_DATA) to a folder holding {CIFAR_FOLDER}/",
+    }[name]
+    root = Path(data_dir or os.environ.get("RAYMPL_DATA") or Path.home() / ".cache" / "raympl")
+    try:
+        import torchvision.datasets as tvd
+
+        if name == "fashion-mnist":
+            tvd.FashionMNIST(str(root), train=True, download=True)
+            tvd.FashionMNIST(str(root), train=False, download=True)
+            return root / "FashionMNIST" / "raw"
+        tvd.CIFAR10(str(root), train=True, download=True)
+        return root
+    except Exception:  # any failure of the download means the same thing to the user
+        raise DataError(f"invalid dataset {name!r}: data not found and download failed; {hint}") from None
+
+
+LOADERS = {"fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
+
+_CACHE: dict[tuple[str, str | None], Dataset] = {}
+
+
+def load(name: str, data_dir: str | None = None) -> Dataset:
+    """Load once per process (the cache makes every later call free)."""
+    key = (name, data_dir)
+    if key not in _CACHE:
+        _CACHE[key] = LOADERS[name](data_dir)
+    return _CACHE[key]
+
+
+def normalize(images_uint8):
+    """uint8 tensor -> float32 in [-1, 1]."""
+    return images_uint8.float().div_(127.5).sub_(1.0)

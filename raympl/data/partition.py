@@ -1,0 +1,108 @@
+"""Split a dataset among agents: label skew (c classes each, as the paper), Dirichlet(alpha), IID.
+
+A partition is plain index arrays into the dataset's train and test sets, so it is cheap to ship,
+saved as JSON in the run directory, and identical for every process that uses the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Partition:
+    train: list[np.ndarray]  # per agent: indices into the training set
+    test: list[np.ndarray]  # per agent: indices into the test set
+    classes: list[list[int]]  # per agent: the classes it holds
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({
+            "classes": self.classes,
+            "train": [a.tolist() for a in self.train],
+            "test": [a.tolist() for a in self.test],
+        }))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Partition:
+        data = json.loads(Path(path).read_text())
+        as_arrays = [[np.asarray(a, dtype=np.int64) for a in data[k]] for k in ("train", "test")]
+        return cls(as_arrays[0], as_arrays[1], data["classes"])
+
+
+def label_skew(train_y: np.ndarray, test_y: np.ndarray, agents: int, classes_per_agent: int,
+               num_classes: int, seed: int, train_fraction: float = 1.0) -> Partition:
+    """Each agent draws c distinct classes; each class's (shuffled) training samples are split
+    evenly among the agents that hold it, the last of them (in agent order) taking the remainder;
+    an agent's test set is every test sample of its classes (paper §V, reference code)."""
+    rng = np.random.default_rng(seed)
+    classes = [sorted(rng.choice(num_classes, classes_per_agent, replace=False).tolist())
+               for _ in range(agents)]
+    train: list[list[np.ndarray]] = [[] for _ in range(agents)]
+    for c in range(num_classes):
+        holders = [i for i in range(agents) if c in classes[i]]
+        if not holders:
+            continue
+        samples = rng.permutation(np.flatnonzero(train_y == c))
+        share = len(samples) // len(holders)
+        for rank, agent in enumerate(holders):
+            end = len(samples) if rank == len(holders) - 1 else (rank + 1) * share
+            chunk = samples[rank * share:end]
+            train[agent].append(chunk[: max(1, int(len(chunk) * train_fraction))])
+    test = [np.flatnonzero(np.isin(test_y, cls)) for cls in classes]
+    return Partition([np.sort(np.concatenate(t)) for t in train], test, classes)
+
+
+def _matching_test(train_labels: np.ndarray, test_y: np.ndarray, num_classes: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Test samples with the agent's training label distribution: round(q_c * n_test_c) of class c."""
+    share = np.bincount(train_labels, minlength=num_classes) / max(1, len(train_labels))
+    picked = []
+    for c in np.flatnonzero(share):
+        pool = rng.permutation(np.flatnonzero(test_y == c))
+        picked.append(pool[: max(1, round(share[c] * len(pool)))])
+    return np.sort(np.concatenate(picked))
+
+
+def dirichlet(train_y: np.ndarray, test_y: np.ndarray, agents: int, alpha: float, num_classes: int,
+              seed: int, train_fraction: float = 1.0) -> Partition:
+    """Each class is split among all agents with proportions ~ Dir(alpha); every agent gets >= 1 sample."""
+    rng = np.random.default_rng(seed)
+    train: list[list[int]] = [[] for _ in range(agents)]
+    for c in range(num_classes):
+        samples = rng.permutation(np.flatnonzero(train_y == c))
+        cuts = (np.cumsum(rng.dirichlet(np.full(agents, alpha))) * len(samples)).astype(int)[:-1]
+        for agent, chunk in enumerate(np.split(samples, cuts)):
+            train[agent].extend(chunk[: int(np.ceil(len(chunk) * train_fraction))].tolist())
+    for agent in range(agents):  # a Dirichlet draw can leave an agent empty: lend it one sample
+        if not train[agent]:
+            train[agent].append(int(rng.integers(len(train_y))))
+    return _finish(train, train_y, test_y, num_classes, rng)
+
+
+def iid(train_y: np.ndarray, test_y: np.ndarray, agents: int, num_classes: int, seed: int,
+        train_fraction: float = 1.0) -> Partition:
+    rng = np.random.default_rng(seed)
+    chunks = np.array_split(rng.permutation(len(train_y)), agents)
+    train = [c[: max(1, int(len(c) * train_fraction))].tolist() for c in chunks]
+    return _finish(train, train_y, test_y, num_classes, rng)
+
+
+def _finish(train: list[list[int]], train_y: np.ndarray, test_y: np.ndarray, num_classes: int,
+            rng: np.random.Generator) -> Partition:
+    train_arrays = [np.sort(np.asarray(t, dtype=np.int64)) for t in train]
+    classes = [np.unique(train_y[t]).tolist() for t in train_arrays]
+    test = [_matching_test(train_y[t], test_y, num_classes, rng) for t in train_arrays]
+    return Partition(train_arrays, test, classes)
+
+
+def make(kind: str, train_y: np.ndarray, test_y: np.ndarray, *, agents: int, classes_per_agent: int,
+         alpha: float, num_classes: int, seed: int, train_fraction: float = 1.0) -> Partition:
+    if kind == "label-skew":
+        return label_skew(train_y, test_y, agents, classes_per_agent, num_classes, seed, train_fraction)
+    if kind == "dirichlet":
+        return dirichlet(train_y, test_y, agents, alpha, num_classes, seed, train_fraction)
+    return iid(train_y, test_y, agents, num_classes, seed, train_fraction)

@@ -1,0 +1,73 @@
+"""Run outputs: metrics.parquet (per agent per evaluation), rounds.parquet (per round), summary.json.
+
+Tables are rewritten whole after each evaluation through a temporary file and a rename, so a file
+on disk is always complete and a killed run keeps every evaluation written so far.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+METRIC_COLUMNS = ["round", "agent", "accuracy", "loss", "density", "zero_filter_fraction", "bits_sent",
+                  "samples"]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_table(rows: list[dict], path: Path, columns: list[str] | None = None) -> None:
+    table = pa.Table.from_pylist(rows)
+    if columns:
+        table = table.select(columns)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+class Recorder:
+    def __init__(self, out: Path):
+        self.out = out
+        self.metrics: list[dict] = []
+        self.rounds: list[dict] = []
+
+    def add_round(self, row: dict) -> None:
+        self.rounds.append(row)
+
+    def add_evaluation(self, rows: list[dict], bits_sent: dict[int, int]) -> float:
+        """Store one evaluation; return its mean accuracy over agents."""
+        for row in rows:
+            row["bits_sent"] = int(bits_sent.get(row["agent"], 0))
+        self.metrics.extend(sorted(rows, key=lambda r: r["agent"]))
+        return float(np.mean([r["accuracy"] for r in rows]))
+
+    def flush(self) -> None:
+        if self.metrics:
+            write_table(self.metrics, self.out / "metrics.parquet", METRIC_COLUMNS)
+        if self.rounds:
+            write_table(self.rounds, self.out / "rounds.parquet")
+
+    def evaluation_means(self) -> list[tuple[int, float]]:
+        by_round: dict[int, list[float]] = {}
+        for row in self.metrics:
+            by_round.setdefault(row["round"], []).append(row["accuracy"])
+        return [(r, float(np.mean(v))) for r, v in sorted(by_round.items())]
+
+    def write_summary(self, extra: dict) -> dict:
+        means = self.evaluation_means()
+        summary = {
+            "final_mean_accuracy": means[-1][1] if means else None,
+            "mean_accuracy_last5": float(np.mean([m for _, m in means[-5:]])) if means else None,
+            "total_bits": int(sum(r["bits"] for r in self.rounds)),
+            **extra,
+        }
+        atomic_write_bytes(self.out / "summary.json", json.dumps(summary, indent=2).encode())
+        return summary

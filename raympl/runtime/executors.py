@@ -1,0 +1,94 @@
+"""Two ways to run the same AgentHost code: Ray actors, or plain objects in this process.
+
+Both expose: local(round) -> {agent: message bytes}; merge(round); evaluate(round, full) -> rows;
+masks(); shutdown(). The in-process executor exists for debugging: same seed, same results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raympl.config import RunConfig
+from raympl.data.datasets import Dataset
+from raympl.runtime.host import AgentData, AgentHost
+from raympl.runtime.placement import Placement
+
+
+def _merge_dicts(parts: list[dict]) -> dict:
+    out: dict = {}
+    for part in parts:
+        out.update(part)
+    return out
+
+
+class InProcessExecutor:
+    def __init__(self, config: RunConfig, dataset: Dataset, hosts: list[list[AgentData]],
+                 routes: list[list[int]], placement: Placement):
+        self.routes = routes
+        self.hosts = [AgentHost(config, dataset, agents, placement.threads) for agents in hosts]
+        self.payloads: list[Any] = []
+
+    def local(self, round_: int) -> dict[int, int]:
+        results = [host.local_phase(round_) for host in self.hosts]
+        self.payloads = [payload for payload, _ in results]
+        return _merge_dicts([sizes for _, sizes in results])
+
+    def merge(self, round_: int) -> None:
+        for host, route in zip(self.hosts, self.routes, strict=True):
+            host.merge_phase(round_, *[self.payloads[h] for h in route])
+        self.payloads = []
+
+    def evaluate(self, round_: int, full: bool) -> list[dict]:
+        return [row for host in self.hosts for row in host.evaluate(round_, full)]
+
+    def masks(self) -> dict:
+        return _merge_dicts([host.masks() for host in self.hosts])
+
+    def devices(self) -> list[str]:
+        return [host.device_name() for host in self.hosts]
+
+    def shutdown(self) -> None:
+        self.hosts = []
+
+
+class RayExecutor:
+    """One Ray actor per host; payloads stay in the object store, the driver only routes refs."""
+
+    def __init__(self, config: RunConfig, dataset: Dataset, hosts: list[list[AgentData]],
+                 routes: list[list[int]], placement: Placement):
+        import ray
+
+        self.ray = ray
+        self.routes = routes
+        dataset_ref = ray.put(dataset)  # once; every host on a node maps the same read-only copy
+        actor_cls = ray.remote(AgentHost).options(
+            num_cpus=placement.cpus_per_actor, num_gpus=placement.gpus_per_actor,
+            scheduling_strategy="SPREAD")
+        self.actors = [actor_cls.remote(config, dataset_ref, agents, placement.threads,
+                                        placement.gpus_per_actor > 0) for agents in hosts]
+        self.payload_refs: list[Any] = []
+
+    def local(self, round_: int) -> dict[int, int]:
+        pairs = [actor.local_phase.options(num_returns=2).remote(round_) for actor in self.actors]
+        self.payload_refs = [payload for payload, _ in pairs]
+        return _merge_dicts(self.ray.get([sizes for _, sizes in pairs]))
+
+    def merge(self, round_: int) -> None:
+        self.ray.get([actor.merge_phase.remote(round_, *[self.payload_refs[h] for h in route])
+                      for actor, route in zip(self.actors, self.routes, strict=True)])
+        self.payload_refs = []
+
+    def evaluate(self, round_: int, full: bool) -> list[dict]:
+        return [row for rows in self.ray.get([a.evaluate.remote(round_, full) for a in self.actors])
+                for row in rows]
+
+    def masks(self) -> dict:
+        return _merge_dicts(self.ray.get([a.masks.remote() for a in self.actors]))
+
+    def devices(self) -> list[str]:
+        return self.ray.get([a.device_name.remote() for a in self.actors])
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []

@@ -1,0 +1,126 @@
+"""AgentHost: one process serving several agents. The same class runs as a Ray actor or in-process.
+
+Per phase the host returns ONE Arrow record batch with all its agents' messages (by value, so the
+caller owns it), and receives the record batches that hold its agents' neighbours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+
+from raympl import algorithms, models
+from raympl.algorithms.base import agent_seed
+from raympl.config import RunConfig
+from raympl.data.datasets import Dataset, normalize
+from raympl.masks import codec
+
+BATCH_SEED, EVAL_SEED = 11, 12
+EVAL_CHUNK = 1024
+
+
+@dataclass
+class AgentData:
+    """What a host needs to know about one of its agents besides algorithm state."""
+
+    agent: int
+    train: np.ndarray
+    test: np.ndarray
+    neighbours: list[int]
+
+
+def eval_subset(test: np.ndarray, n: int | None, seed: int, agent: int) -> np.ndarray:
+    """A fixed seeded subset of n test indices (all of them when n is None or larger)."""
+    if n is None or n >= len(test):
+        return test
+    rng = np.random.default_rng(agent_seed(seed, agent, EVAL_SEED))
+    return np.sort(rng.choice(test, n, replace=False))
+
+
+class AgentHost:
+    def __init__(self, config: RunConfig, dataset: Dataset, agents: list[AgentData], threads: int,
+                 use_gpu: bool = False):
+        self.threads = threads
+        torch.set_num_threads(threads)
+        # U[-1,1] weights drive many gradients into the denormal range, where CPU convolution
+        # backward runs ~3x slower; flushing them to zero is deterministic and costs no accuracy.
+        torch.set_flush_denormal(True)
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.config, self.dataset = config, dataset
+        model = models.build(config.model, dataset.input_shape, dataset.num_classes, seed=config.seed,
+                             weight_init=config.weight_init, final_elu=config.final_elu,
+                             device=str(self.device))
+        self.model = model
+        self.algorithm = algorithms.get(config.algorithm)(model, config, self.device)
+        self.agents = {a.agent: a for a in agents}
+        self.states = {a.agent: self.algorithm.init_state(a.agent) for a in agents}
+        self.batch_rng = {a.agent: np.random.default_rng(agent_seed(config.seed, a.agent, BATCH_SEED))
+                          for a in agents}
+        self.eval_idx = {a.agent: eval_subset(a.test, config.eval_samples, config.seed, a.agent)
+                         for a in agents}
+
+    def device_name(self) -> str:
+        return str(self.device)
+
+    def _batch(self, agent: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fresh random minibatch (without replacement) from the agent's training set."""
+        train = self.agents[agent].train
+        idx = np.sort(self.batch_rng[agent].choice(train, min(self.config.batch_size, len(train)),
+                                                   replace=False))
+        x = normalize(torch.from_numpy(self.dataset.train_x[idx])).to(self.device)
+        return x, torch.from_numpy(self.dataset.train_y[idx]).to(self.device)
+
+    def local_phase(self, round_: int) -> tuple[pa.RecordBatch, dict[int, int]]:
+        """Phase 1 for every hosted agent: (payload batch, bytes per sending agent)."""
+        torch.set_num_threads(self.threads)
+        senders, packed = [], []
+        for agent in sorted(self.agents):
+            message = self.algorithm.local(self.states[agent], *self._batch(agent))
+            if message is not None:
+                senders.append(agent)
+                packed.append(message)
+        return codec.encode(senders, packed), {a: int(p.size) for a, p in zip(senders, packed, strict=True)}
+
+    def merge_phase(self, round_: int, *payloads: pa.RecordBatch) -> None:
+        """Phase 2: decode each needed sender once, then let every hosted agent merge."""
+        torch.set_num_threads(self.threads)
+        if not self.algorithm.communicates:
+            return
+        messages: dict[int, np.ndarray] = {}
+        for batch in payloads:
+            messages.update(codec.rows(batch))
+        decoded = {}
+        for agent in sorted(self.agents):
+            for j in self.agents[agent].neighbours:
+                if j not in decoded:
+                    decoded[j] = self.algorithm.decode(messages[j])
+            self.algorithm.merge(self.states[agent], [decoded[j] for j in self.agents[agent].neighbours])
+
+    @torch.no_grad()
+    def evaluate(self, round_: int, full: bool) -> list[dict]:
+        """Accuracy/loss of each personalized model on its test set (or its fixed eval subset)."""
+        torch.set_num_threads(self.threads)
+        rows = []
+        for agent in sorted(self.agents):
+            idx = self.agents[agent].test if full else self.eval_idx[agent]
+            weights = self.algorithm.eval_weights(self.states[agent])
+            correct, loss_sum = 0, 0.0
+            for start in range(0, len(idx), EVAL_CHUNK):
+                chunk = idx[start:start + EVAL_CHUNK]
+                x = normalize(torch.from_numpy(self.dataset.test_x[chunk])).to(self.device)
+                y = torch.from_numpy(self.dataset.test_y[chunk]).to(self.device)
+                logits = self.model.forward(x, weights)
+                loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+            rows.append({"round": round_, "agent": agent, "accuracy": correct / len(idx),
+                         "loss": loss_sum / len(idx), "samples": len(idx),
+                         **self.algorithm.stats(self.states[agent])})
+        return rows
+
+    def masks(self) -> dict[int, list[np.ndarray]]:
+        """The agents' current personal masks (for tests and analysis)."""
+        return {a: [m.to("cpu", torch.uint8).numpy() for m in s.mask] for a, s in self.states.items()}

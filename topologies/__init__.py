@@ -1,0 +1,89 @@
+"""Communication graphs as pure functions returning a networkx graph on nodes 0..n-1.
+
+>>> sorted(ring(4).edges())
+[(0, 1), (0, 3), (1, 2), (2, 3)]
+>>> erdos_renyi(20, 0.5, seed=1).number_of_nodes()
+20
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+
+PAPER20 = Path(__file__).with_name("paper20.edgelist")
+MAX_RESAMPLES = 1000
+
+
+class TopologyError(ValueError):
+    """A graph that cannot be used; the message is one line."""
+
+
+def ring(n: int) -> nx.Graph:
+    """Cycle 0-1-...-(n-1)-0 (a single edge for n = 2)."""
+    return nx.cycle_graph(n) if n > 2 else nx.path_graph(n)
+
+
+def erdos_renyi(n: int, p: float, seed: int) -> nx.Graph:
+    """G(n, p), resampled with successive seeds until connected (deterministic by seed)."""
+    for attempt in range(MAX_RESAMPLES):
+        graph = nx.gnp_random_graph(n, p, seed=seed * MAX_RESAMPLES + attempt)
+        if nx.is_connected(graph):
+            return graph
+    raise TopologyError(
+        f"invalid p {p}: no connected Erdos-Renyi graph on {n} agents in {MAX_RESAMPLES} draws; raise p"
+    )
+
+
+def from_edgelist(path: str | Path, n: int) -> nx.Graph:
+    """Read 'i j' lines ('#' comments allowed); nodes must be exactly 0..n-1."""
+    try:
+        graph = nx.read_edgelist(path, nodetype=int, data=False, comments="#")
+    except (TypeError, ValueError, IndexError) as err:
+        raise TopologyError(f"invalid topology file {str(path)!r}: {err}") from None
+    except OSError:
+        raise TopologyError(f"invalid topology file {str(path)!r}: cannot be read") from None
+    if set(graph.nodes) != set(range(n)):
+        raise TopologyError(
+            f"invalid topology file {str(path)!r}: nodes must be 0..{n - 1} for {n} agents, "
+            f"found {graph.number_of_nodes()} nodes in [{min(graph.nodes, default=0)}, "
+            f"{max(graph.nodes, default=0)}]"
+        )
+    return graph
+
+
+def build(name: str, n: int, p: float = 0.5, seed: int = 0) -> nx.Graph:
+    """Resolve a topology name (er, ring, paper20) or an edge-list path, then validate it."""
+    if name == "ring":
+        graph = ring(n)
+    elif name == "er":
+        graph = erdos_renyi(n, p, seed)
+    elif name == "paper20":
+        graph = from_edgelist(PAPER20, n)
+    else:
+        graph = from_edgelist(name, n)
+    return validate(graph, name)
+
+
+def validate(graph: nx.Graph, name: str = "graph") -> nx.Graph:
+    """Reject self-loops and disconnected graphs; return a graph with sorted integer nodes."""
+    loops = list(nx.selfloop_edges(graph))
+    if loops:
+        raise TopologyError(f"invalid topology {name!r}: self-loop on agent {loops[0][0]}")
+    if not nx.is_connected(graph):
+        parts = nx.number_connected_components(graph)
+        raise TopologyError(f"invalid topology {name!r}: graph is disconnected ({parts} components)")
+    ordered = nx.Graph()
+    ordered.add_nodes_from(sorted(graph.nodes))
+    ordered.add_edges_from(graph.edges)
+    return ordered
+
+
+def neighbours(graph: nx.Graph) -> list[list[int]]:
+    """Sorted neighbour list of every agent, self excluded."""
+    return [sorted(graph.neighbors(i)) for i in range(graph.number_of_nodes())]
+
+
+def write_edgelist(graph: nx.Graph, path: str | Path) -> None:
+    nx.write_edgelist(graph, path, data=False)
