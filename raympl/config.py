@@ -39,6 +39,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "wd_scores": 0.0,
         "train_fraction": 1.0,
         "weight_init": "uniform_pm1",
+        # The code's ELU on the logits is not in the paper; with U[-1,1] weights the logits start
+        # in the hundreds, ELU clamps every class to -1 and the network never trains (docs/results.md).
+        "final_elu": False,
     },
     "reference-code": {
         "lr": 10.0,
@@ -49,6 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "wd_scores": 5e-4,
         "train_fraction": 0.2,
         "weight_init": "torch_default",
+        "final_elu": True,
     },
 }
 

@@ -16,12 +16,14 @@ from datetime import datetime
 from pathlib import Path
 
 import networkx as nx
+import pyarrow.parquet as pq
 
 from raympl import topologies
 from raympl.config import RunConfig
 from raympl.data import datasets
 from raympl.data import partition as partitioning
-from raympl.metrics import Recorder, atomic_write_bytes
+from raympl.masks import codec
+from raympl.metrics import Recorder, atomic_write_bytes, write_table
 from raympl.runtime.executors import InProcessExecutor, RayExecutor
 from raympl.runtime.host import AgentData
 from raympl.runtime.placement import Placement, local_resources, plan, ray_resources
@@ -50,6 +52,16 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(dataset, graph, parts)
 
 
+def write_masks(masks: dict[int, object], path: Path) -> None:
+    """Final personal masks, one bit-packed row per agent (decode with raympl.masks.codec)."""
+    agents = sorted(masks)
+    write_table(codec.encode(agents, [masks[a] for a in agents]).to_pylist(), path)
+
+
+def read_masks(path: Path) -> dict[int, bytes]:
+    return {row["agent"]: row["mask"] for row in pq.read_table(path).to_pylist()}
+
+
 def connect_ray(address: str | None) -> None:
     import ray
 
@@ -75,9 +87,9 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
              prepared: Prepared | None = None) -> dict:
     """Run one simulation end to end and return its summary (also written to out/summary.json)."""
     start = time.perf_counter()
+    prepared = prepared or prepare(config)  # bad data or graph fails before anything is written
     out = Path(out or config.out or default_out_dir())
     out.mkdir(parents=True, exist_ok=True)
-    prepared = prepared or prepare(config)
     atomic_write_bytes(out / "config.toml", config.to_toml().encode())
     topologies.write_edgelist(prepared.graph, out / "topology.edgelist")
     prepared.partition.to_json(out / "partition.json")
@@ -119,6 +131,8 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
             if progress:
                 progress(round_, mean_acc)
         recorder.flush()
+        masks = executor.masks()
+        write_masks(masks, out / "masks.parquet")
         wall = time.perf_counter() - start
         train_s = sum(r["local_s"] + r["merge_s"] for r in recorder.rounds)
         return recorder.write_summary({

@@ -121,6 +121,7 @@ class AgentHost:
                          **self.algorithm.stats(self.states[agent])})
         return rows
 
-    def masks(self) -> dict[int, list[np.ndarray]]:
-        """The agents' current personal masks (for tests and analysis)."""
-        return {a: [m.to("cpu", torch.uint8).numpy() for m in s.mask] for a, s in self.states.items()}
+    def masks(self) -> dict[int, np.ndarray]:
+        """The agents' current personal masks, bit-packed (codec.pack_mask)."""
+        return {a: codec.pack_mask([m.to("cpu", torch.uint8).numpy() for m in s.mask])
+                for a, s in sorted(self.states.items())}

@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine:
+#   make simulate   real default simulation (Fashion-MNIST, 20 agents, MCE-PL), ~10 min on 2 cores
+#   make test       the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: setup data simulate test lint
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Fashion-MNIST from Debian where apt exists (no-op when already there or when apt is absent).
+data:
+	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+simulate: setup data
+	$(VENV)/bin/raympl simulate --model small-cnn --agents 20 --topology er --p 0.5 \
+		--classes-per-agent 4 --retention 0.3 --rounds 100 --eval-every 10 --eval-samples 500 \
+		--out runs/default-$$(date +%Y%m%d-%H%M%S)
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .

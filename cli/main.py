@@ -1,0 +1,149 @@
+"""The `raympl` command line: simulate a run, or show what a cluster offers and how a run would be placed.
+
+Every option defaults to None = "not given", so a value comes from (lowest first) the preset, the
+--config TOML file, then the flag. Bad input ends with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from raympl import config as cfg
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Simulate decentralized personalized mask learning (MCE-PL and baselines) on Ray.")
+err = Console(stderr=True)
+out = Console()
+
+Opt = typer.Option
+
+
+@contextmanager
+def one_line_errors():
+    """Known bad input -> one red line and exit 2; Ctrl-C -> exit 130. Results on disk stay."""
+    from raympl.data.datasets import DataError
+    from raympl.masks.codec import PayloadError
+    from raympl.topologies import TopologyError
+
+    try:
+        yield
+    except (cfg.ConfigError, TopologyError, DataError, PayloadError) as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; evaluations written so far are kept in the run directory")
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def simulate(
+    algorithm: Annotated[str | None, Opt(help=f"One of {', '.join(cfg.ALGORITHMS)}.")] = None,
+    dataset: Annotated[str | None, Opt(help="fashion-mnist or cifar10.")] = None,
+    data_dir: Annotated[str | None, Opt(help="Folder with the data (else $RAYMPL_DATA, else Debian path).")] = None,
+    model: Annotated[str | None, Opt(help="alexnet (the paper's) or small-cnn.")] = None,
+    agents: Annotated[int | None, Opt(help="Number of agents (>= 2).")] = None,
+    topology: Annotated[str | None, Opt(help="er, ring, paper20, or an edge-list file.")] = None,
+    p: Annotated[float | None, Opt(help="Erdos-Renyi edge probability.")] = None,
+    partition: Annotated[str | None, Opt(help="label-skew, dirichlet or iid.")] = None,
+    classes_per_agent: Annotated[int | None, Opt(help="Classes per agent for label skew (c).")] = None,
+    alpha: Annotated[float | None, Opt(help="Dirichlet concentration.")] = None,
+    retention: Annotated[str | None, Opt(help="r_i: one value, a comma list (one per agent), or paper-hetero.")] = None,
+    rounds: Annotated[int | None, Opt(help="Rounds (one minibatch + one exchange each).")] = None,
+    batch_size: Annotated[int | None, Opt(help="Minibatch size.")] = None,
+    lr: Annotated[float | None, Opt(help="Step size on the scores (eta).")] = None,
+    lam: Annotated[float | None, Opt(help="Group-lasso weight lambda.")] = None,
+    preset: Annotated[str | None, Opt(help="paper or reference-code (algorithms.md §2.8).")] = None,
+    finetune_lr: Annotated[float | None, Opt(help="Step size of the fine-tune step (eq. 17); default = lr.")] = None,
+    fil_threshold: Annotated[int | None, Opt(help="Fil: clear groups with at most this many ones (0 = off).")] = None,
+    linear_retention: Annotated[float | None, Opt(help="Fixed retention of linear layers (code: 0.9).")] = None,
+    wd_scores: Annotated[float | None, Opt(help="Weight decay on the scores.")] = None,
+    train_fraction: Annotated[float | None, Opt(help="Share of each agent's split used (code: 0.2).")] = None,
+    weight_init: Annotated[str | None, Opt(help="uniform_pm1 or torch_default.")] = None,
+    init_neighbor_masks: Annotated[str | None, Opt(help="bernoulli_shared or zeros.")] = None,
+    final_elu: Annotated[bool | None, Opt("--final-elu/--no-final-elu", help="ELU on the logits.")] = None,
+    eval_every: Annotated[int | None, Opt(help="Evaluate every this many rounds.")] = None,
+    eval_samples: Annotated[int | None, Opt(help="Evaluate on a fixed subset of this size until the end.")] = None,
+    seed: Annotated[int | None, Opt(help="Seed of everything.")] = None,
+    agents_per_actor: Annotated[int | None, Opt(help="Agents served by one host actor.")] = None,
+    cpus_per_agent: Annotated[float | None, Opt(help="CPUs per agent (default: cluster CPUs / agents).")] = None,
+    gpus_per_agent: Annotated[float | None, Opt(help="GPUs per agent (fractions share a GPU).")] = None,
+    address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,
+    executor: Annotated[str | None, Opt(help="ray, or inprocess (debugging, no Ray).")] = None,
+    out_dir: Annotated[str | None, Opt("--out", help="Run directory (default runs/<timestamp>).")] = None,
+    config: Annotated[Path | None, Opt(help="TOML file with the same keys; flags override it.")] = None,
+) -> None:
+    """Run one simulation and write config, topology, partition, metrics and summary to --out."""
+    overrides = {k: v for k, v in locals().items() if k not in ("config", "out_dir")}
+    overrides["out"] = out_dir
+    with one_line_errors():
+        run_config = cfg.resolve(overrides, config)
+        from raympl.runtime.driver import default_out_dir
+        from raympl.runtime.driver import simulate as run_simulation
+
+        run_dir = Path(run_config.out or default_out_dir())
+        if (run_dir / "summary.json").exists() or (run_dir / "metrics.parquet").exists():
+            raise cfg.ConfigError(f"invalid out {str(run_dir)!r}: already holds a run; choose another --out")
+        out.print(f"raympl: {run_config.algorithm} on {run_config.dataset}, {run_config.agents} agents, "
+                  f"{run_config.rounds} rounds -> {run_dir}", highlight=False)
+        progress = Progress(TextColumn("round {task.completed}/{task.total}"), BarColumn(),
+                            TextColumn("acc {task.fields[acc]}"), TimeElapsedColumn(),
+                            TextColumn("ETA"), TimeRemainingColumn(), console=err,
+                            disable=not sys.stderr.isatty())
+        with progress:
+            task = progress.add_task("rounds", total=run_config.rounds, acc="-")
+
+            def on_round(round_: int, accuracy: float | None) -> None:
+                fields = {"acc": f"{accuracy:.4f}"} if accuracy is not None else {}
+                progress.update(task, completed=round_, **fields)
+                if accuracy is not None and progress.disable:
+                    err.print(f"round {round_}/{run_config.rounds}: mean accuracy {accuracy:.4f}",
+                              highlight=False)
+
+            summary = run_simulation(run_config, run_dir, progress=on_round)
+    out.print(f"final mean accuracy {summary['final_mean_accuracy']:.4f} "
+              f"(mean of last 5 evaluations {summary['mean_accuracy_last5']:.4f}), "
+              f"{summary['total_bits'] / 8e6:.1f} MB sent, {summary['wall_time_s']:.1f} s; "
+              f"results in {run_dir}", highlight=False)
+
+
+@app.command()
+def info(
+    address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,
+    agents: Annotated[int, Opt(help="Agents of the run to place.")] = 20,
+    agents_per_actor: Annotated[int | None, Opt()] = None,
+    cpus_per_agent: Annotated[float | None, Opt()] = None,
+    gpus_per_agent: Annotated[float, Opt()] = 0.0,
+) -> None:
+    """Show the cluster's resources and the placement a run with these settings would get."""
+    with one_line_errors():
+        run_config = cfg.resolve({"agents": agents, "agents_per_actor": agents_per_actor,
+                                  "cpus_per_agent": cpus_per_agent, "gpus_per_agent": gpus_per_agent})
+        import ray
+
+        from raympl.runtime.driver import connect_ray
+        from raympl.runtime.placement import plan, ray_resources
+
+        connect_ray(address)
+        table = Table(title="Ray nodes")
+        for column in ("node", "alive", "CPU", "GPU", "memory GB", "object store GB"):
+            table.add_column(column)
+        for node in ray.nodes():
+            res = node["Resources"]
+            table.add_row(node["NodeManagerAddress"], str(node["Alive"]), f"{res.get('CPU', 0):g}",
+                          f"{res.get('GPU', 0):g}", f"{res.get('memory', 0) / 1e9:.1f}",
+                          f"{res.get('object_store_memory', 0) / 1e9:.1f}")
+        out.print(table)
+        placement = plan(run_config, ray_resources())
+        out.print(f"placement for {agents} agents: {placement.describe()}", highlight=False)
+
+
+if __name__ == "__main__":
+    app()

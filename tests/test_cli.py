@@ -1,0 +1,91 @@
+"""`raympl simulate` end to end on tiny data, and bad input: one line, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from raympl.cli.main import app
+from raympl.config import resolve
+
+runner = CliRunner()
+
+
+def test_simulate_writes_every_output(ray_session, fashion_dir, tmp_path):
+    out = tmp_path / "run"
+    config = tmp_path / "c.toml"
+    config.write_text('model = "small-cnn"\nagents = 5\nrounds = 99\n')
+    result = runner.invoke(app, ["simulate", "--config", str(config), "--rounds", "3", "--eval-every", "2",
+                                 "--topology", "ring", "--classes-per-agent", "2", "--batch-size", "16",
+                                 "--data-dir", str(fashion_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "final mean accuracy" in result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.toml", "masks.parquet", "metrics.parquet", "partition.json", "rounds.parquet",
+        "summary.json", "topology.edgelist"]
+    resolved = resolve({}, out / "config.toml")
+    assert (resolved.rounds, resolved.agents, resolved.model) == (3, 5, "small-cnn")
+    metrics = pq.read_table(out / "metrics.parquet")
+    assert metrics.column_names == ["round", "agent", "accuracy", "loss", "density", "zero_filter_fraction",
+                                    "bits_sent", "samples"]
+    assert sorted(set(metrics.column("round").to_pylist())) == [2, 3]
+    rounds = pq.read_table(out / "rounds.parquet").to_pylist()
+    assert [r["round"] for r in rounds] == [1, 2, 3] and all(r["local_s"] > 0 for r in rounds)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["total_bits"] == sum(r["bits"] for r in rounds) > 0
+    assert len(json.loads((out / "partition.json").read_text())["classes"]) == 5
+
+    again = runner.invoke(app, ["simulate", "--config", str(config), "--out", str(out),
+                                "--data-dir", str(fashion_dir)])
+    assert again.exit_code == 2 and "already holds a run" in again.output
+    assert json.loads((out / "summary.json").read_text()) == summary  # nothing lost
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--algorithm", "foo"], "invalid algorithm 'foo'"),
+    (["--retention", "1.5"], "invalid retention 1.5"),
+    (["--retention", "0.3,0.4", "--agents", "5"], "one per agent"),
+    (["--classes-per-agent", "11"], "invalid classes-per-agent 11"),
+    (["--agents", "1"], "invalid agents 1"),
+    (["--topology", "no-such-file.txt"], "invalid topology 'no-such-file.txt'"),
+    (["--dataset", "cifar10", "--data-dir", "/no/such/dir"], "invalid data-dir '/no/such/dir'"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "raympl.cli.main", "simulate", *args,
+                             "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_config_key_and_missing_fashion_data(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("bogus = 1\n")
+    result = runner.invoke(app, ["simulate", "--config", str(bad)])
+    assert result.exit_code == 2 and "invalid config key 'bogus'" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr("raympl.data.datasets.DEBIAN_FASHION_MNIST", empty / "none")
+    monkeypatch.delenv("RAYMPL_DATA", raising=False)
+    monkeypatch.setattr("raympl.data.datasets._download", _no_network)
+    result = runner.invoke(app, ["simulate", "--data-dir", str(empty), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "dataset-fashion-mnist" in result.output
+
+
+def _no_network(name, data_dir):
+    from raympl.data.datasets import DataError
+
+    raise DataError(f"invalid dataset {name!r}: data not found and download failed; install it with "
+                    "`apt-get install -y dataset-fashion-mnist`")
+
+
+def test_no_generic_top_level_modules_are_installed():
+    for name in ("cli", "topologies"):
+        result = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, cwd="/")
+        assert result.returncode != 0, name

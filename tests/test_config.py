@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+
+from raympl.config import PAPER_HETERO_RETENTION, ConfigError, RunConfig, resolve
+
+
+def test_precedence_preset_then_file_then_flags(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('preset = "reference-code"\nlr = 2.0\nrounds = 7\n')
+    config = resolve({"rounds": 9}, path)
+    assert config.lr == 2.0 and config.rounds == 9
+    assert config.linear_retention == 0.9 and config.lam == 0.0 and config.train_fraction == 0.2
+
+
+def test_paper_preset_defaults():
+    config = resolve({})
+    assert (config.lr, config.lam, config.fil_threshold, config.linear_retention) == (1.0, 0.001, 0, None)
+    assert config.effective_finetune_lr == 1.0
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path):
+    config = resolve({"retention": "paper-hetero", "eval_samples": 50})
+    (tmp_path / "c.toml").write_text(config.to_toml())
+    assert resolve({}, tmp_path / "c.toml") == config
+    assert config.retention == list(PAPER_HETERO_RETENTION)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"algorithm": "sgd"}, "invalid algorithm 'sgd'"),
+    ({"retention": "0"}, "invalid retention 0.0"),
+    ({"retention": "0.3,0.5", "agents": 3}, "one per agent"),
+    ({"retention": "a,b"}, "invalid retention"),
+    ({"classes_per_agent": 0}, "classes-per-agent 0"),
+    ({"agents": 1}, "invalid agents 1"),
+    ({"model": "vgg"}, "invalid model 'vgg'"),
+    ({"dataset": "mnist"}, "invalid dataset 'mnist'"),
+    ({"topology": "torus"}, "invalid topology 'torus'"),
+    ({"preset": "fast"}, "invalid preset 'fast'"),
+    ({"rounds": "ten"}, "invalid rounds 'ten'"),
+])
+def test_bad_values_name_themselves(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve(overrides)
+
+
+def test_unknown_config_key(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("learning_rate = 1\n")
+    with pytest.raises(ConfigError, match="invalid config key 'learning_rate'"):
+        resolve({}, path)
+
+
+def test_retention_per_agent():
+    config = RunConfig(agents=3, retention=[0.1, 0.2, 0.3]).validate()
+    assert [config.retention_of(i) for i in range(3)] == [0.1, 0.2, 0.3]
