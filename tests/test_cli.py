@@ -89,3 +89,11 @@ def test_no_generic_top_level_modules_are_installed():
     for name in ("cli", "topologies"):
         result = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, cwd="/")
         assert result.returncode != 0, name
+
+
+def test_info_shows_resources_and_placement(ray_session):
+    result = runner.invoke(app, ["info", "--agents", "20"])
+    assert result.exit_code == 0, result.output
+    assert "2 host actor(s) x 10 agent(s)" in result.output
+    result = runner.invoke(app, ["info", "--agents", "20", "--cpus-per-agent", "1"])
+    assert result.exit_code == 2 and "invalid placement" in result.output

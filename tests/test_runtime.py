@@ -85,3 +85,12 @@ def test_placement_defaults_and_errors():
         plan(resolve({"agents": 20, "cpus_per_agent": 1.0}), two_cores)
     with pytest.raises(ConfigError, match="no GPU"):
         plan(resolve({"agents": 4, "gpus_per_agent": 0.5}), two_cores)
+
+
+def test_alexnet_on_cifar10_format_end_to_end(ray_session, cifar_dir, tmp_path):
+    config = resolve({"dataset": "cifar10", "data_dir": str(cifar_dir), "model": "alexnet", "agents": 3,
+                      "topology": "ring", "classes_per_agent": 2, "rounds": 2, "eval_every": 1, "batch_size": 8,
+                      "out": str(tmp_path / "cifar")})
+    summary = simulate(config)
+    assert summary["total_bits"] == 2 * 6 * 1_227_328  # P bits per directed link per round (P % 8 == 0)
+    assert len(pq.read_table(tmp_path / "cifar" / "metrics.parquet")) == 3 * 2
