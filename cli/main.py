@@ -52,6 +52,7 @@ def simulate(
     agents: Annotated[int | None, Opt(help="Number of agents (>= 2).")] = None,
     topology: Annotated[str | None, Opt(help="er, ring, paper20, or an edge-list file.")] = None,
     p: Annotated[float | None, Opt(help="Erdos-Renyi edge probability.")] = None,
+    degree: Annotated[float | None, Opt(help="Erdos-Renyi mean degree (sets p = degree / (agents - 1)).")] = None,
     partition: Annotated[str | None, Opt(help="label-skew, dirichlet or iid.")] = None,
     classes_per_agent: Annotated[int | None, Opt(help="Classes per agent for label skew (c).")] = None,
     alpha: Annotated[float | None, Opt(help="Dirichlet concentration.")] = None,

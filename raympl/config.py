@@ -70,6 +70,7 @@ class RunConfig:
     agents: int = 20
     topology: str = "er"
     p: float = 0.5
+    degree: float | None = None  # ER mean degree; sets p = degree / (agents - 1)
     partition: str = "label-skew"
     classes_per_agent: int = 4
     alpha: float = 0.5
@@ -106,6 +107,10 @@ class RunConfig:
         return self.retention[agent] if len(self.retention) > 1 else self.retention[0]
 
     @property
+    def edge_probability(self) -> float:
+        return self.p if self.degree is None else min(1.0, self.degree / (self.agents - 1))
+
+    @property
     def effective_finetune_lr(self) -> float:
         return self.lr if self.finetune_lr is None else self.finetune_lr
 
@@ -128,6 +133,8 @@ class RunConfig:
             raise bad("agents", self.agents, "need at least 2 agents")
         if not 0.0 < self.p <= 1.0:
             raise bad("p", self.p, "edge probability must be in (0, 1]")
+        if self.degree is not None and not 0 < self.degree <= self.agents - 1:
+            raise bad("degree", self.degree, f"mean degree must be in (0, {self.agents - 1}]")
         if not 1 <= self.classes_per_agent <= self.num_classes:
             raise bad("classes-per-agent", self.classes_per_agent,
                       f"must be in [1, {self.num_classes}] for {self.dataset}")

@@ -37,6 +37,7 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
     ({"dataset": "mnist"}, "invalid dataset 'mnist'"),
     ({"topology": "torus"}, "invalid topology 'torus'"),
     ({"preset": "fast"}, "invalid preset 'fast'"),
+    ({"degree": 0}, "invalid degree 0"),
     ({"rounds": "ten"}, "invalid rounds 'ten'"),
 ])
 def test_bad_values_name_themselves(overrides, message):
@@ -54,3 +55,8 @@ def test_unknown_config_key(tmp_path):
 def test_retention_per_agent():
     config = RunConfig(agents=3, retention=[0.1, 0.2, 0.3]).validate()
     assert [config.retention_of(i) for i in range(3)] == [0.1, 0.2, 0.3]
+
+
+def test_degree_sets_the_edge_probability():
+    assert resolve({"agents": 101, "degree": 4}).edge_probability == pytest.approx(0.04)
+    assert resolve({"agents": 101, "p": 0.3}).edge_probability == 0.3

@@ -94,3 +94,21 @@ def test_alexnet_on_cifar10_format_end_to_end(ray_session, cifar_dir, tmp_path):
     summary = simulate(config)
     assert summary["total_bits"] == 2 * 6 * 1_227_328  # P bits per directed link per round (P % 8 == 0)
     assert len(pq.read_table(tmp_path / "cifar" / "metrics.parquet")) == 3 * 2
+
+
+@pytest.mark.parametrize("name, n, p, hosts", [("ring", 40, 0.5, 4), ("er", 60, 0.1, 5), ("er", 20, 0.5, 3)])
+def test_neighbour_aware_assignment_keeps_sizes_and_cuts_fewer_links(name, n, p, hosts):
+    import numpy as np
+
+    from raympl import topologies
+    from raympl.runtime.placement import assign_agents, cross_host_share
+
+    graph = topologies.build(name, n, p=p, seed=2)
+    sizes = [len(g) for g in np.array_split(np.arange(n), hosts)]
+    groups = assign_agents(graph, sizes)
+    assert sorted(sum(groups, [])) == list(range(n))
+    assert sorted(len(g) for g in groups) == sorted(sizes)
+    contiguous = [g.tolist() for g in np.array_split(np.arange(n), hosts)]
+    assert cross_host_share(graph, groups) <= cross_host_share(graph, contiguous)
+    if name == "ring":
+        assert cross_host_share(graph, groups) == hosts / n  # optimal: one cut edge per host boundary

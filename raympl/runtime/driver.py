@@ -26,7 +26,7 @@ from raympl.masks import codec
 from raympl.metrics import Recorder, atomic_write_bytes, write_table
 from raympl.runtime.executors import InProcessExecutor, RayExecutor
 from raympl.runtime.host import AgentData
-from raympl.runtime.placement import Placement, local_resources, plan, ray_resources
+from raympl.runtime.placement import Placement, cross_host_share, local_resources, plan, ray_resources
 
 ProgressFn = Callable[[int, float | None], None]
 
@@ -44,7 +44,7 @@ def default_out_dir() -> Path:
 
 def prepare(config: RunConfig) -> Prepared:
     dataset = datasets.load(config.dataset, config.data_dir)
-    graph = topologies.build(config.topology, config.agents, config.p, config.seed)
+    graph = topologies.build(config.topology, config.agents, config.edge_probability, config.seed)
     parts = partitioning.make(config.partition, dataset.train_y, dataset.test_y, agents=config.agents,
                               classes_per_agent=config.classes_per_agent, alpha=config.alpha,
                               num_classes=dataset.num_classes, seed=config.seed,
@@ -99,7 +99,7 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
         resources = ray_resources()
     else:
         resources = local_resources()
-    placement = plan(config, resources)
+    placement = plan(config, resources, prepared.graph)
     hosts, routes = host_layout(prepared, placement)
     executor_cls = RayExecutor if config.executor == "ray" else InProcessExecutor
     executor = executor_cls(config, prepared.dataset, hosts, routes, placement)
@@ -141,6 +141,7 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
             "train_s_per_round": train_s / config.rounds,
             "eval_s_total": sum(r["eval_s"] for r in recorder.rounds),
             "placement": placement.describe(), "devices": sorted(set(executor.devices())),
+            "cross_host_link_share": cross_host_share(prepared.graph, placement.groups),
             "final_evaluation": "full test set of every agent, personalized model after aggregation",
         })
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import networkx as nx
 import numpy as np
 
 from raympl.config import ConfigError, RunConfig
@@ -41,7 +42,46 @@ class Placement:
                 f"{self.cpus_per_actor:g} CPU / {self.gpus_per_actor:g} GPU, {self.threads} torch thread(s)")
 
 
-def plan(config: RunConfig, resources: Resources) -> Placement:
+def assign_agents(graph: nx.Graph, sizes: list[int], seed: int = 0) -> list[list[int]]:
+    """Split agents into groups of the given sizes so that neighbours tend to share a host:
+    recursive Kernighan-Lin bisection (size-preserving swaps), started from a bandwidth-reducing
+    (reverse Cuthill-McKee) order, which is already optimal for rings."""
+    order = list(nx.utils.reverse_cuthill_mckee_ordering(graph))
+
+    def split(nodes: list[int], sizes: list[int]) -> list[list[int]]:
+        if len(sizes) == 1:
+            return [sorted(nodes)]
+        half = len(sizes) // 2
+        left = sum(sizes[:half])
+        a, b = nodes[:left], nodes[left:]
+        if a and b:
+            a_set, b_set = nx.community.kernighan_lin_bisection(graph.subgraph(nodes), partition=(set(a), set(b)),
+                                                                seed=seed)
+            a_set, b_set = rebalance(a_set, b_set, left)
+            rank = {n: i for i, n in enumerate(nodes)}
+            a, b = sorted(a_set, key=rank.get), sorted(b_set, key=rank.get)
+        return split(a, sizes[:half]) + split(b, sizes[half:])
+
+    def rebalance(a: set[int], b: set[int], size_a: int) -> tuple[set[int], set[int]]:
+        """networkx's KL may change the side sizes: move the nodes most tied to the other side back."""
+        while len(a) != size_a:
+            src, dst = (a, b) if len(a) > size_a else (b, a)
+            node = max(sorted(src), key=lambda v: sum(u in dst for u in graph.neighbors(v)))
+            src.remove(node)
+            dst.add(node)
+        return a, b
+
+    return sorted(split(order, sizes), key=min)
+
+
+def cross_host_share(graph: nx.Graph, groups: list[list[int]]) -> float:
+    """Share of undirected links whose two agents live on different hosts."""
+    host = {a: h for h, group in enumerate(groups) for a in group}
+    edges = graph.number_of_edges()
+    return sum(host[u] != host[v] for u, v in graph.edges) / edges if edges else 0.0
+
+
+def plan(config: RunConfig, resources: Resources, graph: nx.Graph | None = None) -> Placement:
     n = config.agents
     gpa = config.gpus_per_agent
     if gpa > 0 and resources.gpus <= 0:
@@ -72,6 +112,8 @@ def plan(config: RunConfig, resources: Resources) -> Placement:
             f"{resources.max_node_gpus:g} GPU); lower --cpus-per-agent/--gpus-per-agent or "
             f"change --agents-per-actor")
     groups = [g.tolist() for g in np.array_split(np.arange(n), actors)]
+    if graph is not None and actors > 1:
+        groups = assign_agents(graph, [len(g) for g in groups], config.seed)
     return Placement(groups, cpus_per_actor, gpus_per_actor, max(1, math.floor(cpus_per_actor + 1e-9)),
                      cpa, per_actor)
 
