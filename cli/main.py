@@ -115,6 +115,58 @@ def simulate(
               f"results in {run_dir}", highlight=False)
 
 
+study_app = typer.Typer(no_args_is_help=True, help="Studies that run many simulations.")
+app.add_typer(study_app, name="study")
+
+
+def int_list(value: str, name: str) -> list[int]:
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise cfg.ConfigError(f"invalid {name} {value!r}: expected integers like 20,50,100") from None
+    if not items:
+        raise cfg.ConfigError(f"invalid {name} {value!r}: empty list")
+    return items
+
+
+@study_app.command("scaling")
+def study_scaling(
+    agents: Annotated[str, Opt(help="Comma list of agent counts.")] = "20,50,100,200,500",
+    topology: Annotated[str, Opt(help="Comma list of topologies (er, ring, ...).")] = "ring,er",
+    degree: Annotated[float | None, Opt(help="ER mean degree (keeps large graphs sparse).")] = 4.0,
+    p: Annotated[float | None, Opt(help="ER edge probability (used when --degree is not given).")] = None,
+    rounds: Annotated[int, Opt(help="Rounds per point (the first is left out of the timings).")] = 3,
+    model: Annotated[str, Opt()] = "small-cnn",
+    dataset: Annotated[str | None, Opt()] = None,
+    data_dir: Annotated[str | None, Opt()] = None,
+    algorithm: Annotated[str | None, Opt()] = None,
+    batch_size: Annotated[int | None, Opt()] = None,
+    agents_per_actor: Annotated[int | None, Opt()] = None,
+    cpus_per_agent: Annotated[float | None, Opt()] = None,
+    gpus_per_agent: Annotated[float | None, Opt()] = None,
+    seed: Annotated[int | None, Opt()] = None,
+    address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,
+    out_dir: Annotated[Path, Opt("--out", help="Study directory.")] = Path("runs/scaling"),
+    config: Annotated[Path | None, Opt(help="TOML file with simulate keys for every point.")] = None,
+) -> None:
+    """Time per round and bytes per round over agent counts and topologies -> scaling.parquet/.png."""
+    with one_line_errors():
+        counts = int_list(agents, "agents")
+        names = [t for t in topology.split(",") if t.strip()]
+        overrides = {"agents": min(counts), "topology": names[0], "degree": degree if p is None else None, "p": p,
+                     "rounds": rounds, "model": model, "dataset": dataset, "data_dir": data_dir,
+                     "algorithm": algorithm, "batch_size": batch_size, "agents_per_actor": agents_per_actor,
+                     "cpus_per_agent": cpus_per_agent, "gpus_per_agent": gpus_per_agent, "seed": seed,
+                     "address": address}
+        base = cfg.resolve(overrides, config)
+        for name in names:
+            cfg.resolve({**overrides, "topology": name})  # reject a bad name before any run starts
+        from raympl.study import scaling
+
+        scaling(base, counts, names, out_dir, log=lambda line: out.print(line, highlight=False))
+    out.print(f"wrote {out_dir / 'scaling.parquet'} and {out_dir / 'scaling.png'}", highlight=False)
+
+
 @app.command()
 def info(
     address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,

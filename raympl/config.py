@@ -90,6 +90,7 @@ class RunConfig:
     init_neighbor_masks: str = "bernoulli_shared"
     eval_every: int = 10
     eval_samples: int | None = None
+    eval_final_full: bool = True  # the last evaluation uses every agent's full test set
     seed: int = 0
     agents_per_actor: int | None = None
     cpus_per_agent: float | None = None

@@ -122,7 +122,8 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
             mean_acc = None
             final = round_ == config.rounds
             if final or round_ % config.eval_every == 0:
-                mean_acc = recorder.add_evaluation(executor.evaluate(round_, full=final), bits_sent)
+                full = final and config.eval_final_full
+                mean_acc = recorder.add_evaluation(executor.evaluate(round_, full=full), bits_sent)
             t3 = time.perf_counter()
             recorder.add_round({"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2,
                                 "bytes": round_bits // 8, "bits": round_bits})
@@ -140,9 +141,12 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
             "edges": prepared.graph.number_of_edges(), "wall_time_s": wall, "setup_s": setup_s,
             "train_s_per_round": train_s / config.rounds,
             "eval_s_total": sum(r["eval_s"] for r in recorder.rounds),
-            "placement": placement.describe(), "devices": sorted(set(executor.devices())),
+            "placement": placement.describe(), "actors": placement.actors,
+            "agents_per_actor": placement.agents_per_actor, "devices": sorted(set(executor.devices())),
+            "worker_peak_mb": max(executor.peak_memory_mb()),
             "cross_host_link_share": cross_host_share(prepared.graph, placement.groups),
-            "final_evaluation": "full test set of every agent, personalized model after aggregation",
+            "final_evaluation": ("full test set" if config.eval_final_full else f"{config.eval_samples} test samples")
+            + " of every agent, personalized model after aggregation",
         })
     finally:
         executor.shutdown()

@@ -47,6 +47,9 @@ class InProcessExecutor:
     def devices(self) -> list[str]:
         return [host.device_name() for host in self.hosts]
 
+    def peak_memory_mb(self) -> list[float]:
+        return [host.peak_memory_mb() for host in self.hosts]
+
     def shutdown(self) -> None:
         self.hosts = []
 
@@ -87,6 +90,9 @@ class RayExecutor:
 
     def devices(self) -> list[str]:
         return self.ray.get([a.device_name.remote() for a in self.actors])
+
+    def peak_memory_mb(self) -> list[float]:
+        return self.ray.get([a.peak_memory_mb.remote() for a in self.actors])
 
     def shutdown(self) -> None:
         for actor in self.actors:

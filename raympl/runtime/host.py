@@ -6,6 +6,7 @@ caller owns it), and receives the record batches that hold its agents' neighbour
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,10 @@ class AgentHost:
 
     def device_name(self) -> str:
         return str(self.device)
+
+    def peak_memory_mb(self) -> float:
+        """Peak resident memory of this host's process."""
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def _batch(self, agent: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A fresh random minibatch (without replacement) from the agent's training set."""
