@@ -1,0 +1,77 @@
+"""Real multi-process Ray set-ups: a 3-node ray.cluster_utils.Cluster, and `ray job submit` against a
+`ray start --head` on 127.0.0.1 through cluster/submit.sh."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from raympl.config import resolve
+from raympl.runtime.driver import read_masks, simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_three_node_cluster_equals_single_node(ray_session, tiny_overrides, tmp_path):
+    config = resolve({**tiny_overrides, "out": str(tmp_path / "single")})
+    simulate(config)  # the shared single-node instance: 2 CPUs -> 2 hosts of 1 CPU
+    (tmp_path / "c.toml").write_text(config.to_toml())
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "multinode_run.py"), str(tmp_path / "c.toml"),
+                             str(tmp_path / "multi")], capture_output=True, text=True, timeout=600, env=_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["cpu_nodes"] == 2 and report["summary"]["actors"] == 2
+    assert read_masks(tmp_path / "multi" / "masks.parquet") == read_masks(tmp_path / "single" / "masks.parquet")
+    multi = pq.read_table(tmp_path / "multi" / "metrics.parquet").to_pylist()
+    single = pq.read_table(tmp_path / "single" / "metrics.parquet").to_pylist()
+    assert [r["accuracy"] for r in multi] == [r["accuracy"] for r in single]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ray_job_submit_runs_a_simulation(fashion_dir, tmp_path):
+    env = _env()
+    port, dashboard = _free_port(), _free_port()
+    head = subprocess.Popen(
+        ["ray", "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         "--num-cpus=2", f"--temp-dir={tmp_path / 'ray'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.time() + 120
+        while subprocess.run(["ray", "job", "list", "--address", address], env=env,
+                             capture_output=True).returncode != 0:
+            assert time.time() < deadline, "the Ray head did not come up"
+            time.sleep(2)
+        out = tmp_path / "job-run"
+        result = subprocess.run(
+            [str(ROOT / "cluster" / "submit.sh"), "--model", "small-cnn", "--agents", "4", "--topology", "ring",
+             "--classes-per-agent", "2", "--rounds", "2", "--eval-every", "1", "--batch-size", "8",
+             "--data-dir", str(fashion_dir), "--out", str(out)],
+            env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "succeeded" in result.stdout
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["rounds"] == 2 and summary["total_bits"] > 0
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
