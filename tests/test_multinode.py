@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,11 +51,16 @@ def _free_port() -> int:
 
 def test_ray_job_submit_runs_a_simulation(fashion_dir, tmp_path):
     env = _env()
+    # Every port of its own: the test session's Ray instance already holds the default agent ports.
+    # A short temp dir: Ray's Unix socket paths must stay under ~107 characters.
+    temp_dir = tempfile.mkdtemp(prefix="rjob", dir="/tmp")
     port, dashboard = _free_port(), _free_port()
+    agent_ports = [f"--{flag}={_free_port()}" for flag in ("dashboard-agent-listen-port",
+                   "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")]
     head = subprocess.Popen(
-        ["ray", "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         "--num-cpus=2", f"--temp-dir={tmp_path / 'ray'}"],
+        ["ray", "start", "--head", "--block", f"--port={port}", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", *agent_ports, "--num-cpus=2",
+         f"--temp-dir={temp_dir}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
     try:
@@ -75,3 +82,5 @@ def test_ray_job_submit_runs_a_simulation(fashion_dir, tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
+        subprocess.run(["pkill", "-f", temp_dir])  # any Ray process of this head that left the group
+        shutil.rmtree(temp_dir, ignore_errors=True)
