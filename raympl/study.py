@@ -54,10 +54,10 @@ def scaling(base: RunConfig, agent_counts: list[int], topologies: list[str], out
             row["round_s"] = row["local_s"] + row["merge_s"]
             rows.append(row)
             write_table(rows, out / "scaling.parquet", SCALING_COLUMNS)
+            plot_scaling(rows, out / "scaling.png")
             log(f"{topology} {agents} agents: {row['round_s']:.2f} s/round "
                 f"({row['local_s']:.2f} local + {row['merge_s']:.2f} merge), "
                 f"{row['bytes_per_round'] / 1e6:.1f} MB/round, {row['actors']} actors")
-    plot_scaling(rows, out / "scaling.png")
     return rows
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import networkx as nx
@@ -32,7 +33,8 @@ def erdos_renyi(n: int, p: float, seed: int) -> nx.Graph:
         if nx.is_connected(graph):
             return graph
     raise TopologyError(
-        f"invalid p {p}: no connected Erdos-Renyi graph on {n} agents in {MAX_RESAMPLES} draws; raise p"
+        f"invalid p {p:.4g}: no connected Erdos-Renyi graph on {n} agents in {MAX_RESAMPLES} draws; raise p "
+        f"(a mean degree (n-1)p above ln(n) = {math.log(n):.1f} is needed)"
     )
 
 
