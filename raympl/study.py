@@ -68,13 +68,15 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_time, ax_bytes) = plt.subplots(1, 2, figsize=(10, 4))
-    for topology in sorted({r["topology"] for r in rows}):
+    for index, topology in enumerate(sorted({r["topology"] for r in rows})):
+        color = f"C{index}"  # one colour per topology in both panels
         points = sorted((r for r in rows if r["topology"] == topology), key=lambda r: r["agents"])
         agents = [r["agents"] for r in points]
-        ax_time.plot(agents, [r["round_s"] for r in points], marker="o", label=f"{topology} (total)")
-        ax_time.plot(agents, [r["merge_s"] for r in points], marker=".", linestyle="--",
+        ax_time.plot(agents, [r["round_s"] for r in points], marker="o", color=color, label=f"{topology} (total)")
+        ax_time.plot(agents, [r["merge_s"] for r in points], marker=".", linestyle="--", color=color,
                      label=f"{topology} (merge phase)")
-        ax_bytes.plot(agents, [r["bytes_per_round"] / 1e6 for r in points], marker="o", label=topology)
+        ax_bytes.plot(agents, [r["bytes_per_round"] / 1e6 for r in points], marker="o", color=color,
+                      label=topology)
     ax_time.set(xlabel="agents", ylabel="seconds per round", title="Time per round")
     ax_bytes.set(xlabel="agents", ylabel="MB per round (all directed links)", title="Bytes per round")
     for ax in (ax_time, ax_bytes):
