@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make simulate   real default simulation (Fashion-MNIST, 20 agents, MCE-PL), ~10 min on 2 cores
+#   make simulate   real default simulation (Fashion-MNIST, 20 agents, MCE-PL), ~5 min on 2 cores
 #   make test       the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -25,7 +25,7 @@ data:
 
 simulate: setup data
 	$(VENV)/bin/raympl simulate --model small-cnn --agents 20 --topology er --p 0.5 \
-		--classes-per-agent 4 --retention 0.3 --rounds 100 --eval-every 10 --eval-samples 500 \
+		--classes-per-agent 4 --retention 0.3 --rounds 200 --eval-every 10 --eval-samples 500 \
 		--out runs/default-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
