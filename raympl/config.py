@@ -35,7 +35,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "finetune_lr": None,  # None -> same as lr (eq. 17)
         "fil_threshold": 0,
         "linear_retention": None,  # None -> the agent's own r_i
-        "reg_lambda": 0.001,
+        "lam": 0.001,
         "wd_scores": 0.0,
         "train_fraction": 1.0,
         "weight_init": "uniform_pm1",
@@ -48,7 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "finetune_lr": 10.0,
         "fil_threshold": 0,
         "linear_retention": 0.9,
-        "reg_lambda": 0.0,
+        "lam": 0.0,
         "wd_scores": 5e-4,
         "train_fraction": 0.2,
         "weight_init": "torch_default",
@@ -80,7 +80,7 @@ class RunConfig:
     preset: str = "paper"
     lr: float = 1.0
     finetune_lr: float | None = None
-    lam: float = 0.001  # group-lasso weight λ (the preset sets it through reg_lambda)
+    lam: float = 0.001  # group-lasso weight λ (algorithms.md's reg_lambda)
     fil_threshold: int = 0
     linear_retention: float | None = None
     wd_scores: float = 0.0
@@ -210,17 +210,13 @@ def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) ->
     """Build a validated RunConfig: preset defaults < config file < overrides (None = not given)."""
     values: dict[str, Any] = load_toml(config_file) if config_file else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = sorted(set(values) - FIELD_NAMES - {"reg_lambda"})
+    unknown = sorted(set(values) - FIELD_NAMES)
     if unknown:
         raise ConfigError(f"invalid config key {unknown[0]!r}: not a known option")
     preset = values.get("preset", "paper")
     if preset not in PRESETS:
         raise ConfigError(f"invalid preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    merged = dict(PRESETS[preset])
-    merged["lam"] = merged.pop("reg_lambda")
-    merged.update(values)
-    if "reg_lambda" in merged:
-        merged["lam"] = merged.pop("reg_lambda")
+    merged = {**PRESETS[preset], **values}
     if "retention" in merged:
         merged["retention"] = parse_retention(merged["retention"])
     try:
