@@ -133,7 +133,7 @@ def int_list(value: str, name: str) -> list[int]:
 def study_scaling(
     agents: Annotated[str, Opt(help="Comma list of agent counts.")] = "20,50,100,200,500",
     topology: Annotated[str, Opt(help="Comma list of topologies (er, ring, ...).")] = "ring,er",
-    degree: Annotated[float | None, Opt(help="ER mean degree (keeps large graphs sparse).")] = 4.0,
+    degree: Annotated[float | None, Opt(help="ER mean degree; above ln(agents) to be connectable.")] = 8.0,
     p: Annotated[float | None, Opt(help="ER edge probability (used when --degree is not given).")] = None,
     rounds: Annotated[int, Opt(help="Rounds per point (the first is left out of the timings).")] = 3,
     model: Annotated[str, Opt()] = "small-cnn",
