@@ -29,13 +29,14 @@ Opt = typer.Option
 @contextmanager
 def one_line_errors():
     """Known bad input -> one red line and exit 2; Ctrl-C -> exit 130. Results on disk stay."""
+    from raympl.codes.qsgd import DivergedError
     from raympl.data.datasets import DataError
     from raympl.masks.codec import PayloadError
     from raympl.topologies import TopologyError
 
     try:
         yield
-    except (cfg.ConfigError, TopologyError, DataError, PayloadError) as error:
+    except (cfg.ConfigError, TopologyError, DataError, PayloadError, DivergedError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:

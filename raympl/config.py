@@ -15,7 +15,34 @@ from typing import Any
 import tomli_w
 import tomllib
 
-ALGORITHMS = ("mce-pl", "ind-mask")
+ALGORITHMS = ("mce-pl", "ind-mask", "dsgd", "fedavg", "dsgd-prox", "ind-weipru", "avr-weipru", "par-weipru",
+              "lottery-dsgd", "dis-pfl", "deprl", "malcom-psgd")
+MIXINGS = ("metropolis", "uniform")
+CHOICE_FIELDS = {
+    "dsgd_order": ("lian", "atc"),
+    "weipru_mode": ("hard_prune", "ste_dense"),
+    "lottery_agg": ("overlap", "intersection"),
+    "dispfl_regrow": ("random", "gradient"),
+    "deprl_head": ("fc_all", "last_layer"),
+    "malcom_prox_position": ("before_quant", "after_consensus"),
+}
+
+# Per-algorithm defaults (algorithms.md §3-4): the paper's learning rates (Table I: 0.01 real-valued,
+# 0.1 LotteryDSGD; node heterogeneity: 0.001), and PyTorch-default initial weights for every method
+# that trains real weights (U[-1,1] weights give logits in the hundreds; SGD at 0.01 diverges).
+REAL_VALUED = {"weight_init": "torch_default"}
+ALGORITHM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dsgd": {**REAL_VALUED, "lr": 0.01},
+    "fedavg": {**REAL_VALUED, "lr": 0.01},
+    "dsgd-prox": {**REAL_VALUED, "lr": 0.01},
+    "lottery-dsgd": {**REAL_VALUED, "lr": 0.1},
+    "ind-weipru": {**REAL_VALUED, "lr": 0.001},
+    "avr-weipru": {**REAL_VALUED, "lr": 0.001},
+    "par-weipru": {**REAL_VALUED, "lr": 0.001},
+    "dis-pfl": {**REAL_VALUED, "lr": 0.001, "local_epochs": 1.0},
+    "deprl": {**REAL_VALUED, "lr": 0.01},
+    "malcom-psgd": {**REAL_VALUED, "lr": 0.01},
+}
 DATASETS = {"fashion-mnist": 10, "cifar10": 10}
 MODELS = ("alexnet", "small-cnn")
 PARTITIONS = ("label-skew", "dirichlet", "iid")
@@ -42,6 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # The code's ELU on the logits is not in the paper; with U[-1,1] weights the logits start
         # in the hundreds, ELU clamps every class to -1 and the network never trains (docs/results.md).
         "final_elu": False,
+        "weipru_mode": "hard_prune",
     },
     "reference-code": {
         "lr": 10.0,
@@ -53,6 +81,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_fraction": 0.2,
         "weight_init": "torch_default",
         "final_elu": True,
+        "weipru_mode": "ste_dense",
     },
 }
 
@@ -88,6 +117,26 @@ class RunConfig:
     weight_init: str = "uniform_pm1"
     final_elu: bool = True
     init_neighbor_masks: str = "bernoulli_shared"
+    # ---- baselines (algorithms.md §3-4); unknowns of the paper are options with documented defaults
+    mixing: str = "metropolis"  # W of DSGD, DSGDProx, DePRL, Malcom-PSGD
+    local_steps: int = 1  # τ: SGD steps per round of the real-valued methods
+    local_epochs: float | None = None  # if set, overrides local_steps: epochs over the local data
+    dsgd_order: str = "lian"  # gradient at the pre-mixing model (Lian et al.) or adapt-then-combine
+    prox_mu: float = 0.01  # FedProx proximal weight μ of dsgd-prox
+    weipru_mode: str = "hard_prune"
+    lottery_prune_rate: float = 0.2  # r_p: share of surviving weights pruned per pruning event
+    lottery_acc_threshold: float = 0.5
+    lottery_agg: str = "overlap"
+    dispfl_anneal: float = 0.5  # α of the cosine-annealed drop fraction
+    dispfl_lr_decay: float = 0.998
+    dispfl_weight_decay: float = 5e-4
+    dispfl_clip: float = 10.0
+    dispfl_regrow: str = "random"
+    deprl_head: str = "fc_all"
+    malcom_l1: float = 1e-4  # μ of the ℓ1 term
+    malcom_gamma: float = 0.5  # consensus rate γ
+    malcom_bits: int = 4  # quantizer levels s = 2^bits - 1
+    malcom_prox_position: str = "before_quant"
     eval_every: int = 10
     eval_samples: int | None = None
     eval_final_full: bool = True  # the last evaluation uses every agent's full test set
@@ -122,7 +171,8 @@ class RunConfig:
 
         choices = {"algorithm": ALGORITHMS, "dataset": tuple(DATASETS), "model": MODELS,
                    "partition": PARTITIONS, "preset": tuple(PRESETS), "weight_init": WEIGHT_INITS,
-                   "init_neighbor_masks": INIT_NEIGHBOR_MASKS, "executor": ("ray", "inprocess")}
+                   "init_neighbor_masks": INIT_NEIGHBOR_MASKS, "executor": ("ray", "inprocess"),
+                   "mixing": MIXINGS, **CHOICE_FIELDS}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
@@ -169,6 +219,24 @@ class RunConfig:
             raise bad("train-fraction", self.train_fraction, "must be in (0, 1]")
         if self.fil_threshold < 0:
             raise bad("fil-threshold", self.fil_threshold, "must be >= 0")
+        if self.local_steps < 1:
+            raise bad("local-steps", self.local_steps, "must be >= 1")
+        if self.local_epochs is not None and self.local_epochs <= 0:
+            raise bad("local-epochs", self.local_epochs, "must be > 0")
+        non_negative = {"prox-mu": self.prox_mu, "dispfl-weight-decay": self.dispfl_weight_decay,
+                        "dispfl-clip": self.dispfl_clip, "malcom-l1": self.malcom_l1}
+        for name, value in non_negative.items():
+            if value < 0:
+                raise bad(name, value, "must be >= 0")
+        unit_interval = {"lottery-prune-rate": self.lottery_prune_rate, "dispfl-anneal": self.dispfl_anneal,
+                         "dispfl-lr-decay": self.dispfl_lr_decay, "malcom-gamma": self.malcom_gamma}
+        for name, value in unit_interval.items():
+            if not 0.0 < value <= 1.0:
+                raise bad(name, value, "must be in (0, 1]")
+        if not 0.0 <= self.lottery_acc_threshold <= 1.0:
+            raise bad("lottery-acc-threshold", self.lottery_acc_threshold, "must be in [0, 1]")
+        if not 1 <= self.malcom_bits <= 16:
+            raise bad("malcom-bits", self.malcom_bits, "must be in [1, 16]")
         return self
 
     # ---- TOML -----------------------------------------------------------
@@ -207,7 +275,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) -> RunConfig:
-    """Build a validated RunConfig: preset defaults < config file < overrides (None = not given)."""
+    """Build a validated RunConfig: preset < algorithm defaults < config file < overrides (None = not given)."""
     values: dict[str, Any] = load_toml(config_file) if config_file else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
     unknown = sorted(set(values) - FIELD_NAMES)
@@ -216,7 +284,8 @@ def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) ->
     preset = values.get("preset", "paper")
     if preset not in PRESETS:
         raise ConfigError(f"invalid preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    merged = {**PRESETS[preset], **values}
+    algorithm = values.get("algorithm", RunConfig.algorithm)
+    merged = {**PRESETS[preset], **ALGORITHM_DEFAULTS.get(algorithm, {}), **values}
     if "retention" in merged:
         merged["retention"] = parse_retention(merged["retention"])
     try:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from raympl.algorithms.base import AgentContext
 from raympl.algorithms.ind_mask import IndMask
 from raympl.algorithms.mce_pl import MCEPL
 from raympl.config import resolve
@@ -19,8 +20,18 @@ class OneLayer(MaskedNet):
     def _build_layers(self, input_shape, num_classes):
         return [Layer("linear", (num_classes, int(np.prod(input_shape))))]
 
-    def forward(self, x, weights):
-        return F.linear(x.flatten(1), weights[0], self.biases[0])
+    def forward(self, x, weights, biases=None):
+        return F.linear(x.flatten(1), weights[0], (biases or self.biases)[0])
+
+
+class OneBatch:
+    """LocalData that hands out one fixed minibatch."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.size = x, y, len(y)
+
+    def batch(self):
+        return self.x, self.y
 
 
 def top_k(score: np.ndarray, k: int) -> np.ndarray:
@@ -33,7 +44,7 @@ def test_one_round_matches_the_equations_by_hand():
     config = resolve({"agents": 3, "retention": "0.5", "lam": 0.01, "lr": 0.5, "finetune_lr": 0.25})
     model = OneLayer((1, 1, 3), 2, seed=3)
     algo = MCEPL(model, config, torch.device("cpu"))
-    state = algo.init_state(0)
+    state = algo.init_state(AgentContext(0, [1, 2], 10))
     w, b = model.weights[0].double().numpy(), model.biases[0].double().numpy()
     z0 = state.z[0].double().numpy().copy()
     abar0 = state.abar[0].double().numpy()
@@ -42,7 +53,7 @@ def test_one_round_matches_the_equations_by_hand():
 
     x = torch.tensor([[[[0.5, -1.0, 2.0]]], [[[1.5, 0.3, -0.4]]]])
     y = torch.tensor([1, 0])
-    message = algo.local(state, x, y)
+    message = algo.local(state, OneBatch(x, y), 1)
 
     # eqs. 13-15 by hand: softmax cross-entropy gradient, STE through the mask, sign(z)
     xs = x.double().numpy().reshape(2, 3)
@@ -77,8 +88,8 @@ def test_ind_mask_sends_nothing_and_masks_by_scores_alone():
     config = resolve({"agents": 3, "retention": "0.5", "algorithm": "ind-mask"})
     model = OneLayer((1, 1, 3), 2, seed=3)
     algo = IndMask(model, config, torch.device("cpu"))
-    state = algo.init_state(1)
+    state = algo.init_state(AgentContext(1, [0, 2], 10))
     assert state.abar is None
     x, y = torch.randn(4, 1, 1, 3), torch.tensor([0, 1, 0, 1])
-    assert algo.local(state, x, y) is None
+    assert algo.local(state, OneBatch(x, y), 1) is None
     np.testing.assert_array_equal(state.mask[0].numpy(), top_k(np.abs(state.z[0].numpy()), 3))

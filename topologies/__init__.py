@@ -89,3 +89,23 @@ def neighbours(graph: nx.Graph) -> list[list[int]]:
 
 def write_edgelist(graph: nx.Graph, path: str | Path) -> None:
     nx.write_edgelist(graph, path, data=False)
+
+
+def mixing_weights(graph: nx.Graph, kind: str) -> dict[int, dict[int, float]]:
+    """Doubly stochastic W over closed neighbourhoods: row i maps j ∈ N_i ∪ {i} to W_ij.
+
+    metropolis: W_ij = 1 / (1 + max(d_i, d_j)), W_ii = 1 - Σ_j W_ij;  uniform: W_ij = 1 / (d_i + 1)
+    (uniform is row stochastic only; it is doubly stochastic on regular graphs).
+    """
+    if kind not in ("metropolis", "uniform"):
+        raise TopologyError(f"invalid mixing {kind!r}: choose metropolis or uniform")
+    degree = dict(graph.degree())
+    rows = {}
+    for i in graph.nodes:
+        if kind == "uniform":
+            rows[i] = {j: 1.0 / (degree[i] + 1) for j in [i, *graph.neighbors(i)]}
+        else:
+            row = {j: 1.0 / (1 + max(degree[i], degree[j])) for j in graph.neighbors(i)}
+            row[i] = 1.0 - sum(row.values())
+            rows[i] = row
+    return rows

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from raympl.algorithms.base import LocalData
 from raympl.algorithms.mce_pl import MCEPL, MaskState
 
 
@@ -15,8 +15,8 @@ class IndMask(MCEPL):
     def _initial_neighbour_masks(self) -> None:
         return None  # ā ≡ 0: no aggregation tensor
 
-    def local(self, state: MaskState, x: torch.Tensor, y: torch.Tensor) -> np.ndarray | None:
-        self.backprop_step(state, x, y)
+    def local(self, state: MaskState, data: LocalData, round_: int) -> np.ndarray | None:
+        self.backprop_step(state, *data.batch())
         state.mask = self.current_mask(state)
         state.grad = None
         return None

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raympl.algorithms.base import agent_seed
+from raympl.algorithms.base import AgentContext, LocalData, agent_seed, layer_retention
 from raympl.config import RunConfig
 from raympl.masks import codec
 from raympl.masks.ops import binary_mask, group_lasso, straight_through, zero_group_fraction
@@ -39,6 +39,7 @@ class MaskState:
 class MCEPL:
     name = "mce-pl"
     communicates = True
+    server = False
 
     def __init__(self, model: MaskedNet, config: RunConfig, device: torch.device):
         self.model, self.config, self.device = model, config, device
@@ -47,10 +48,7 @@ class MCEPL:
 
     # ---- set-up ---------------------------------------------------------
     def layer_retention(self, agent: int) -> list[float]:
-        r = self.config.retention_of(agent)
-        linear = self.config.linear_retention
-        return [linear if (layer.kind == "linear" and linear is not None) else r
-                for layer in self.model.layers]
+        return layer_retention(self.config, self.model, agent)
 
     def _initial_neighbour_masks(self) -> list[torch.Tensor] | None:
         """ā^(0): one shared Bernoulli draw (reference code), with p = mean retention per layer."""
@@ -61,7 +59,8 @@ class MCEPL:
         return [(torch.rand(layer.shape, generator=gen) < p).float().to(self.device)
                 for layer, p in zip(self.model.layers, mean_r, strict=True)]
 
-    def init_state(self, agent: int) -> MaskState:
+    def init_state(self, context: AgentContext) -> MaskState:
+        agent = context.agent
         gen = torch.Generator().manual_seed(agent_seed(self.config.seed, agent, SCORE_SEED))
         z = init_scores(self.model.layers, gen, str(self.device))
         state = MaskState(agent, self.layer_retention(agent), z, self.initial_abar, [])
@@ -90,8 +89,8 @@ class MCEPL:
                 zl.sub_(self.config.lr * (g + self.config.wd_scores * zl if self.config.wd_scores else g))
         state.grad = list(grads)
 
-    def local(self, state: MaskState, x: torch.Tensor, y: torch.Tensor) -> np.ndarray | None:
-        self.backprop_step(state, x, y)
+    def local(self, state: MaskState, data: LocalData, round_: int) -> np.ndarray | None:
+        self.backprop_step(state, *data.batch())
         outgoing = self.current_mask(state)  # m^(k-1/2), built with the old ā (eq. 16)
         return codec.pack_mask([m.to("cpu", torch.uint8).numpy() for m in outgoing])
 
@@ -113,8 +112,11 @@ class MCEPL:
         state.mask = self.current_mask(state)  # m^(k), eqs. 18-19
 
     # ---- evaluation --------------------------------------------------------
-    def eval_weights(self, state: MaskState) -> list[torch.Tensor]:
-        return [w * m for w, m in zip(self.model.weights, state.mask, strict=True)]
+    def eval_params(self, state: MaskState) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
+        return [w * m for w, m in zip(self.model.weights, state.mask, strict=True)], self.model.biases
+
+    def personal_mask(self, state: MaskState) -> list[torch.Tensor]:
+        return state.mask
 
     def stats(self, state: MaskState) -> dict[str, float]:
         ones = sum(float(m.sum()) for m in state.mask)

@@ -47,7 +47,9 @@ class MaskedNet:
     def num_maskable(self) -> int:
         return sum(layer.numel for layer in self.layers)
 
-    def forward(self, x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: list[torch.Tensor],
+                biases: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits with these weights and biases (default: the fixed shared biases)."""
         raise NotImplementedError
 
     def _build_layers(self, input_shape, num_classes) -> list[Layer]:
@@ -107,9 +109,10 @@ class AlexNet(MaskedNet):
             x = F.max_pool2d(x, 3, 2, padding=pad)
         return x.flatten(1)
 
-    def forward(self, x, weights):
-        x = F.elu(F.linear(self._features(x, weights), weights[3], self.biases[3]))
-        x = F.linear(x, weights[4], self.biases[4])
+    def forward(self, x, weights, biases=None):
+        b = self.biases if biases is None else biases
+        x = F.elu(F.linear(self._features(x, weights), weights[3], b[3]))
+        x = F.linear(x, weights[4], b[4])
         return F.elu(x) if self.final_elu else x
 
 
@@ -128,9 +131,10 @@ class SmallCNN(MaskedNet):
             x = F.max_pool2d(F.relu(F.conv2d(x, w, None, padding=1)), 2)
         return x.flatten(1)
 
-    def forward(self, x, weights):
-        x = F.relu(F.linear(self._features(x, weights), weights[2], self.biases[2]))
-        return F.linear(x, weights[3], self.biases[3])
+    def forward(self, x, weights, biases=None):
+        b = self.biases if biases is None else biases
+        x = F.relu(F.linear(self._features(x, weights), weights[2], b[2]))
+        return F.linear(x, weights[3], b[3])
 
 
 MODELS: dict[str, type[MaskedNet]] = {"alexnet": AlexNet, "small-cnn": SmallCNN}

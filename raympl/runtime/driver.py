@@ -18,14 +18,14 @@ from pathlib import Path
 import networkx as nx
 import pyarrow.parquet as pq
 
-from raympl import topologies
+from raympl import algorithms, topologies
 from raympl.config import RunConfig
 from raympl.data import datasets
 from raympl.data import partition as partitioning
 from raympl.masks import codec
 from raympl.metrics import Recorder, atomic_write_bytes, write_table
 from raympl.runtime.executors import InProcessExecutor, RayExecutor
-from raympl.runtime.host import AgentData
+from raympl.runtime.host import SERVER, AgentData
 from raympl.runtime.placement import Placement, cross_host_share, local_resources, plan, ray_resources
 
 ProgressFn = Callable[[int, float | None], None]
@@ -73,12 +73,18 @@ def connect_ray(address: str | None) -> None:
     ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
 
 
-def host_layout(prepared: Prepared, placement: Placement) -> tuple[list[list[AgentData]], list[list[int]]]:
-    """AgentData per host and, per host, the hosts whose payloads it needs (neighbour holders)."""
-    nbrs = topologies.neighbours(prepared.graph)
+def host_layout(config: RunConfig, prepared: Prepared,
+                placement: Placement) -> tuple[list[list[AgentData]], list[list[int]]]:
+    """AgentData per host and, per host, the payloads it needs in phase 2: those of the hosts that
+    hold its agents' neighbours, or (server algorithms) the single server message."""
+    mixing = topologies.mixing_weights(prepared.graph, config.mixing)
+    server = algorithms.get(config.algorithm).server
+    nbrs = {a: [SERVER] for a in prepared.graph.nodes} if server else topologies.neighbours(prepared.graph)
     host_of = {a: h for h, group in enumerate(placement.groups) for a in group}
-    hosts = [[AgentData(a, prepared.partition.train[a], prepared.partition.test[a], nbrs[a]) for a in group]
-             for group in placement.groups]
+    hosts = [[AgentData(a, prepared.partition.train[a], prepared.partition.test[a], nbrs[a], mixing[a])
+              for a in group] for group in placement.groups]
+    if server:
+        return hosts, [[0] for _ in placement.groups]
     routes = [sorted({host_of[j] for a in group for j in nbrs[a]}) for group in placement.groups]
     return hosts, routes
 
@@ -100,7 +106,9 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     else:
         resources = local_resources()
     placement = plan(config, resources, prepared.graph)
-    hosts, routes = host_layout(prepared, placement)
+    hosts, routes = host_layout(config, prepared, placement)
+    algorithm = algorithms.get(config.algorithm)
+    data_weights = {a: float(len(prepared.partition.train[a])) for a in range(config.agents)}
     executor_cls = RayExecutor if config.executor == "ray" else InProcessExecutor
     executor = executor_cls(config, prepared.dataset, hosts, routes, placement)
     degree = dict(prepared.graph.degree())
@@ -111,12 +119,17 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
         for round_ in range(1, config.rounds + 1):
             t0 = time.perf_counter()
             sizes = executor.local(round_)
+            # unicast: one copy per directed link; with a server, one upload and one download per agent
+            copies = {a: 1 if algorithm.server else degree[a] for a in sizes}
+            if algorithm.server:
+                download = executor.aggregate(algorithm.aggregate, data_weights)
+                sizes = {a: nbytes + download for a, nbytes in sizes.items()}
             t1 = time.perf_counter()
             executor.merge(round_)
             t2 = time.perf_counter()
             round_bits = 0
-            for agent, nbytes in sizes.items():  # unicast: one copy per directed link
-                bits = 8 * nbytes * degree[agent]
+            for agent, nbytes in sizes.items():
+                bits = 8 * nbytes * copies[agent]
                 bits_sent[agent] += bits
                 round_bits += bits
             mean_acc = None
@@ -133,7 +146,8 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
                 progress(round_, mean_acc)
         recorder.flush()
         masks = executor.masks()
-        write_masks(masks, out / "masks.parquet")
+        if masks:
+            write_masks(masks, out / "masks.parquet")
         wall = time.perf_counter() - start
         train_s = sum(r["local_s"] + r["merge_s"] for r in recorder.rounds)
         return recorder.write_summary({

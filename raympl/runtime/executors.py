@@ -1,16 +1,22 @@
 """Two ways to run the same AgentHost code: Ray actors, or plain objects in this process.
 
-Both expose: local(round) -> {agent: message bytes}; merge(round); evaluate(round, full) -> rows;
-masks(); shutdown(). The in-process executor exists for debugging: same seed, same results.
+Both expose: local(round) -> {agent: message bytes}; aggregate(combine, weights) for a server
+algorithm; merge(round); evaluate(round, full) -> rows; masks(); shutdown().
+The in-process executor exists for debugging: same seed, same results.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from raympl.config import RunConfig
 from raympl.data.datasets import Dataset
-from raympl.runtime.host import AgentData, AgentHost
+from raympl.masks import codec
+from raympl.runtime.host import SERVER, AgentData, AgentHost
 from raympl.runtime.placement import Placement
 
 
@@ -19,6 +25,18 @@ def _merge_dicts(parts: list[dict]) -> dict:
     for part in parts:
         out.update(part)
     return out
+
+
+Combine = Callable[[list[np.ndarray], list[float]], np.ndarray]
+
+
+def server_payload(batches: list[pa.RecordBatch], combine: Combine, weights: dict[int, float]) -> pa.RecordBatch:
+    """The simulated server: combine every agent's upload into one message, sent as agent SERVER."""
+    uploads = {}
+    for batch in batches:
+        uploads.update(codec.rows(batch))
+    agents = sorted(uploads)
+    return codec.encode([SERVER], [combine([uploads[a] for a in agents], [weights[a] for a in agents])])
 
 
 class InProcessExecutor:
@@ -32,6 +50,11 @@ class InProcessExecutor:
         results = [host.local_phase(round_) for host in self.hosts]
         self.payloads = [payload for payload, _ in results]
         return _merge_dicts([sizes for _, sizes in results])
+
+    def aggregate(self, combine: Combine, weights: dict[int, float]) -> int:
+        """Run the server on this round's uploads; returns the downlink message size in bytes."""
+        self.payloads = [server_payload(self.payloads, combine, weights)]
+        return self.payloads[0].column(1)[0].as_buffer().size
 
     def merge(self, round_: int) -> None:
         for host, route in zip(self.hosts, self.routes, strict=True):
@@ -75,6 +98,11 @@ class RayExecutor:
         pairs = [actor.local_phase.options(num_returns=2).remote(round_) for actor in self.actors]
         self.payload_refs = [payload for payload, _ in pairs]
         return _merge_dicts(self.ray.get([sizes for _, sizes in pairs]))
+
+    def aggregate(self, combine: Combine, weights: dict[int, float]) -> int:
+        batch = server_payload(self.ray.get(self.payload_refs), combine, weights)
+        self.payload_refs = [self.ray.put(batch)]
+        return batch.column(1)[0].as_buffer().size
 
     def merge(self, round_: int) -> None:
         self.ray.get([actor.merge_phase.remote(round_, *[self.payload_refs[h] for h in route])

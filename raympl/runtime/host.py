@@ -7,7 +7,7 @@ caller owns it), and receives the record batches that hold its agents' neighbour
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from raympl import algorithms, models
-from raympl.algorithms.base import agent_seed
+from raympl.algorithms.base import AgentContext, agent_seed
 from raympl.config import RunConfig
 from raympl.data.datasets import Dataset, normalize
 from raympl.masks import codec
 
 BATCH_SEED, EVAL_SEED = 11, 12
+SERVER = -1  # the sender id of the simulated server's message
 EVAL_CHUNK = 1024
 
 
@@ -31,7 +32,22 @@ class AgentData:
     agent: int
     train: np.ndarray
     test: np.ndarray
-    neighbours: list[int]
+    neighbours: list[int]  # [SERVER] for server algorithms
+    mixing: dict[int, float] = field(default_factory=dict)
+
+    def context(self) -> AgentContext:
+        return AgentContext(self.agent, self.neighbours, len(self.train), self.mixing)
+
+
+class AgentBatches:
+    """LocalData of one agent: its training-set size and fresh seeded minibatches on demand."""
+
+    def __init__(self, host: AgentHost, agent: int):
+        self.host, self.agent = host, agent
+        self.size = len(host.agents[agent].train)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.host._batch(self.agent)
 
 
 def eval_subset(test: np.ndarray, n: int | None, seed: int, agent: int) -> np.ndarray:
@@ -58,7 +74,7 @@ class AgentHost:
         self.model = model
         self.algorithm = algorithms.get(config.algorithm)(model, config, self.device)
         self.agents = {a.agent: a for a in agents}
-        self.states = {a.agent: self.algorithm.init_state(a.agent) for a in agents}
+        self.states = {a.agent: self.algorithm.init_state(a.context()) for a in agents}
         self.batch_rng = {a.agent: np.random.default_rng(agent_seed(config.seed, a.agent, BATCH_SEED))
                           for a in agents}
         self.eval_idx = {a.agent: eval_subset(a.test, config.eval_samples, config.seed, a.agent)
@@ -84,7 +100,7 @@ class AgentHost:
         torch.set_num_threads(self.threads)
         senders, packed = [], []
         for agent in sorted(self.agents):
-            message = self.algorithm.local(self.states[agent], *self._batch(agent))
+            message = self.algorithm.local(self.states[agent], AgentBatches(self, agent), round_)
             if message is not None:
                 senders.append(agent)
                 packed.append(message)
@@ -112,13 +128,13 @@ class AgentHost:
         rows = []
         for agent in sorted(self.agents):
             idx = self.agents[agent].test if full else self.eval_idx[agent]
-            weights = self.algorithm.eval_weights(self.states[agent])
+            weights, biases = self.algorithm.eval_params(self.states[agent])
             correct, loss_sum = 0, 0.0
             for start in range(0, len(idx), EVAL_CHUNK):
                 chunk = idx[start:start + EVAL_CHUNK]
                 x = normalize(torch.from_numpy(self.dataset.test_x[chunk])).to(self.device)
                 y = torch.from_numpy(self.dataset.test_y[chunk]).to(self.device)
-                logits = self.model.forward(x, weights)
+                logits = self.model.forward(x, weights, biases)
                 loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
             rows.append({"round": round_, "agent": agent, "accuracy": correct / len(idx),
@@ -127,6 +143,7 @@ class AgentHost:
         return rows
 
     def masks(self) -> dict[int, np.ndarray]:
-        """The agents' current personal masks, bit-packed (codec.pack_mask)."""
-        return {a: codec.pack_mask([m.to("cpu", torch.uint8).numpy() for m in s.mask])
-                for a, s in sorted(self.states.items())}
+        """The agents' current personal masks (if the algorithm has them), bit-packed (codec.pack_mask)."""
+        masks = {a: self.algorithm.personal_mask(s) for a, s in sorted(self.states.items())}
+        return {a: codec.pack_mask([m.to("cpu", torch.uint8).numpy() for m in mask])
+                for a, mask in masks.items() if mask is not None}

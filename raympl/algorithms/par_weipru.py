@@ -1,0 +1,17 @@
+"""par-weipru (algorithms.md §3.8): like avr-weipru, but each coordinate is averaged only over the
+models whose pruned version keeps it (coordinates nobody kept keep the own value), then Prune_{r_i}."""
+
+from __future__ import annotations
+
+from raympl.algorithms.avr_weipru import AvrWeiPru
+from raympl.algorithms.ind_weipru import where_counted
+from raympl.algorithms.real import Params, RealState
+
+
+class ParWeiPru(AvrWeiPru):
+    name = "par-weipru"
+
+    def merge(self, state: RealState, decoded: list[tuple[Params, Params]]) -> None:
+        sums, counts = self.overlap_sums(*self.received(state, decoded))
+        state.params = where_counted(sums, counts, state.params)
+        self.reprune(state, zero_pruned=True)
