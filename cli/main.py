@@ -168,6 +168,73 @@ def study_scaling(
     out.print(f"wrote {out_dir / 'scaling.parquet'} and {out_dir / 'scaling.png'}", highlight=False)
 
 
+def parse_settings(items: list[str] | None) -> dict[str, object]:
+    """KEY=VALUE pairs (values parsed as TOML scalars where possible: 0.01, true, "x")."""
+    import tomllib
+
+    settings: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise cfg.ConfigError(f"invalid set {item!r}: expected KEY=VALUE, e.g. lr=0.01")
+        try:
+            settings[key.strip().replace("-", "_")] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            settings[key.strip().replace("-", "_")] = value
+    return settings
+
+
+@app.command()
+def compare(
+    algorithms: Annotated[str, Opt(help="Methods: algorithm[:retention], comma separated "
+                                        "(e.g. dsgd,mce-pl:0.3,mce-pl:0.5).")],
+    seeds: Annotated[str, Opt(help="Comma list of seeds.")] = "0,1,2",
+    classes: Annotated[str, Opt(help="Columns: classes per agent c (Tables I and II).")] = "3,4,5",
+    topologies: Annotated[str | None, Opt(help="Columns: topologies instead of c (Table III), e.g. "
+                                               "ring,er:0.3,er:0.5,er:0.7; uses the first --classes value.")] = None,
+    model: Annotated[str | None, Opt()] = None,
+    rounds: Annotated[int | None, Opt()] = None,
+    agents: Annotated[int | None, Opt()] = None,
+    topology: Annotated[str | None, Opt(help="Topology of every run when --topologies is not given.")] = None,
+    p: Annotated[float | None, Opt()] = None,
+    retention: Annotated[str | None, Opt(help="Default r_i of methods without ':retention'.")] = None,
+    preset: Annotated[str | None, Opt()] = None,
+    batch_size: Annotated[int | None, Opt()] = None,
+    eval_every: Annotated[int | None, Opt()] = None,
+    eval_samples: Annotated[int | None, Opt()] = None,
+    dataset: Annotated[str | None, Opt()] = None,
+    data_dir: Annotated[str | None, Opt()] = None,
+    executor: Annotated[str | None, Opt()] = None,
+    address: Annotated[str | None, Opt()] = None,
+    set_: Annotated[list[str] | None, Opt("--set", help="Any simulate option as KEY=VALUE (repeatable).")] = None,
+    config: Annotated[Path | None, Opt(help="TOML file with simulate keys for every run.")] = None,
+    out_dir: Annotated[Path, Opt("--out", help="Comparison directory (reruns skip finished runs).")] = Path(
+        "runs/compare"),
+) -> None:
+    """Several methods x columns x seeds -> table.md and table.parquet (mean ± std, total bits)."""
+    with one_line_errors():
+        from raympl import compare as comparing
+
+        methods = comparing.parse_methods(algorithms)
+        class_values = int_list(classes, "classes")
+        if topologies:
+            columns = comparing.parse_topologies(topologies)
+            base_classes = {"classes_per_agent": class_values[0]}
+        else:
+            columns, base_classes = comparing.class_columns(class_values), {}
+        base = {"model": model, "rounds": rounds, "agents": agents, "topology": topology, "p": p,
+                "retention": retention, "preset": preset, "batch_size": batch_size, "eval_every": eval_every,
+                "eval_samples": eval_samples, "dataset": dataset, "data_dir": data_dir, "executor": executor,
+                "address": address, **base_classes, **parse_settings(set_)}
+        runs = comparing.plan_runs({k: v for k, v in base.items() if v is not None}, config, methods, columns,
+                                   int_list(seeds, "seeds"), out_dir)
+        out.print(f"raympl compare: {len(runs)} runs -> {out_dir}", highlight=False)
+        table = comparing.compare(runs, out_dir, log=lambda line: out.print(line, highlight=False))
+        out.print(comparing.markdown(table), highlight=False)
+    out.print(f"wrote {out_dir / 'table.md'}, {out_dir / 'table.parquet'} and {out_dir / 'runs.parquet'}",
+              highlight=False)
+
+
 @app.command()
 def info(
     address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,

@@ -9,9 +9,32 @@ import struct
 
 import numpy as np
 import pytest
+import torch.nn.functional as F
+
+from raympl.models import Layer, MaskedNet
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+class OneLayer(MaskedNet):
+    name = "one-layer"
+
+    def _build_layers(self, input_shape, num_classes):
+        return [Layer("linear", (num_classes, int(np.prod(input_shape))))]
+
+    def forward(self, x, weights, biases=None):
+        return F.linear(x.flatten(1), weights[0], (biases or self.biases)[0])
+
+
+class OneBatch:
+    """LocalData that hands out one fixed minibatch."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.size = x, y, len(y)
+
+    def batch(self):
+        return self.x, self.y
 
 
 def _write_idx(path, array: np.ndarray) -> None:

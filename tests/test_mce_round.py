@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from conftest import OneBatch, OneLayer
 
 from raympl.algorithms.base import AgentContext
 from raympl.algorithms.ind_mask import IndMask
 from raympl.algorithms.mce_pl import MCEPL
 from raympl.config import resolve
 from raympl.masks import codec
-from raympl.models import Layer, MaskedNet
-
-
-class OneLayer(MaskedNet):
-    name = "one-layer"
-
-    def _build_layers(self, input_shape, num_classes):
-        return [Layer("linear", (num_classes, int(np.prod(input_shape))))]
-
-    def forward(self, x, weights, biases=None):
-        return F.linear(x.flatten(1), weights[0], (biases or self.biases)[0])
-
-
-class OneBatch:
-    """LocalData that hands out one fixed minibatch."""
-
-    def __init__(self, x, y):
-        self.x, self.y, self.size = x, y, len(y)
-
-    def batch(self):
-        return self.x, self.y
 
 
 def top_k(score: np.ndarray, k: int) -> np.ndarray:

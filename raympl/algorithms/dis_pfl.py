@@ -82,8 +82,9 @@ class DisPFL(RealValued):
 
     def dense_gradient(self, params: Params, data: LocalData) -> Params:
         x, y = data.batch()
-        leaves = [p.detach().requires_grad_(True) for p in params]
-        return list(torch.autograd.grad(F.cross_entropy(self.forward(leaves, x), y), leaves))
+        with torch.enable_grad():
+            leaves = [p.detach().requires_grad_(True) for p in params]
+            return list(torch.autograd.grad(F.cross_entropy(self.forward(leaves, x), y), leaves))
 
     @torch.no_grad()
     def evolve(self, state: DisPFLState, data: LocalData, round_: int) -> Params:

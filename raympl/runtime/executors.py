@@ -94,33 +94,42 @@ class RayExecutor:
                                         placement.gpus_per_actor > 0) for agents in hosts]
         self.payload_refs: list[Any] = []
 
+    def get(self, refs):
+        """ray.get, re-raising a host's bad-input error (ValueError) as itself, not wrapped."""
+        try:
+            return self.ray.get(refs)
+        except self.ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, ValueError):
+                raise error.cause from None
+            raise
+
     def local(self, round_: int) -> dict[int, int]:
         pairs = [actor.local_phase.options(num_returns=2).remote(round_) for actor in self.actors]
         self.payload_refs = [payload for payload, _ in pairs]
-        return _merge_dicts(self.ray.get([sizes for _, sizes in pairs]))
+        return _merge_dicts(self.get([sizes for _, sizes in pairs]))
 
     def aggregate(self, combine: Combine, weights: dict[int, float]) -> int:
-        batch = server_payload(self.ray.get(self.payload_refs), combine, weights)
+        batch = server_payload(self.get(self.payload_refs), combine, weights)
         self.payload_refs = [self.ray.put(batch)]
         return batch.column(1)[0].as_buffer().size
 
     def merge(self, round_: int) -> None:
-        self.ray.get([actor.merge_phase.remote(round_, *[self.payload_refs[h] for h in route])
+        self.get([actor.merge_phase.remote(round_, *[self.payload_refs[h] for h in route])
                       for actor, route in zip(self.actors, self.routes, strict=True)])
         self.payload_refs = []
 
     def evaluate(self, round_: int, full: bool) -> list[dict]:
-        return [row for rows in self.ray.get([a.evaluate.remote(round_, full) for a in self.actors])
+        return [row for rows in self.get([a.evaluate.remote(round_, full) for a in self.actors])
                 for row in rows]
 
     def masks(self) -> dict:
-        return _merge_dicts(self.ray.get([a.masks.remote() for a in self.actors]))
+        return _merge_dicts(self.get([a.masks.remote() for a in self.actors]))
 
     def devices(self) -> list[str]:
-        return self.ray.get([a.device_name.remote() for a in self.actors])
+        return self.get([a.device_name.remote() for a in self.actors])
 
     def peak_memory_mb(self) -> list[float]:
-        return self.ray.get([a.peak_memory_mb.remote() for a in self.actors])
+        return self.get([a.peak_memory_mb.remote() for a in self.actors])
 
     def shutdown(self) -> None:
         for actor in self.actors:

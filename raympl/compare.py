@@ -1,0 +1,152 @@
+"""`raympl compare`: several methods × columns × seeds on one configuration -> the paper's tables.
+
+A method is `algorithm[:retention]` (e.g. `mce-pl:0.3`, `dis-pfl:paper-hetero`). Columns are the
+classes per agent c (Tables I and II) or topologies (Table III: ring, er:0.3, ...). Every run gets
+its own directory under out/runs; a run whose summary.json exists is read, not rerun, so an
+interrupted comparison continues where it stopped. runs.parquet (one row per run) is rewritten
+after each run; table.parquet and table.md hold mean ± std over seeds and the bits sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raympl.config import ALGORITHMS, ConfigError, RunConfig, resolve
+from raympl.metrics import atomic_write_bytes, write_table
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row or one column of the table: a label and the options it sets."""
+
+    label: str
+    overrides: dict[str, Any]
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9.]+", "-", self.label).strip("-")
+
+
+def parse_methods(text: str) -> list[Variant]:
+    methods = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        name, _, retention = item.partition(":")
+        if name not in ALGORITHMS:
+            raise ConfigError(f"invalid algorithm {name!r}: choose one of {', '.join(ALGORITHMS)}")
+        overrides: dict[str, Any] = {"algorithm": name}
+        if retention:
+            overrides["retention"] = retention
+        methods.append(Variant(f"{name} ({retention})" if retention else name, overrides))
+    if not methods:
+        raise ConfigError(f"invalid algorithms {text!r}: empty list")
+    return methods
+
+
+def parse_topologies(text: str) -> list[Variant]:
+    """ring, paper20, a file, or er:P (Erdős–Rényi with edge probability P)."""
+    columns = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        name, _, p = item.partition(":")
+        if p:
+            try:
+                columns.append(Variant(f"{name} p={float(p)}", {"topology": name, "p": float(p)}))
+            except ValueError:
+                raise ConfigError(f"invalid topology {item!r}: expected er:P with a number P") from None
+        else:
+            columns.append(Variant(name, {"topology": name}))
+    return columns
+
+
+def class_columns(classes: list[int]) -> list[Variant]:
+    return [Variant(f"c={c}", {"classes_per_agent": c}) for c in classes]
+
+
+def plan_runs(base: dict[str, Any], config_file: Path | None, methods: list[Variant], columns: list[Variant],
+              seeds: list[int], out: Path) -> list[tuple[Variant, Variant, int, RunConfig]]:
+    """Every run's validated configuration, so bad input fails before the first run starts."""
+    runs = []
+    for method in methods:
+        for column in columns:
+            for seed in seeds:
+                run_dir = out / "runs" / method.slug / column.slug / f"seed{seed}"
+                overrides = {**base, **column.overrides, **method.overrides, "seed": seed, "out": str(run_dir)}
+                runs.append((method, column, seed, resolve(overrides, config_file)))
+    return runs
+
+
+def run_row(method: Variant, column: Variant, seed: int, summary: dict, run_dir: str) -> dict:
+    return {"method": method.label, "algorithm": method.overrides["algorithm"], "column": column.label,
+            "seed": seed, "final_accuracy": summary["final_mean_accuracy"], "total_bits": summary["total_bits"],
+            "wall_time_s": summary["wall_time_s"], "rounds": summary["rounds"], "run_dir": run_dir}
+
+
+def compare(runs: list[tuple[Variant, Variant, int, RunConfig]], out: Path,
+            log: Callable[[str], None] = print) -> list[dict]:
+    from raympl.runtime.driver import simulate
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, (method, column, seed, config) in enumerate(runs, 1):
+        run_dir = Path(config.out)
+        done = run_dir / "summary.json"
+        if done.exists():
+            summary = json.loads(done.read_text())
+            log(f"[{k}/{len(runs)}] {method.label}, {column.label}, seed {seed}: already done")
+        else:
+            if run_dir.exists():  # an interrupted run (no summary): start it again from scratch
+                shutil.rmtree(run_dir)
+            summary = simulate(config, run_dir)
+            log(f"[{k}/{len(runs)}] {method.label}, {column.label}, seed {seed}: "
+                f"accuracy {summary['final_mean_accuracy']:.4f}, {summary['total_bits'] / 8e6:.1f} MB, "
+                f"{summary['wall_time_s']:.0f} s")
+        rows.append(run_row(method, column, seed, summary, str(run_dir)))
+        write_table(rows, out / "runs.parquet")
+    table = summarize(rows)
+    write_table(table, out / "table.parquet")
+    atomic_write_bytes(out / "table.md", markdown(table).encode())
+    return table
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One row per (method, column): mean ± std of the final accuracy over seeds, mean bits and time."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["column"]), []).append(row)
+    table = []
+    for (method, column), group in groups.items():
+        accuracy = [r["final_accuracy"] for r in group]
+        table.append({"method": method, "column": column, "seeds": len(group),
+                      "accuracy_mean": statistics.fmean(accuracy),
+                      "accuracy_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
+                      "total_bits_mean": statistics.fmean(r["total_bits"] for r in group),
+                      "wall_time_s_mean": statistics.fmean(r["wall_time_s"] for r in group)})
+    return table
+
+
+def markdown(table: list[dict]) -> str:
+    """The paper's layout: methods as rows, columns (c or topology) as columns; three blocks."""
+    methods = list(dict.fromkeys(r["method"] for r in table))
+    columns = list(dict.fromkeys(r["column"] for r in table))
+    cell = {(r["method"], r["column"]): r for r in table}
+    seeds = sorted({r["seeds"] for r in table})
+
+    def block(title: str, fmt: Callable[[dict], str]) -> str:
+        lines = [f"**{title}**", "", "| method | " + " | ".join(columns) + " |",
+                 "|---|" + "---|" * len(columns)]
+        for m in methods:
+            lines.append(f"| {m} | " + " | ".join(fmt(cell[m, c]) if (m, c) in cell else "–" for c in columns) + " |")
+        return "\n".join(lines)
+
+    return "\n\n".join([
+        block(f"Final mean test accuracy (mean ± std over {'/'.join(map(str, seeds))} seeds)",
+              lambda r: f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}"),
+        block("Total bits sent per run (mean over seeds)", lambda r: f"{r['total_bits_mean']:.3g}"),
+        block("Wall time per run, s (mean over seeds)", lambda r: f"{r['wall_time_s_mean']:.0f}"),
+    ]) + "\n"
