@@ -70,11 +70,12 @@ def class_columns(classes: list[int]) -> list[Variant]:
 
 def plan_runs(base: dict[str, Any], config_file: Path | None, methods: list[Variant], columns: list[Variant],
               seeds: list[int], out: Path) -> list[tuple[Variant, Variant, int, RunConfig]]:
-    """Every run's validated configuration, so bad input fails before the first run starts."""
+    """Every run's validated configuration, so bad input fails before the first run starts. Seeds are
+    the outer loop, so a comparison stopped early still has whole tables for its first seeds."""
     runs = []
-    for method in methods:
-        for column in columns:
-            for seed in seeds:
+    for seed in seeds:
+        for method in methods:
+            for column in columns:
                 run_dir = out / "runs" / method.slug / column.slug / f"seed{seed}"
                 overrides = {**base, **column.overrides, **method.overrides, "seed": seed, "out": str(run_dir)}
                 runs.append((method, column, seed, resolve(overrides, config_file)))
@@ -108,9 +109,9 @@ def compare(runs: list[tuple[Variant, Variant, int, RunConfig]], out: Path,
                 f"{summary['wall_time_s']:.0f} s")
         rows.append(run_row(method, column, seed, summary, str(run_dir)))
         write_table(rows, out / "runs.parquet")
-    table = summarize(rows)
-    write_table(table, out / "table.parquet")
-    atomic_write_bytes(out / "table.md", markdown(table).encode())
+        table = summarize(rows)
+        write_table(table, out / "table.parquet")
+        atomic_write_bytes(out / "table.md", markdown(table).encode())
     return table
 
 

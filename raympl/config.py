@@ -39,7 +39,7 @@ ALGORITHM_DEFAULTS: dict[str, dict[str, Any]] = {
     "ind-weipru": {**REAL_VALUED, "lr": 0.001},
     "avr-weipru": {**REAL_VALUED, "lr": 0.001},
     "par-weipru": {**REAL_VALUED, "lr": 0.001},
-    "dis-pfl": {**REAL_VALUED, "lr": 0.001, "local_epochs": 1.0},
+    "dis-pfl": {**REAL_VALUED, "lr": 0.001},
     "deprl": {**REAL_VALUED, "lr": 0.01},
     "malcom-psgd": {**REAL_VALUED, "lr": 0.01},
 }
