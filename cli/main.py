@@ -32,11 +32,13 @@ def one_line_errors():
     from raympl.codes.qsgd import DivergedError
     from raympl.data.datasets import DataError
     from raympl.masks.codec import PayloadError
+    from raympl.runtime.checkpoint import CheckpointError
     from raympl.topologies import TopologyError
 
     try:
         yield
-    except (cfg.ConfigError, TopologyError, DataError, PayloadError, DivergedError) as error:
+    except (cfg.ConfigError, TopologyError, DataError, PayloadError, DivergedError,
+            CheckpointError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
@@ -99,19 +101,23 @@ def simulate(
     address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,
     executor: Annotated[str | None, Opt(help="ray, or inprocess (debugging, no Ray).")] = None,
     out_dir: Annotated[str | None, Opt("--out", help="Run directory (default runs/<timestamp>).")] = None,
+    checkpoint_every: Annotated[int | None, Opt(help="Checkpoint every this many rounds (0 = never).")] = None,
+    link_drop: Annotated[float | None, Opt(help="Probability that a directed message is lost (seeded).")] = None,
     config: Annotated[Path | None, Opt(help="TOML file with the same keys; flags override it.")] = None,
+    resume: Annotated[Path | None, Opt(help="Continue the run in this directory from its last checkpoint.")] = None,
 ) -> None:
     """Run one simulation and write config, topology, partition, metrics and summary to --out."""
-    overrides = {k: v for k, v in locals().items() if k not in ("config", "out_dir")}
+    overrides = {k: v for k, v in locals().items() if k not in ("config", "out_dir", "resume")}
     overrides["out"] = out_dir
     with one_line_errors():
-        run_config = cfg.resolve(overrides, config)
+        run_config = resume_config(resume, overrides, config) if resume else cfg.resolve(overrides, config)
         from raympl.runtime.driver import default_out_dir
         from raympl.runtime.driver import simulate as run_simulation
 
         run_dir = Path(run_config.out or default_out_dir())
-        if (run_dir / "summary.json").exists() or (run_dir / "metrics.parquet").exists():
-            raise cfg.ConfigError(f"invalid out {str(run_dir)!r}: already holds a run; choose another --out")
+        if resume is None and ((run_dir / "summary.json").exists() or (run_dir / "metrics.parquet").exists()):
+            raise cfg.ConfigError(f"invalid out {str(run_dir)!r}: already holds a run; choose another --out "
+                                  "(or continue it with --resume)")
         out.print(f"raympl: {run_config.algorithm} on {run_config.dataset}, {run_config.agents} agents, "
                   f"{run_config.rounds} rounds -> {run_dir}", highlight=False)
         progress = Progress(TextColumn("round {task.completed}/{task.total}"), BarColumn(),
@@ -128,11 +134,32 @@ def simulate(
                     err.print(f"round {round_}/{run_config.rounds}: mean accuracy {accuracy:.4f}",
                               highlight=False)
 
-            summary = run_simulation(run_config, run_dir, progress=on_round)
+            summary = run_simulation(run_config, run_dir, progress=on_round, resume=resume is not None,
+                                     log=lambda line: err.print(line, highlight=False))
     out.print(f"final mean accuracy {summary['final_mean_accuracy']:.4f} "
               f"(mean of last 5 evaluations {summary['mean_accuracy_last5']:.4f}), "
               f"{summary['total_bits'] / 8e6:.1f} MB sent, {summary['wall_time_s']:.1f} s; "
               f"results in {run_dir}", highlight=False)
+
+
+# Options that may differ when a run continues: where and how it runs, never what it computes.
+RESUMABLE = {"address", "executor", "agents_per_actor", "cpus_per_agent", "gpus_per_agent"}
+
+
+def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> cfg.RunConfig:
+    """The saved configuration of run_dir; only placement options may be given again."""
+    if config_file is not None:
+        raise cfg.ConfigError(f"invalid config {str(config_file)!r}: --resume uses the run's own config.toml")
+    changed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUMABLE)
+    if changed:
+        raise cfg.ConfigError(f"invalid {changed[0].replace('_', '-')} with --resume: a resumed run keeps its "
+                              "configuration (only --address, --executor and placement options may change)")
+    if (run_dir / "summary.json").exists():
+        raise cfg.ConfigError(f"invalid resume {str(run_dir)!r}: the run has already finished")
+    if not (run_dir / "config.toml").exists():
+        raise cfg.ConfigError(f"invalid resume {str(run_dir)!r}: no config.toml, not a run directory")
+    runtime = {k: v for k, v in overrides.items() if k in RESUMABLE and v is not None}
+    return cfg.resolve({**runtime, "out": str(run_dir)}, run_dir / "config.toml")
 
 
 study_app = typer.Typer(no_args_is_help=True, help="Studies that run many simulations.")

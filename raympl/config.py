@@ -137,6 +137,8 @@ class RunConfig:
     malcom_gamma: float = 0.5  # consensus rate γ
     malcom_bits: int = 4  # quantizer levels s = 2^bits - 1
     malcom_prox_position: str = "before_quant"
+    checkpoint_every: int = 10  # rounds between checkpoints (0 = never); see runtime/checkpoint.py
+    link_drop: float = 0.0  # probability that a directed message is lost (seeded)
     eval_every: int = 10
     eval_samples: int | None = None
     eval_final_full: bool = True  # the last evaluation uses every agent's full test set
@@ -219,6 +221,13 @@ class RunConfig:
             raise bad("train-fraction", self.train_fraction, "must be in (0, 1]")
         if self.fil_threshold < 0:
             raise bad("fil-threshold", self.fil_threshold, "must be >= 0")
+        if self.checkpoint_every < 0:
+            raise bad("checkpoint-every", self.checkpoint_every, "must be >= 0 (0 = never)")
+        if not 0.0 <= self.link_drop < 1.0:
+            raise bad("link-drop", self.link_drop, "must be in [0, 1)")
+        if self.link_drop > 0 and self.algorithm in ("fedavg", "malcom-psgd"):
+            raise bad("link-drop", self.link_drop, f"{self.algorithm} needs reliable delivery (a server round, or "
+                      "public copies every receiver must update identically)")
         if self.local_steps < 1:
             raise bad("local-steps", self.local_steps, "must be >= 1")
         if self.local_epochs is not None and self.local_epochs <= 0:

@@ -34,10 +34,21 @@ def write_table(rows: list[dict], path: Path, columns: list[str] | None = None) 
 
 
 class Recorder:
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, resume_round: int | None = None):
+        """resume_round: continue a run; keep the rows already on disk up to that round."""
         self.out = out
         self.metrics: list[dict] = []
         self.rounds: list[dict] = []
+        if resume_round is not None:
+            for name, rows in (("metrics.parquet", self.metrics), ("rounds.parquet", self.rounds)):
+                if (out / name).exists():
+                    rows.extend(pq.read_table(out / name).to_pylist())
+            self.truncate(resume_round)
+
+    def truncate(self, last_round: int) -> None:
+        """Forget everything after `last_round` (it will be computed again, identically)."""
+        self.metrics = [r for r in self.metrics if r["round"] <= last_round]
+        self.rounds = [r for r in self.rounds if r["round"] <= last_round]
 
     def add_round(self, row: dict) -> None:
         self.rounds.append(row)

@@ -24,7 +24,8 @@ from raympl.data import datasets
 from raympl.data import partition as partitioning
 from raympl.masks import codec
 from raympl.metrics import Recorder, atomic_write_bytes, write_table
-from raympl.runtime.executors import InProcessExecutor, RayExecutor
+from raympl.runtime import checkpoint
+from raympl.runtime.executors import HostLost, InProcessExecutor, RayExecutor
 from raympl.runtime.host import SERVER, AgentData
 from raympl.runtime.placement import Placement, cross_host_share, local_resources, plan, ray_resources
 
@@ -90,15 +91,23 @@ def host_layout(config: RunConfig, prepared: Prepared,
 
 
 def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | None = None,
-             prepared: Prepared | None = None) -> dict:
-    """Run one simulation end to end and return its summary (also written to out/summary.json)."""
+             prepared: Prepared | None = None, resume: bool = False,
+             log: Callable[[str], None] = lambda line: None) -> dict:
+    """Run one simulation end to end and return its summary (also written to out/summary.json).
+
+    resume: continue the run in `out` from its checkpoint (same configuration, same results).
+    A host actor lost mid-run is recreated, every agent is restored from the last checkpoint and the
+    rounds since are replayed; `log` receives a warning line.
+    """
     start = time.perf_counter()
     prepared = prepared or prepare(config)  # bad data or graph fails before anything is written
     out = Path(out or config.out or default_out_dir())
+    saved = checkpoint.load(out) if resume else None
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "config.toml", config.to_toml().encode())
-    topologies.write_edgelist(prepared.graph, out / "topology.edgelist")
-    prepared.partition.to_json(out / "partition.json")
+    if not resume:
+        atomic_write_bytes(out / "config.toml", config.to_toml().encode())
+        topologies.write_edgelist(prepared.graph, out / "topology.edgelist")
+        prepared.partition.to_json(out / "partition.json")
 
     if config.executor == "ray":
         connect_ray(config.address)
@@ -112,49 +121,74 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     executor_cls = RayExecutor if config.executor == "ray" else InProcessExecutor
     executor = executor_cls(config, prepared.dataset, hosts, routes, placement)
     degree = dict(prepared.graph.degree())
-    recorder = Recorder(out)
-    bits_sent: dict[int, int] = {a: 0 for a in range(config.agents)}
-    setup_s = time.perf_counter() - start
+    recorder = Recorder(out, resume_round=saved.round if saved else None)
     try:
-        for round_ in range(1, config.rounds + 1):
-            t0 = time.perf_counter()
-            sizes = executor.local(round_)
-            # unicast: one copy per directed link; with a server, one upload and one download per agent
-            copies = {a: 1 if algorithm.server else degree[a] for a in sizes}
-            if algorithm.server:
-                download = executor.aggregate(algorithm.aggregate, data_weights)
-                sizes = {a: nbytes + download for a, nbytes in sizes.items()}
-            t1 = time.perf_counter()
-            executor.merge(round_)
-            t2 = time.perf_counter()
+        if saved:
+            executor.restore(saved.agents)
+        # the recovery point: the last checkpoint, kept in memory (round 0 = the initial state)
+        last = saved or checkpoint.Checkpoint(0, {"bits_sent": {a: 0 for a in range(config.agents)}},
+                                              executor.snapshot())
+        bits_sent = dict(last.driver["bits_sent"])
+        setup_s = time.perf_counter() - start
+        checkpoint_s, recoveries = 0.0, 0
+        round_ = last.round + 1
+        while round_ <= config.rounds:
+            try:
+                t0 = time.perf_counter()
+                sizes = executor.local(round_)
+                # unicast: one copy per directed link; with a server, one upload and one download per agent
+                copies = {a: 1 if algorithm.server else degree[a] for a in sizes}
+                if algorithm.server:
+                    download = executor.aggregate(algorithm.aggregate, data_weights)
+                    sizes = {a: nbytes + download for a, nbytes in sizes.items()}
+                t1 = time.perf_counter()
+                executor.merge(round_)
+                t2 = time.perf_counter()
+                final = round_ == config.rounds
+                evaluation = (executor.evaluate(round_, full=final and config.eval_final_full)
+                              if final or round_ % config.eval_every == 0 else None)
+            except HostLost as lost:
+                replaced = executor.recover()
+                recoveries += 1
+                log(f"warning: lost a host in round {round_} ({lost}); recreated {replaced} host(s), "
+                    f"restored every agent from round {last.round} and replaying")
+                executor.restore(last.agents)
+                bits_sent = dict(last.driver["bits_sent"])
+                recorder.truncate(last.round)
+                round_ = last.round + 1
+                continue
             round_bits = 0
             for agent, nbytes in sizes.items():
                 bits = 8 * nbytes * copies[agent]
                 bits_sent[agent] += bits
                 round_bits += bits
-            mean_acc = None
-            final = round_ == config.rounds
-            if final or round_ % config.eval_every == 0:
-                full = final and config.eval_final_full
-                mean_acc = recorder.add_evaluation(executor.evaluate(round_, full=full), bits_sent)
+            mean_acc = recorder.add_evaluation(evaluation, bits_sent) if evaluation is not None else None
             t3 = time.perf_counter()
             recorder.add_round({"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2,
                                 "bytes": round_bits // 8, "bits": round_bits})
             if mean_acc is not None:
                 recorder.flush()
+            if config.checkpoint_every and round_ % config.checkpoint_every == 0 and round_ < config.rounds:
+                recorder.flush()  # metrics first: after a resume, rows past the checkpoint are dropped
+                last = checkpoint.Checkpoint(round_, {"bits_sent": dict(bits_sent)}, executor.snapshot())
+                checkpoint.save(out, last)
+                checkpoint_s += time.perf_counter() - t3
             if progress:
                 progress(round_, mean_acc)
+            round_ += 1
         recorder.flush()
         masks = executor.masks()
         if masks:
             write_masks(masks, out / "masks.parquet")
         wall = time.perf_counter() - start
         train_s = sum(r["local_s"] + r["merge_s"] for r in recorder.rounds)
-        return recorder.write_summary({
+        summary = recorder.write_summary({
             "algorithm": config.algorithm, "rounds": config.rounds, "agents": config.agents,
             "edges": prepared.graph.number_of_edges(), "wall_time_s": wall, "setup_s": setup_s,
             "train_s_per_round": train_s / config.rounds,
             "eval_s_total": sum(r["eval_s"] for r in recorder.rounds),
+            "checkpoint_s_total": checkpoint_s, "resumed_from_round": saved.round if saved else None,
+            "host_recoveries": recoveries,
             "placement": placement.describe(), "actors": placement.actors,
             "agents_per_actor": placement.agents_per_actor, "devices": sorted(set(executor.devices())),
             "worker_peak_mb": max(executor.peak_memory_mb()),
@@ -162,5 +196,7 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
             "final_evaluation": ("full test set" if config.eval_final_full else f"{config.eval_samples} test samples")
             + " of every agent, personalized model after aggregation",
         })
+        (out / checkpoint.FILENAME).unlink(missing_ok=True)  # the run is complete; free the disk
+        return summary
     finally:
         executor.shutdown()

@@ -1,12 +1,14 @@
 """Two ways to run the same AgentHost code: Ray actors, or plain objects in this process.
 
 Both expose: local(round) -> {agent: message bytes}; aggregate(combine, weights) for a server
-algorithm; merge(round); evaluate(round, full) -> rows; masks(); shutdown().
+algorithm; merge(round); evaluate(round, full) -> rows; masks(); snapshot() / restore(blobs) of all
+agents' state; recover() after a lost host; shutdown().
 The in-process executor exists for debugging: same seed, same results.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +27,10 @@ def _merge_dicts(parts: list[dict]) -> dict:
     for part in parts:
         out.update(part)
     return out
+
+
+class HostLost(RuntimeError):
+    """A host actor died (killed process, lost node); its agents must be restored and replayed."""
 
 
 Combine = Callable[[list[np.ndarray], list[float]], np.ndarray]
@@ -67,6 +73,16 @@ class InProcessExecutor:
     def masks(self) -> dict:
         return _merge_dicts([host.masks() for host in self.hosts])
 
+    def snapshot(self) -> dict[int, bytes]:
+        return _merge_dicts([host.snapshot() for host in self.hosts])
+
+    def restore(self, blobs: dict[int, bytes]) -> None:
+        for host in self.hosts:
+            host.restore(blobs)
+
+    def recover(self) -> int:
+        return 0  # in-process hosts cannot be lost
+
     def devices(self) -> list[str]:
         return [host.device_name() for host in self.hosts]
 
@@ -85,20 +101,30 @@ class RayExecutor:
         import ray
 
         self.ray = ray
-        self.routes = routes
+        self.routes, self.hosts = routes, hosts
         dataset_ref = ray.put(dataset)  # once; every host on a node maps the same read-only copy
-        actor_cls = ray.remote(AgentHost).options(
-            num_cpus=placement.cpus_per_actor, num_gpus=placement.gpus_per_actor,
-            scheduling_strategy="SPREAD")
-        self.actors = [actor_cls.remote(config, dataset_ref, agents, placement.threads,
-                                        placement.gpus_per_actor > 0) for agents in hosts]
+        remote_host = ray.remote(AgentHost)
+        run_id, self.generation = uuid.uuid4().hex[:8], 0
+
+        def new_actor(k: int):
+            # named so that operators (and tests) can find a run's hosts: raympl-host-<run>-<k>-<generation>
+            return remote_host.options(
+                num_cpus=placement.cpus_per_actor, num_gpus=placement.gpus_per_actor, scheduling_strategy="SPREAD",
+                name=f"raympl-host-{run_id}-{k}-{self.generation}").remote(
+                config, dataset_ref, hosts[k], placement.threads, placement.gpus_per_actor > 0)
+
+        self.new_actor = new_actor
+        self.actors = [new_actor(k) for k in range(len(hosts))]
         self.payload_refs: list[Any] = []
 
     def get(self, refs):
         """ray.get, re-raising a host's bad-input error (ValueError) as itself, not wrapped."""
+        errors = self.ray.exceptions
         try:
             return self.ray.get(refs)
-        except self.ray.exceptions.RayTaskError as error:
+        except (errors.RayActorError, errors.ObjectLostError) as error:
+            raise HostLost(str(error).splitlines()[0]) from error
+        except errors.RayTaskError as error:
             if isinstance(error.cause, ValueError):
                 raise error.cause from None
             raise
@@ -124,6 +150,27 @@ class RayExecutor:
 
     def masks(self) -> dict:
         return _merge_dicts(self.get([a.masks.remote() for a in self.actors]))
+
+    def snapshot(self) -> dict[int, bytes]:
+        return _merge_dicts(self.get([a.snapshot.remote() for a in self.actors]))
+
+    def restore(self, blobs: dict[int, bytes]) -> None:
+        blobs_ref = self.ray.put(blobs)
+        self.get([a.restore.remote(blobs_ref) for a in self.actors])
+
+    def recover(self) -> int:
+        """Replace every host actor that no longer answers; returns how many were replaced."""
+        self.payload_refs = []
+        self.generation += 1
+        replaced = 0
+        for k, actor in enumerate(self.actors):
+            try:
+                self.ray.get(actor.device_name.remote(), timeout=60)
+            except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
+                self.ray.kill(actor)
+                self.actors[k] = self.new_actor(k)
+                replaced += 1
+        return replaced
 
     def devices(self) -> list[str]:
         return self.get([a.device_name.remote() for a in self.actors])

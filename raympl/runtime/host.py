@@ -19,6 +19,7 @@ from raympl.algorithms.base import AgentContext, agent_seed
 from raympl.config import RunConfig
 from raympl.data.datasets import Dataset, normalize
 from raympl.masks import codec
+from raympl.runtime import checkpoint
 
 BATCH_SEED, EVAL_SEED = 11, 12
 SERVER = -1  # the sender id of the simulated server's message
@@ -141,6 +142,16 @@ class AgentHost:
                          "loss": loss_sum / len(idx), "samples": len(idx),
                          **self.algorithm.stats(self.states[agent])})
         return rows
+
+    def snapshot(self) -> dict[int, bytes]:
+        """Every hosted agent's full state (algorithm state and minibatch generator), one blob each."""
+        return {a: checkpoint.to_bytes({"state": self.states[a], "batch_rng": self.batch_rng[a]})
+                for a in sorted(self.agents)}
+
+    def restore(self, blobs: dict[int, bytes]) -> None:
+        for agent in self.agents:
+            saved = checkpoint.from_bytes(blobs[agent], str(self.device))
+            self.states[agent], self.batch_rng[agent] = saved["state"], saved["batch_rng"]
 
     def masks(self) -> dict[int, np.ndarray]:
         """The agents' current personal masks (if the algorithm has them), bit-packed (codec.pack_mask)."""

@@ -1,0 +1,109 @@
+"""Checkpoints, resume after SIGKILL, lost host actors, corrupt files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from raympl.config import resolve
+from raympl.runtime import checkpoint
+from raympl.runtime.driver import read_masks, simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rows(run_dir: Path, name: str = "metrics.parquet") -> list[dict]:
+    return pq.read_table(run_dir / name).to_pylist()
+
+
+def same_results(a: Path, b: Path) -> None:
+    ra, rb = rows(a), rows(b)
+    assert [(r["round"], r["agent"]) for r in ra] == [(r["round"], r["agent"]) for r in rb]  # none lost or doubled
+    for x, y in zip(ra, rb, strict=True):
+        assert (x["accuracy"], x["loss"], x["bits_sent"], x["density"]) == (y["accuracy"], y["loss"], y["bits_sent"],
+                                                                            y["density"])
+    assert [r["bits"] for r in rows(a, "rounds.parquet")] == [r["bits"] for r in rows(b, "rounds.parquet")]
+
+
+@pytest.mark.parametrize("algorithm", ["mce-pl", "dis-pfl", "malcom-psgd"])
+def test_resume_after_sigkill_mid_round_equals_an_uninterrupted_run(algorithm, tiny_overrides, tmp_path):
+    overrides = {**tiny_overrides, "algorithm": algorithm, "rounds": 10, "eval_every": 1, "checkpoint_every": 3,
+                 "executor": "inprocess"}
+    simulate(resolve({**overrides, "out": str(tmp_path / "whole")}))
+    config = resolve({**overrides, "out": str(tmp_path / "killed")})
+    (tmp_path / "c.toml").write_text(config.to_toml())
+    killed = subprocess.run([sys.executable, str(ROOT / "tests" / "kill_run.py"), str(tmp_path / "c.toml"),
+                             str(tmp_path / "killed"), "8"], capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert checkpoint.load(tmp_path / "killed").round == 6
+    assert max(r["round"] for r in rows(tmp_path / "killed")) == 7  # evaluated past the checkpoint
+    assert not (tmp_path / "killed" / "summary.json").exists()
+
+    result = CliRunner().invoke(app, ["simulate", "--resume", str(tmp_path / "killed")])
+    assert result.exit_code == 0, result.output
+    same_results(tmp_path / "whole", tmp_path / "killed")
+    if algorithm != "malcom-psgd":  # a consensus method: no personal mask
+        assert read_masks(tmp_path / "whole" / "masks.parquet") == read_masks(tmp_path / "killed" / "masks.parquet")
+    assert json.loads((tmp_path / "killed" / "summary.json").read_text())["resumed_from_round"] == 6
+    assert not (tmp_path / "killed" / checkpoint.FILENAME).exists()  # removed once the run completed
+
+
+def test_a_killed_host_actor_is_recreated_and_its_rounds_replayed(ray_session, tiny_overrides, tmp_path):
+    overrides = {**tiny_overrides, "rounds": 8, "eval_every": 1, "checkpoint_every": 3}
+    simulate(resolve({**overrides, "out": str(tmp_path / "whole")}))
+    warnings = []
+
+    def kill_a_host(round_, accuracy):
+        if round_ == 4 and not warnings:
+            host = next(n for n in ray_session.util.list_named_actors(all_namespaces=True)
+                        if n["name"].startswith("raympl-host-"))
+            ray_session.kill(ray_session.get_actor(host["name"], namespace=host["namespace"]))
+
+    summary = simulate(resolve({**overrides, "out": str(tmp_path / "ray")}), progress=kill_a_host,
+                       log=warnings.append)
+    assert summary["host_recoveries"] == 1
+    assert len(warnings) == 1 and "restored every agent from round 3" in warnings[0]
+    same_results(tmp_path / "whole", tmp_path / "ray")
+    assert read_masks(tmp_path / "whole" / "masks.parquet") == read_masks(tmp_path / "ray" / "masks.parquet")
+
+
+def test_corrupt_truncated_or_foreign_checkpoints_are_refused(tiny_overrides, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    checkpoint.save(run, checkpoint.Checkpoint(3, {"bits_sent": {0: 1}}, {0: b"state"}))
+    assert checkpoint.load(run).agents == {0: b"state"}
+    data = (run / checkpoint.FILENAME).read_bytes()
+    (run / checkpoint.FILENAME).write_bytes(data[:-10])
+    with pytest.raises(checkpoint.CheckpointError, match="damaged or truncated"):
+        checkpoint.load(run)
+    (run / checkpoint.FILENAME).write_bytes(data[:40] + bytes([data[40] ^ 1]) + data[41:])
+    with pytest.raises(checkpoint.CheckpointError, match="checksum"):
+        checkpoint.load(run)
+    (run / checkpoint.FILENAME).write_bytes(b"PK\x03\x04" + data)
+    with pytest.raises(checkpoint.CheckpointError, match="not a raympl checkpoint"):
+        checkpoint.load(run)
+
+
+def test_resume_input_errors_are_one_line(tiny_overrides, tmp_path):
+    runner = CliRunner()
+    config = resolve({**tiny_overrides, "rounds": 4, "checkpoint_every": 2, "executor": "inprocess"})
+    simulate(config)
+    run = Path(config.out)
+    cases = [([str(run)], "already finished"), ([str(tmp_path / "nowhere")], "no config.toml"),
+             ([str(run), "--rounds", "9"], "invalid rounds with --resume")]
+    (run / "summary.json").rename(run / "summary.old")
+    cases[0] = ([str(run)], f"no {checkpoint.FILENAME}")  # finished runs drop their checkpoint
+    for args, message in cases:
+        result = runner.invoke(app, ["simulate", "--resume", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+    (run / checkpoint.FILENAME).write_bytes(b"garbage")
+    result = runner.invoke(app, ["simulate", "--resume", str(run)])
+    assert result.exit_code == 2 and "not a raympl checkpoint" in result.output
+    assert (run / "metrics.parquet").exists()  # nothing written so far is lost
