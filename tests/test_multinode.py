@@ -43,6 +43,23 @@ def test_three_node_cluster_equals_single_node(ray_session, tiny_overrides, tmp_
     assert [r["accuracy"] for r in multi] == [r["accuracy"] for r in single]
 
 
+def test_a_lost_node_is_survived(ray_session, tiny_overrides, tmp_path):
+    config = resolve({**tiny_overrides, "rounds": 6, "eval_every": 1, "checkpoint_every": 2,
+                      "out": str(tmp_path / "single")})
+    simulate(config)
+    (tmp_path / "c.toml").write_text(config.to_toml())
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "multinode_run.py"), str(tmp_path / "c.toml"),
+                             str(tmp_path / "multi"), "remove-node"], capture_output=True, text=True, timeout=600,
+                            env=_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["summary"]["host_recoveries"] >= 1 and "restored every agent from round 2" in result.stderr
+    assert read_masks(tmp_path / "multi" / "masks.parquet") == read_masks(tmp_path / "single" / "masks.parquet")
+    multi = pq.read_table(tmp_path / "multi" / "metrics.parquet").to_pylist()
+    single = pq.read_table(tmp_path / "single" / "metrics.parquet").to_pylist()
+    assert [(r["round"], r["accuracy"]) for r in multi] == [(r["round"], r["accuracy"]) for r in single]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

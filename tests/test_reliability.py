@@ -6,7 +6,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -15,6 +17,7 @@ from cli.main import app
 from raympl.config import resolve
 from raympl.runtime import checkpoint
 from raympl.runtime.driver import read_masks, simulate
+from raympl.runtime.host import AgentHost, link_dropped
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,10 +35,10 @@ def same_results(a: Path, b: Path) -> None:
     assert [r["bits"] for r in rows(a, "rounds.parquet")] == [r["bits"] for r in rows(b, "rounds.parquet")]
 
 
-@pytest.mark.parametrize("algorithm", ["mce-pl", "dis-pfl", "malcom-psgd"])
-def test_resume_after_sigkill_mid_round_equals_an_uninterrupted_run(algorithm, tiny_overrides, tmp_path):
+@pytest.mark.parametrize(("algorithm", "link_drop"), [("mce-pl", 0.3), ("dis-pfl", 0.3), ("malcom-psgd", 0.0)])
+def test_resume_after_sigkill_mid_round_equals_an_uninterrupted_run(algorithm, link_drop, tiny_overrides, tmp_path):
     overrides = {**tiny_overrides, "algorithm": algorithm, "rounds": 10, "eval_every": 1, "checkpoint_every": 3,
-                 "executor": "inprocess"}
+                 "executor": "inprocess", "link_drop": link_drop}
     simulate(resolve({**overrides, "out": str(tmp_path / "whole")}))
     config = resolve({**overrides, "out": str(tmp_path / "killed")})
     (tmp_path / "c.toml").write_text(config.to_toml())
@@ -107,3 +110,27 @@ def test_resume_input_errors_are_one_line(tiny_overrides, tmp_path):
     result = runner.invoke(app, ["simulate", "--resume", str(run)])
     assert result.exit_code == 2 and "not a raympl checkpoint" in result.output
     assert (run / "metrics.parquet").exists()  # nothing written so far is lost
+
+
+def test_link_drop_is_seeded_reused_and_accounted(tiny_overrides, tmp_path):
+    config = resolve({**tiny_overrides, "link_drop": 0.25, "seed": 5})
+    draws = [link_dropped(config, r, i, j) for r in range(2, 402) for i, j in ((0, 1), (1, 0), (3, 4))]
+    assert draws == [link_dropped(config, r, i, j) for r in range(2, 402) for i, j in ((0, 1), (1, 0), (3, 4))]
+    assert 0.21 < sum(draws) / len(draws) < 0.29
+    assert not any(link_dropped(config, 1, i, j) for i in range(6) for j in range(6))  # first messages arrive
+
+    fake = SimpleNamespace(config=config, last_received={})
+    round_dropped = next(r for r in range(2, 50) if link_dropped(config, r, 1, 0))
+    first = AgentHost._receive(fake, 1, 0, 1, {1: np.array([1, 2], np.uint8)})
+    got = AgentHost._receive(fake, round_dropped, 0, 1, {1: np.array([7, 7], np.uint8)})
+    assert got[0] == (1, 1) and got[1].tolist() == [1, 2] and first[0] == (1, 1)  # the last one that got through
+
+    base = {**tiny_overrides, "rounds": 6, "eval_every": 1, "executor": "inprocess"}
+    clean = simulate(resolve({**base, "out": str(tmp_path / "clean")}))
+    lossy = simulate(resolve({**base, "link_drop": 0.5, "out": str(tmp_path / "lossy")}))
+    assert lossy["total_bits"] == clean["total_bits"]  # dropped messages were still sent
+    dropped = [r["dropped_messages"] for r in rows(tmp_path / "lossy", "rounds.parquet")]
+    assert dropped[0] == 0 and 0 < sum(dropped) < 12 * 5
+    assert rows(tmp_path / "lossy") != rows(tmp_path / "clean")
+    with pytest.raises(ValueError, match="invalid link-drop 0.1: malcom-psgd needs reliable delivery"):
+        resolve({**base, "algorithm": "malcom-psgd", "link_drop": 0.1})

@@ -26,7 +26,7 @@ from raympl.masks import codec
 from raympl.metrics import Recorder, atomic_write_bytes, write_table
 from raympl.runtime import checkpoint
 from raympl.runtime.executors import HostLost, InProcessExecutor, RayExecutor
-from raympl.runtime.host import SERVER, AgentData
+from raympl.runtime.host import SERVER, AgentData, link_dropped
 from raympl.runtime.placement import Placement, cross_host_share, local_resources, plan, ray_resources
 
 ProgressFn = Callable[[int, float | None], None]
@@ -164,8 +164,11 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
                 round_bits += bits
             mean_acc = recorder.add_evaluation(evaluation, bits_sent) if evaluation is not None else None
             t3 = time.perf_counter()
+            # a dropped message was still sent: its bits count; receivers reuse the last one they got
+            dropped = sum(link_dropped(config, round_, i, j) + link_dropped(config, round_, j, i)
+                          for i, j in prepared.graph.edges) if config.link_drop else 0
             recorder.add_round({"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2,
-                                "bytes": round_bits // 8, "bits": round_bits})
+                                "bytes": round_bits // 8, "bits": round_bits, "dropped_messages": dropped})
             if mean_acc is not None:
                 recorder.flush()
             if config.checkpoint_every and round_ % config.checkpoint_every == 0 and round_ < config.rounds:

@@ -21,7 +21,7 @@ from raympl.data.datasets import Dataset, normalize
 from raympl.masks import codec
 from raympl.runtime import checkpoint
 
-BATCH_SEED, EVAL_SEED = 11, 12
+BATCH_SEED, EVAL_SEED, LINK_SEED = 11, 12, 13
 SERVER = -1  # the sender id of the simulated server's message
 EVAL_CHUNK = 1024
 
@@ -51,6 +51,15 @@ class AgentBatches:
         return self.host._batch(self.agent)
 
 
+def link_dropped(config: RunConfig, round_: int, sender: int, receiver: int) -> bool:
+    """Whether the directed message sender -> receiver of this round is lost: an independent seeded
+    draw per (round, link), the same on every host. The first message of a link always arrives."""
+    if config.link_drop == 0 or round_ == 1:
+        return False
+    rng = np.random.default_rng([config.seed, LINK_SEED, round_, sender, receiver])
+    return bool(rng.random() < config.link_drop)
+
+
 def eval_subset(test: np.ndarray, n: int | None, seed: int, agent: int) -> np.ndarray:
     """A fixed seeded subset of n test indices (all of them when n is None or larger)."""
     if n is None or n >= len(test):
@@ -78,6 +87,7 @@ class AgentHost:
         self.states = {a.agent: self.algorithm.init_state(a.context()) for a in agents}
         self.batch_rng = {a.agent: np.random.default_rng(agent_seed(config.seed, a.agent, BATCH_SEED))
                           for a in agents}
+        self.last_received: dict[int, dict[int, tuple[tuple[int, int], np.ndarray]]] = {}
         self.eval_idx = {a.agent: eval_subset(a.test, config.eval_samples, config.seed, a.agent)
                          for a in agents}
 
@@ -115,12 +125,25 @@ class AgentHost:
         messages: dict[int, np.ndarray] = {}
         for batch in payloads:
             messages.update(codec.rows(batch))
-        decoded = {}
+        decoded: dict[tuple[int, int], object] = {}  # (sender, round the message was sent) -> decoded
         for agent in sorted(self.agents):
-            for j in self.agents[agent].neighbours:
-                if j not in decoded:
-                    decoded[j] = self.algorithm.decode(messages[j])
-            self.algorithm.merge(self.states[agent], [decoded[j] for j in self.agents[agent].neighbours])
+            inbox = [self._receive(round_, agent, j, messages) for j in self.agents[agent].neighbours]
+            for key, message in inbox:
+                if key not in decoded:
+                    decoded[key] = self.algorithm.decode(message)
+            self.algorithm.merge(self.states[agent], [decoded[key] for key, _ in inbox])
+
+    def _receive(self, round_: int, agent: int, sender: int,
+                 messages: dict[int, np.ndarray]) -> tuple[tuple[int, int], np.ndarray]:
+        """What `agent` gets from `sender` this round: the new message, or with --link-drop, when the
+        link drops it, the last one that got through (kept as bytes, part of the agent's checkpoint)."""
+        if self.config.link_drop == 0:
+            return (sender, round_), messages[sender]
+        last = self.last_received.setdefault(agent, {})
+        if sender in last and link_dropped(self.config, round_, sender, agent):
+            return last[sender]
+        last[sender] = ((sender, round_), messages[sender].copy())
+        return last[sender]
 
     @torch.no_grad()
     def evaluate(self, round_: int, full: bool) -> list[dict]:
@@ -145,13 +168,15 @@ class AgentHost:
 
     def snapshot(self) -> dict[int, bytes]:
         """Every hosted agent's full state (algorithm state and minibatch generator), one blob each."""
-        return {a: checkpoint.to_bytes({"state": self.states[a], "batch_rng": self.batch_rng[a]})
+        return {a: checkpoint.to_bytes({"state": self.states[a], "batch_rng": self.batch_rng[a],
+                                        "last_received": self.last_received.get(a, {})})
                 for a in sorted(self.agents)}
 
     def restore(self, blobs: dict[int, bytes]) -> None:
         for agent in self.agents:
             saved = checkpoint.from_bytes(blobs[agent], str(self.device))
             self.states[agent], self.batch_rng[agent] = saved["state"], saved["batch_rng"]
+            self.last_received[agent] = saved["last_received"]
 
     def masks(self) -> dict[int, np.ndarray]:
         """The agents' current personal masks (if the algorithm has them), bit-packed (codec.pack_mask)."""
