@@ -8,6 +8,7 @@ rest of the code can trust it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,7 @@ class RunConfig:
 
 
 FIELD_NAMES = {f.name for f in fields(RunConfig)}
+FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 
 def parse_retention(value: str | float | list) -> list[float]:
@@ -283,6 +285,24 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
+SCALAR_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool}
+
+
+def check_type(name: str, value: Any) -> Any:
+    """The value if it has the field's type (None allowed for optional fields); floats must be finite."""
+    declared = str(FIELD_TYPES[name])
+    if name == "retention" or (value is None and declared.endswith("| None")):
+        return value
+    expected = SCALAR_TYPES.get(declared.removesuffix(" | None"))
+    if expected is None:
+        return value
+    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+        raise ConfigError(f"invalid {name.replace('_', '-')} {value!r}: expected {declared}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"invalid {name.replace('_', '-')} {value!r}: must be a finite number")
+    return float(value) if expected == (int, float) else value
+
+
 def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) -> RunConfig:
     """Build a validated RunConfig: preset < algorithm defaults < config file < overrides (None = not given)."""
     values: dict[str, Any] = load_toml(config_file) if config_file else {}
@@ -290,6 +310,7 @@ def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) ->
     unknown = sorted(set(values) - FIELD_NAMES)
     if unknown:
         raise ConfigError(f"invalid config key {unknown[0]!r}: not a known option")
+    values = {k: check_type(k, v) for k, v in values.items()}
     preset = values.get("preset", "paper")
     if preset not in PRESETS:
         raise ConfigError(f"invalid preset {preset!r}: choose one of {', '.join(PRESETS)}")
@@ -297,13 +318,4 @@ def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) ->
     merged = {**PRESETS[preset], **ALGORITHM_DEFAULTS.get(algorithm, {}), **values}
     if "retention" in merged:
         merged["retention"] = parse_retention(merged["retention"])
-    try:
-        config = RunConfig(**merged)
-    except TypeError as err:
-        raise ConfigError(f"invalid config: {err}") from None
-    for f in fields(RunConfig):
-        value = getattr(config, f.name)
-        expected = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(str(f.type))
-        if expected and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
-            raise ConfigError(f"invalid {f.name.replace('_', '-')} {value!r}: expected {f.type}")
-    return config.validate()
+    return RunConfig(**merged).validate()

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import asdict, fields
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raympl.config import PAPER_HETERO_RETENTION, ConfigError, RunConfig, resolve
 
@@ -60,3 +64,46 @@ def test_retention_per_agent():
 def test_degree_sets_the_edge_probability():
     assert resolve({"agents": 101, "degree": 4}).edge_probability == pytest.approx(0.04)
     assert resolve({"agents": 101, "p": 0.3}).edge_probability == 0.3
+
+
+# ---- property-based: parsing never crashes and never accepts nonsense ------------------------------
+ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_subnormal=False),
+                      st.text(max_size=12), st.lists(st.floats(-2, 2, allow_subnormal=False), max_size=3))
+FIELDS = [f.name for f in fields(RunConfig) if f.name not in ("data_dir", "out", "address")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELDS), ANY_VALUE, max_size=4))
+def test_any_input_gives_a_valid_config_or_a_config_error(overrides):
+    try:
+        config = resolve(overrides)
+    except ConfigError as error:
+        assert "\n" not in str(error) and str(error).startswith("invalid")
+        return
+    for name, value in asdict(config).items():  # whatever was accepted is finite and in range
+        if isinstance(value, float):
+            assert value == value and abs(value) != float("inf"), name
+    assert config.validate() is config
+
+
+@settings(max_examples=100, deadline=None)
+@given(lr=st.floats(1e-4, 10, allow_subnormal=False), agents=st.integers(2, 500),
+       retention=st.floats(0.01, 1.0, allow_subnormal=False), algorithm=st.sampled_from(
+           ["mce-pl", "dsgd", "dis-pfl", "malcom-psgd"]), checkpoint_every=st.integers(0, 50))
+def test_valid_configs_round_trip_through_toml(tmp_path_factory, lr, agents, retention, algorithm, checkpoint_every):
+    config = resolve({"lr": lr, "agents": agents, "retention": str(retention), "algorithm": algorithm,
+                      "checkpoint_every": checkpoint_every})
+    path = tmp_path_factory.mktemp("toml") / "c.toml"
+    path.write_text(config.to_toml())
+    assert resolve({}, path) == config
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=20))
+def test_any_retention_text_parses_or_names_itself(text):
+    try:
+        values = resolve({"retention": text, "agents": 2})
+    except ConfigError as error:
+        assert "invalid retention" in str(error)
+        return
+    assert all(0 < r <= 1 for r in values.retention)
