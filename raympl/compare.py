@@ -2,9 +2,10 @@
 
 A method is `algorithm[:retention]` (e.g. `mce-pl:0.3`, `dis-pfl:paper-hetero`). Columns are the
 classes per agent c (Tables I and II) or topologies (Table III: ring, er:0.3, ...). Every run gets
-its own directory under out/runs; a run whose summary.json exists is read, not rerun, so an
-interrupted comparison continues where it stopped. runs.parquet (one row per run) is rewritten
-after each run; table.parquet and table.md hold mean ± std over seeds and the bits sent.
+its own directory under out/runs; a run whose summary.json exists is read, not rerun, and an
+interrupted run continues from its checkpoint, so a stopped comparison goes on where it stopped.
+runs.parquet (one row per run) is rewritten after each run; table.parquet and table.md hold
+mean ± std over seeds and the bits sent.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from raympl.config import ALGORITHMS, ConfigError, RunConfig, resolve
 from raympl.metrics import atomic_write_bytes, write_table
+from raympl.runtime import checkpoint
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,10 @@ def compare(runs: list[tuple[Variant, Variant, int, RunConfig]], out: Path,
             summary = json.loads(done.read_text())
             log(f"[{k}/{len(runs)}] {method.label}, {column.label}, seed {seed}: already done")
         else:
-            if run_dir.exists():  # an interrupted run (no summary): start it again from scratch
+            resume = (run_dir / checkpoint.FILENAME).exists()  # interrupted after a checkpoint: continue
+            if run_dir.exists() and not resume:  # interrupted before any checkpoint: start again
                 shutil.rmtree(run_dir)
-            summary = simulate(config, run_dir)
+            summary = simulate(config, run_dir, resume=resume)
             log(f"[{k}/{len(runs)}] {method.label}, {column.label}, seed {seed}: "
                 f"accuracy {summary['final_mean_accuracy']:.4f}, {summary['total_bits'] / 8e6:.1f} MB, "
                 f"{summary['wall_time_s']:.0f} s")

@@ -100,6 +100,23 @@ def test_fedavg_server_is_the_data_weighted_mean():
     np.testing.assert_allclose(merged.view(np.float32), [3.25, -0.25])
 
 
+def test_agents_that_receive_the_same_message_do_not_share_tensors():
+    for name in REAL_VALUED:  # a host decodes each message once for all its agents
+        algo, _ = tiny(name)
+        a, b = algo.init_state(context(1)), algo.init_state(context(1))
+        algo.local(a, batch(), 1)
+        message = algo.local(b, batch(), 1)
+        if message is None:
+            continue
+        decoded = algo.decode(message)
+        received = [decoded] if algo.server else [decoded, decoded]
+        algo.merge(a, received)
+        algo.merge(b, received)
+        before = [p.clone() for p in b.params]
+        algo.local(a, batch(1), 2)
+        assert all(torch.equal(x, y) for x, y in zip(b.params, before, strict=True)), name
+
+
 def test_dsgd_prox_adds_the_proximal_gradient():
     algo, config = tiny("dsgd-prox", prox_mu=0.5, local_steps=2)
     state = algo.init_state(context(0))

@@ -29,4 +29,5 @@ class FedAvg(RealValued):
         return (total / sum(weights)).astype(np.float32).view(np.uint8)
 
     def merge(self, state: RealState, decoded: list[Params]) -> None:
-        (state.params,) = decoded
+        (global_model,) = decoded
+        state.params = [p.clone() for p in global_model]  # decoded once per host: never train it in place

@@ -130,7 +130,7 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
                                               executor.snapshot())
         bits_sent = dict(last.driver["bits_sent"])
         setup_s = time.perf_counter() - start
-        checkpoint_s, recoveries = 0.0, 0
+        checkpoint_s, checkpoint_bytes, recoveries = 0.0, 0, 0
         round_ = last.round + 1
         while round_ <= config.rounds:
             try:
@@ -174,7 +174,7 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
             if config.checkpoint_every and round_ % config.checkpoint_every == 0 and round_ < config.rounds:
                 recorder.flush()  # metrics first: after a resume, rows past the checkpoint are dropped
                 last = checkpoint.Checkpoint(round_, {"bits_sent": dict(bits_sent)}, executor.snapshot())
-                checkpoint.save(out, last)
+                checkpoint_bytes = checkpoint.save(out, last)
                 checkpoint_s += time.perf_counter() - t3
             if progress:
                 progress(round_, mean_acc)
@@ -190,7 +190,8 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
             "edges": prepared.graph.number_of_edges(), "wall_time_s": wall, "setup_s": setup_s,
             "train_s_per_round": train_s / config.rounds,
             "eval_s_total": sum(r["eval_s"] for r in recorder.rounds),
-            "checkpoint_s_total": checkpoint_s, "resumed_from_round": saved.round if saved else None,
+            "checkpoint_s_total": checkpoint_s, "checkpoint_bytes": checkpoint_bytes,
+            "resumed_from_round": saved.round if saved else None,
             "host_recoveries": recoveries,
             "placement": placement.describe(), "actors": placement.actors,
             "agents_per_actor": placement.agents_per_actor, "devices": sorted(set(executor.devices())),
