@@ -33,12 +33,13 @@ def one_line_errors():
     from raympl.data.datasets import DataError
     from raympl.masks.codec import PayloadError
     from raympl.runtime.checkpoint import CheckpointError
+    from raympl.runtime.executors import NoCapacity
     from raympl.topologies import TopologyError
 
     try:
         yield
     except (cfg.ConfigError, TopologyError, DataError, PayloadError, DivergedError,
-            CheckpointError) as error:
+            CheckpointError, NoCapacity) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:

@@ -134,3 +134,35 @@ def test_link_drop_is_seeded_reused_and_accounted(tiny_overrides, tmp_path):
     assert rows(tmp_path / "lossy") != rows(tmp_path / "clean")
     with pytest.raises(ValueError, match="invalid link-drop 0.1: malcom-psgd needs reliable delivery"):
         resolve({**base, "algorithm": "malcom-psgd", "link_drop": 0.1})
+
+
+def test_no_room_for_a_replacement_host_stops_cleanly_and_resumes(ray_session, tiny_overrides, tmp_path,
+                                                                  monkeypatch):
+    from raympl.runtime import executors
+
+    monkeypatch.setattr(executors, "REPLACEMENT_TIMEOUT_S", 5)
+    overrides = {**tiny_overrides, "rounds": 5, "eval_every": 1, "checkpoint_every": 1}
+    simulate(resolve({**overrides, "out": str(tmp_path / "whole")}))
+
+    @ray_session.remote(num_cpus=1)
+    class Blocker:
+        def ping(self):
+            return True
+
+    blockers = []
+
+    def take_the_cpu_of_a_host(round_, accuracy):
+        if round_ == 2 and not blockers:
+            host = next(n for n in ray_session.util.list_named_actors(all_namespaces=True)
+                        if n["name"].startswith("raympl-host-"))
+            ray_session.kill(ray_session.get_actor(host["name"], namespace=host["namespace"]))
+            blockers.append(Blocker.remote())
+            ray_session.get(blockers[0].ping.remote(), timeout=60)
+
+    config = resolve({**overrides, "out": str(tmp_path / "stuck")})
+    with pytest.raises(executors.NoCapacity, match="no room for a replacement host"):
+        simulate(config, progress=take_the_cpu_of_a_host)
+    ray_session.kill(blockers[0])
+    assert checkpoint.load(tmp_path / "stuck").round == 2
+    simulate(config, resume=True)
+    same_results(tmp_path / "whole", tmp_path / "stuck")

@@ -33,6 +33,13 @@ class HostLost(RuntimeError):
     """A host actor died (killed process, lost node); its agents must be restored and replayed."""
 
 
+class NoCapacity(RuntimeError):
+    """A replacement host could not be placed: the cluster lacks the resources."""
+
+
+REPLACEMENT_TIMEOUT_S = 600
+
+
 Combine = Callable[[list[np.ndarray], list[float]], np.ndarray]
 
 
@@ -170,6 +177,11 @@ class RayExecutor:
                 self.ray.kill(actor)
                 self.actors[k] = self.new_actor(k)
                 replaced += 1
+                try:
+                    self.ray.get(self.actors[k].device_name.remote(), timeout=REPLACEMENT_TIMEOUT_S)
+                except self.ray.exceptions.GetTimeoutError:
+                    raise NoCapacity(f"invalid cluster: no room for a replacement host within "
+                                     f"{REPLACEMENT_TIMEOUT_S} s; add a node and continue with --resume") from None
         return replaced
 
     def devices(self) -> list[str]:
