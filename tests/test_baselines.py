@@ -18,9 +18,8 @@ from raympl.algorithms import payload
 from raympl.algorithms.base import AgentContext
 from raympl.algorithms.dis_pfl import erk_densities
 from raympl.algorithms.fedavg import FedAvg
-from raympl.algorithms.ind_weipru import where_counted
 from raympl.algorithms.malcom_psgd import soft_threshold
-from raympl.algorithms.real import RealValued
+from raympl.algorithms.real import RealValued, where_counted
 from raympl.config import ALGORITHMS, resolve
 from raympl.masks.ops import keep_count
 from raympl.runtime.driver import simulate

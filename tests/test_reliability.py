@@ -26,6 +26,12 @@ def rows(run_dir: Path, name: str = "metrics.parquet") -> list[dict]:
     return pq.read_table(run_dir / name).to_pylist()
 
 
+def kill_a_named_host(ray) -> None:
+    """ray.kill the first raympl host actor found (hosts are named raympl-host-<run>-<k>-<generation>)."""
+    host = next(n for n in ray.util.list_named_actors(all_namespaces=True) if n["name"].startswith("raympl-host-"))
+    ray.kill(ray.get_actor(host["name"], namespace=host["namespace"]))
+
+
 def same_results(a: Path, b: Path) -> None:
     ra, rb = rows(a), rows(b)
     assert [(r["round"], r["agent"]) for r in ra] == [(r["round"], r["agent"]) for r in rb]  # none lost or doubled
@@ -65,9 +71,7 @@ def test_a_killed_host_actor_is_recreated_and_its_rounds_replayed(ray_session, t
 
     def kill_a_host(round_, accuracy):
         if round_ == 4 and not warnings:
-            host = next(n for n in ray_session.util.list_named_actors(all_namespaces=True)
-                        if n["name"].startswith("raympl-host-"))
-            ray_session.kill(ray_session.get_actor(host["name"], namespace=host["namespace"]))
+            kill_a_named_host(ray_session)
 
     summary = simulate(resolve({**overrides, "out": str(tmp_path / "ray")}), progress=kill_a_host,
                        log=warnings.append)
@@ -153,9 +157,7 @@ def test_no_room_for_a_replacement_host_stops_cleanly_and_resumes(ray_session, t
 
     def take_the_cpu_of_a_host(round_, accuracy):
         if round_ == 2 and not blockers:
-            host = next(n for n in ray_session.util.list_named_actors(all_namespaces=True)
-                        if n["name"].startswith("raympl-host-"))
-            ray_session.kill(ray_session.get_actor(host["name"], namespace=host["namespace"]))
+            kill_a_named_host(ray_session)
             blockers.append(Blocker.remote())
             ray_session.get(blockers[0].ping.remote(), timeout=60)
 

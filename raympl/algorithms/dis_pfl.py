@@ -48,6 +48,7 @@ class DisPFLState(RealState):
 
 class DisPFL(RealValued):
     name = "dis-pfl"
+    sparse_messages = True
 
     def init_state(self, context: AgentContext) -> DisPFLState:
         rng = torch.Generator().manual_seed(agent_seed(self.config.seed, context.agent, MASK_SEED))
@@ -68,13 +69,8 @@ class DisPFL(RealValued):
 
     def local(self, state: DisPFLState, data: LocalData, round_: int) -> np.ndarray:
         lr = self.config.lr * self.config.dispfl_lr_decay ** (round_ - 1)
-
-        def reapply(params: Params) -> None:
-            for p, m in zip(params, state.mask, strict=True):
-                p.mul_(m)
-
         self.train(state.params, data, local_steps(self.config, data), lr,
-                   grad_transform=self.clipped_decay, after_step=reapply)
+                   grad_transform=self.clipped_decay, after_step=self.keep_inside(state.mask))
         state.sent_mask = state.mask
         message = self.pack(state.params, state.mask)
         state.mask = self.evolve(state, data, round_)
@@ -111,11 +107,6 @@ class DisPFL(RealValued):
             new_masks.append(new.view_as(m))
         return new_masks
 
-    def decode(self, message: np.ndarray) -> tuple[Params, Params]:
-        return self.decode_sparse(message)
-
     def merge(self, state: DisPFLState, decoded: list[tuple[Params, Params]]) -> None:
-        values = [state.params] + [v for v, _ in decoded]
-        masks = [state.sent_mask] + [m for _, m in decoded]
-        sums, counts = self.overlap_sums(values, masks)
+        sums, counts = self.overlap_sums(*self.with_own(state.params, state.sent_mask, decoded))
         state.params = [s / c.clamp(min=1) * m for s, c, m in zip(sums, counts, state.mask, strict=True)]

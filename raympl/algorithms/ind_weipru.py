@@ -9,7 +9,6 @@ uses their top-r_i pruning and the gradient passes straight through to every den
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from raympl.algorithms.base import AgentContext, LocalData, local_steps
 from raympl.algorithms.real import Params, RealState, RealValued
@@ -18,6 +17,7 @@ from raympl.algorithms.real import Params, RealState, RealValued
 class IndWeiPru(RealValued):
     name = "ind-weipru"
     communicates = False
+    sparse_messages = True  # avr-/par-weipru send Prune_{r_i}(x_i)
 
     def init_state(self, context: AgentContext) -> RealState:
         state = RealState(context, [p.clone() for p in self.initial])
@@ -27,15 +27,13 @@ class IndWeiPru(RealValued):
     def reprune(self, state: RealState, zero_pruned: bool) -> None:
         state.mask = self.prune_mask(state.params, state.context.agent)
         if zero_pruned:
-            for p, m in zip(state.params, state.mask, strict=True):
-                p.mul_(m)
+            self.keep_inside(state.mask)(state.params)
 
     def train_pruned(self, state: RealState, data: LocalData) -> None:
         agent, steps = state.context.agent, local_steps(self.config, data)
         if self.config.weipru_mode == "hard_prune":
             def prune(params: Params) -> None:
-                for p, m in zip(params, self.prune_mask(params, agent), strict=True):
-                    p.mul_(m)
+                self.keep_inside(self.prune_mask(params, agent))(params)
 
             self.train(state.params, data, steps, self.config.lr, after_step=prune)
         else:
@@ -62,14 +60,4 @@ class IndWeiPru(RealValued):
 
     def received(self, state: RealState, decoded: list[tuple[Params, Params]]) -> tuple[list[Params], list[Params]]:
         """Values and masks of N_i ∪ {i}, own pruned model first."""
-        values = [self.eval_model(state)] + [v for v, _ in decoded]
-        masks = [state.mask] + [m for _, m in decoded]
-        return values, masks
-
-    def decode(self, message: np.ndarray) -> tuple[Params, Params]:
-        return self.decode_sparse(message)
-
-
-def where_counted(sums: Params, counts: Params, fallback: Params) -> Params:
-    """sum / count where some model kept the coordinate, the fallback value elsewhere."""
-    return [torch.where(c > 0, s / c.clamp(min=1), f) for s, c, f in zip(sums, counts, fallback, strict=True)]
+        return self.with_own(self.eval_model(state), state.mask, decoded)

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from raympl.algorithms.base import AgentContext, LocalData, layer_retention, local_steps
-from raympl.algorithms.ind_weipru import where_counted
-from raympl.algorithms.real import Params, RealState, RealValued
+from raympl.algorithms.real import Params, RealState, RealValued, where_counted
 from raympl.masks.ops import keep_count
 
 
 class LotteryDSGD(RealValued):
     name = "lottery-dsgd"
+    sparse_messages = True
 
     def init_state(self, context: AgentContext) -> RealState:
         params = [p.clone() for p in self.initial]
@@ -50,20 +50,12 @@ class LotteryDSGD(RealValued):
     def local(self, state: RealState, data: LocalData, round_: int) -> np.ndarray:
         if self.accuracy(state.params, data) > self.config.lottery_acc_threshold and self.prune(state):
             state.params = [x0 * m for x0, m in zip(self.initial, state.mask, strict=True)]  # rewind
-
-        def reapply(params: Params) -> None:
-            for p, m in zip(params, state.mask, strict=True):
-                p.mul_(m)
-
-        self.train(state.params, data, local_steps(self.config, data), self.config.lr, after_step=reapply)
+        self.train(state.params, data, local_steps(self.config, data), self.config.lr,
+                   after_step=self.keep_inside(state.mask))
         return self.pack(state.params, state.mask)
 
-    def decode(self, message: np.ndarray) -> tuple[Params, Params]:
-        return self.decode_sparse(message)
-
     def merge(self, state: RealState, decoded: list[tuple[Params, Params]]) -> None:
-        values = [state.params] + [v for v, _ in decoded]
-        masks = [state.mask] + [m for _, m in decoded]
+        values, masks = self.with_own(state.params, state.mask, decoded)
         sums, counts = self.overlap_sums(values, masks)
         if self.config.lottery_agg == "intersection":
             counts = [torch.where(c == len(values), c, torch.zeros_like(c)) for c in counts]

@@ -4,8 +4,7 @@ models whose pruned version keeps it (coordinates nobody kept keep the own value
 from __future__ import annotations
 
 from raympl.algorithms.avr_weipru import AvrWeiPru
-from raympl.algorithms.ind_weipru import where_counted
-from raympl.algorithms.real import Params, RealState
+from raympl.algorithms.real import Params, RealState, where_counted
 
 
 class ParWeiPru(AvrWeiPru):

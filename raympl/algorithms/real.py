@@ -34,6 +34,7 @@ class RealValued:
     name = "real-valued"
     communicates = True
     server = False
+    sparse_messages = False  # True: messages are (values, support mask) in the sparse format
 
     def __init__(self, model: MaskedNet, config: RunConfig, device: torch.device):
         self.model, self.config, self.device = model, config, device
@@ -94,6 +95,20 @@ class RealValued:
         return out
 
     @staticmethod
+    def with_own(own: Params, own_mask: Params, decoded: list[tuple[Params, Params]]) -> tuple[list[Params],
+                                                                                              list[Params]]:
+        """Values and masks of N_i ∪ {i} from sparse messages, the agent's own first."""
+        return [own] + [v for v, _ in decoded], [own_mask] + [m for _, m in decoded]
+
+    @staticmethod
+    def keep_inside(mask: Params) -> Callable[[Params], None]:
+        """An after_step hook that zeroes every entry outside `mask`."""
+        def apply(params: Params) -> None:
+            for p, m in zip(params, mask, strict=True):
+                p.mul_(m)
+        return apply
+
+    @staticmethod
     def overlap_sums(values: list[Params], masks: list[Params]) -> tuple[Params, Params]:
         """Per coordinate: the sum of the values of the models whose mask keeps it, and their count."""
         sums = [torch.stack([v[k] * m[k] for v, m in zip(values, masks, strict=True)]).sum(0)
@@ -114,10 +129,9 @@ class RealValued:
         return payload.pack_dense(params) if mask is None else payload.pack_sparse(params, mask)
 
     def decode(self, message: np.ndarray):
+        if self.sparse_messages:
+            return payload.unpack_sparse(message, self.shapes, self.device)
         return payload.unpack_dense(message, self.shapes, self.device)
-
-    def decode_sparse(self, message: np.ndarray) -> tuple[Params, Params]:
-        return payload.unpack_sparse(message, self.shapes, self.device)
 
     # ---- evaluation -------------------------------------------------------------
     def eval_model(self, state: RealState) -> Params:
@@ -135,3 +149,8 @@ class RealValued:
         groups = sum(w.shape[0] for w in weights)
         empty = sum(zero_group_fraction((w != 0).float()) * w.shape[0] for w in weights)
         return {"density": nonzero / sum(w.numel() for w in weights), "zero_filter_fraction": empty / groups}
+
+
+def where_counted(sums: Params, counts: Params, fallback: Params) -> Params:
+    """sum / count where some model kept the coordinate, the fallback value elsewhere."""
+    return [torch.where(c > 0, s / c.clamp(min=1), f) for s, c, f in zip(sums, counts, fallback, strict=True)]
