@@ -169,10 +169,11 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
                           for i, j in prepared.graph.edges) if config.link_drop else 0
             recorder.add_round({"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2,
                                 "bytes": round_bits // 8, "bits": round_bits, "dropped_messages": dropped})
-            if mean_acc is not None:
-                recorder.flush()
-            if config.checkpoint_every and round_ % config.checkpoint_every == 0 and round_ < config.rounds:
-                recorder.flush()  # metrics first: after a resume, rows past the checkpoint are dropped
+            checkpointing = (config.checkpoint_every and round_ % config.checkpoint_every == 0
+                             and round_ < config.rounds)
+            if mean_acc is not None or checkpointing:
+                recorder.flush()  # before a checkpoint: after a resume, rows past it are dropped
+            if checkpointing:
                 last = checkpoint.Checkpoint(round_, {"bits_sent": dict(bits_sent)}, executor.snapshot())
                 checkpoint_bytes = checkpoint.save(out, last)
                 checkpoint_s += time.perf_counter() - t3
