@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup data simulate test lint
+.PHONY: setup data simulate test lint install-check gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,6 +31,16 @@ simulate: setup data
 test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# The wheel in a fresh virtual environment, run from outside the checkout (.ci/run runs this too).
+install-check: setup
+	bash .ci/install-check
+
+# On a machine with a CUDA GPU: the tests marked cuda and a short benchmark -> $(GPU_OUT)/gpu-check.md.
+# Where the project is not installed (the device image), run `make gpu-check PY=python3`.
+GPU_OUT ?= runs/gpu-check
+gpu-check:
+	$(PY) studies/gpu_check.py --out $(GPU_OUT)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raympl.config import ALGORITHMS, ConfigError, RunConfig, resolve
+from raympl.config import ALGORITHMS, ConfigError, RunConfig, load_toml, resolve_shared
 from raympl.metrics import atomic_write_bytes, write_table
 from raympl.runtime import checkpoint
 
@@ -74,13 +74,20 @@ def plan_runs(base: dict[str, Any], config_file: Path | None, methods: list[Vari
               seeds: list[int], out: Path) -> list[tuple[Variant, Variant, int, RunConfig]]:
     """Every run's validated configuration, so bad input fails before the first run starts. Seeds are
     the outer loop, so a comparison stopped early still has whole tables for its first seeds."""
-    runs = []
+    shared = {**(load_toml(config_file) if config_file else {}), **base}
+    runs, used = [], set()
     for seed in seeds:
         for method in methods:
             for column in columns:
                 run_dir = out / "runs" / method.slug / column.slug / f"seed{seed}"
-                overrides = {**base, **column.overrides, **method.overrides, "seed": seed, "out": str(run_dir)}
-                runs.append((method, column, seed, resolve(overrides, config_file)))
+                own = {**method.overrides, "seed": seed, "out": str(run_dir)}
+                config, dropped = resolve_shared({**shared, **column.overrides}, own)
+                used |= set(shared) - dropped
+                runs.append((method, column, seed, config))
+    unused = sorted(set(shared) - used)
+    if unused:
+        raise ConfigError(f"invalid {unused[0].replace('_', '-')} {shared[unused[0]]!r}: it does nothing for "
+                          f"any of the methods {', '.join(m.label for m in methods)}")
     return runs
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import tomli_w
-import tomllib
 
 ALGORITHMS = ("mce-pl", "ind-mask", "dsgd", "fedavg", "dsgd-prox", "ind-weipru", "avr-weipru", "par-weipru",
               "lottery-dsgd", "dis-pfl", "deprl", "malcom-psgd")
@@ -28,7 +28,7 @@ CHOICE_FIELDS = {
     "malcom_prox_position": ("before_quant", "after_consensus"),
 }
 
-# Per-algorithm defaults (algorithms.md §3-4): the paper's learning rates (Table I: 0.01 real-valued,
+# Per-algorithm defaults (docs/algorithms.md §3-4): the paper's learning rates (Table I: 0.01 real-valued,
 # 0.1 LotteryDSGD; node heterogeneity: 0.001), and PyTorch-default initial weights for every method
 # that trains real weights (U[-1,1] weights give logits in the hundreds; SGD at 0.01 diverges).
 REAL_VALUED = {"weight_init": "torch_default"}
@@ -50,13 +50,14 @@ PARTITIONS = ("label-skew", "dirichlet", "iid")
 NAMED_TOPOLOGIES = ("er", "ring", "paper20")
 WEIGHT_INITS = ("uniform_pm1", "torch_default")
 INIT_NEIGHBOR_MASKS = ("bernoulli_shared", "zeros")
+DEVICES = ("auto", "cpu", "cuda")
 
 # Node-heterogeneous retention ratios of the paper (Table II, agents 1..20).
 PAPER_HETERO_RETENTION = (0.4, 0.4, 0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.4, 0.2,
                           0.4, 0.2, 0.3, 0.3, 0.4, 0.3, 0.1, 0.1, 0.3, 0.3)
 
 # Values that differ between the paper's description and the authors' code
-# (algorithms.md §2.8). Where the paper is silent both take the code's value.
+# (docs/algorithms.md §2). Where the paper is silent both take the code's value.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "lr": 1.0,
@@ -110,7 +111,7 @@ class RunConfig:
     preset: str = "paper"
     lr: float = 1.0
     finetune_lr: float | None = None
-    lam: float = 0.001  # group-lasso weight λ (algorithms.md's reg_lambda)
+    lam: float = 0.001  # group-lasso weight λ
     fil_threshold: int = 0
     linear_retention: float | None = None
     wd_scores: float = 0.0
@@ -118,7 +119,7 @@ class RunConfig:
     weight_init: str = "uniform_pm1"
     final_elu: bool = True
     init_neighbor_masks: str = "bernoulli_shared"
-    # ---- baselines (algorithms.md §3-4); unknowns of the paper are options with documented defaults
+    # ---- baselines (docs/algorithms.md §3-4); unknowns of the paper are options with documented defaults
     mixing: str = "metropolis"  # W of DSGD, DSGDProx, DePRL, Malcom-PSGD
     local_steps: int = 1  # τ: SGD steps per round of the real-valued methods
     local_epochs: float | None = None  # if set, overrides local_steps: epochs over the local data
@@ -146,7 +147,9 @@ class RunConfig:
     seed: int = 0
     agents_per_actor: int | None = None
     cpus_per_agent: float | None = None
-    gpus_per_agent: float = 0.0
+    gpus_per_agent: float | str = 0.0  # a share of one GPU, or "auto": as many agents per GPU as fit
+    device: str = "auto"  # auto: CUDA where the host was given a GPU; cpu; cuda (an error without one)
+    placement_timeout: float = 600.0  # seconds to wait for every host actor to be placed
     address: str | None = None
     out: str | None = None
     executor: str = "ray"
@@ -164,6 +167,11 @@ class RunConfig:
         return self.p if self.degree is None else min(1.0, self.degree / (self.agents - 1))
 
     @property
+    def wants_gpus(self) -> bool:
+        return self.gpus_per_agent == "auto" or (not isinstance(self.gpus_per_agent, str)
+                                                 and self.gpus_per_agent > 0)
+
+    @property
     def effective_finetune_lr(self) -> float:
         return self.lr if self.finetune_lr is None else self.finetune_lr
 
@@ -175,6 +183,7 @@ class RunConfig:
         choices = {"algorithm": ALGORITHMS, "dataset": tuple(DATASETS), "model": MODELS,
                    "partition": PARTITIONS, "preset": tuple(PRESETS), "weight_init": WEIGHT_INITS,
                    "init_neighbor_masks": INIT_NEIGHBOR_MASKS, "executor": ("ray", "inprocess"),
+                   "device": DEVICES,
                    "mixing": MIXINGS, **CHOICE_FIELDS}
         for name, allowed in choices.items():
             value = getattr(self, name)
@@ -212,8 +221,17 @@ class RunConfig:
             raise bad("agents-per-actor", self.agents_per_actor, "must be >= 1")
         if self.cpus_per_agent is not None and self.cpus_per_agent <= 0:
             raise bad("cpus-per-agent", self.cpus_per_agent, "must be > 0")
-        if self.gpus_per_agent < 0:
+        if isinstance(self.gpus_per_agent, str):
+            if self.gpus_per_agent != "auto":
+                raise bad("gpus-per-agent", self.gpus_per_agent, "a number >= 0 or auto")
+        elif self.gpus_per_agent < 0:
             raise bad("gpus-per-agent", self.gpus_per_agent, "must be >= 0")
+        if self.device == "cpu" and self.wants_gpus:
+            raise bad("device", self.device, f"GPUs were asked for (--gpus-per-agent {self.gpus_per_agent})")
+        if self.device == "cuda" and self.executor == "ray" and not self.wants_gpus:
+            raise bad("device", self.device, "Ray hides GPUs from actors that ask for none; set --gpus-per-agent")
+        if self.placement_timeout <= 0:
+            raise bad("placement-timeout", self.placement_timeout, "must be > 0 seconds")
         if self.lr <= 0:
             raise bad("lr", self.lr, "must be > 0")
         if self.lam < 0:
@@ -251,10 +269,62 @@ class RunConfig:
 
     # ---- TOML -----------------------------------------------------------
     def to_toml(self) -> str:
-        return tomli_w.dumps({k: v for k, v in dataclasses.asdict(self).items() if v is not None})
+        """The options this run uses (those that do not apply to its algorithm or model are left out)."""
+        return tomli_w.dumps({k: v for k, v in dataclasses.asdict(self).items()
+                              if v is not None and inapplicable(k, self) is None})
 
 
 FIELD_NAMES = {f.name for f in fields(RunConfig)}
+
+# ---- which options do something for which runs ------------------------------------------------
+# An option applies when every (attribute, allowed values) condition holds; a value given for an
+# option that does not apply is refused (design-choices.md: "Every accepted option does something").
+MASK_METHODS = ("mce-pl", "ind-mask")
+PRUNING_METHODS = ("lottery-dsgd", "ind-weipru", "avr-weipru", "par-weipru")
+REAL_METHODS = tuple(a for a in ALGORITHMS if a not in MASK_METHODS)
+# methods whose agents exchange messages with graph neighbours (fedavg talks to a server only)
+GRAPH_METHODS = tuple(a for a in ALGORITHMS if a not in ("ind-mask", "ind-weipru", "fedavg"))
+WEIPRU = ("ind-weipru", "avr-weipru", "par-weipru")
+Condition = tuple[str, tuple[Any, ...]]
+APPLIES: dict[str, tuple[Condition, ...]] = {
+    "retention": (("algorithm", MASK_METHODS + PRUNING_METHODS + ("dis-pfl",)),),
+    "linear_retention": (("algorithm", MASK_METHODS + PRUNING_METHODS),),
+    "finetune_lr": (("algorithm", ("mce-pl",)),),
+    "lam": (("algorithm", MASK_METHODS),),
+    "fil_threshold": (("algorithm", MASK_METHODS),),
+    "wd_scores": (("algorithm", MASK_METHODS),),
+    "init_neighbor_masks": (("algorithm", ("mce-pl",)),),
+    "final_elu": (("model", ("alexnet",)),),
+    "topology": (("algorithm", GRAPH_METHODS),),
+    "p": (("algorithm", GRAPH_METHODS), ("topology", ("er",)), ("degree", (None,))),
+    "degree": (("algorithm", GRAPH_METHODS), ("topology", ("er",))),
+    "link_drop": (("algorithm", tuple(a for a in GRAPH_METHODS if a != "malcom-psgd")),),
+    "classes_per_agent": (("partition", ("label-skew",)),),
+    "alpha": (("partition", ("dirichlet",)),),
+    "mixing": (("algorithm", ("dsgd", "dsgd-prox", "deprl", "malcom-psgd")),),
+    "local_steps": (("algorithm", REAL_METHODS), ("local_epochs", (None,))),
+    "local_epochs": (("algorithm", REAL_METHODS),),
+    "dsgd_order": (("algorithm", ("dsgd",)),),
+    "prox_mu": (("algorithm", ("dsgd-prox",)),),
+    "weipru_mode": (("algorithm", WEIPRU),),
+    **{name: (("algorithm", (algorithm,)),) for prefix, algorithm in (
+        ("lottery_", "lottery-dsgd"), ("dispfl_", "dis-pfl"), ("deprl_", "deprl"), ("malcom_", "malcom-psgd"))
+       for name in FIELD_NAMES if name.startswith(prefix)},
+    "address": (("executor", ("ray",)),),
+    "placement_timeout": (("executor", ("ray",)),),
+}
+
+
+def inapplicable(name: str, config: RunConfig) -> str | None:
+    """Why option `name` does nothing in this run, or None when it applies."""
+    for attribute, allowed in APPLIES.get(name, ()):
+        value = getattr(config, attribute)
+        if value not in allowed:
+            if None in allowed:
+                return f"it is ignored when --{attribute.replace('_', '-')} is given"
+            shown = ", ".join(map(str, allowed))
+            return f"it does nothing for {attribute.replace('_', '-')} {value} (only for {shown})"
+    return None
 FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 
@@ -293,7 +363,9 @@ def check_type(name: str, value: Any) -> Any:
     declared = str(FIELD_TYPES[name])
     if name == "retention" or (value is None and declared.endswith("| None")):
         return value
-    expected = SCALAR_TYPES.get(declared.removesuffix(" | None"))
+    if declared == "float | str" and isinstance(value, str):
+        return value  # a number or a keyword such as "auto"; validate() checks the keyword
+    expected = SCALAR_TYPES.get(declared.removesuffix(" | None").removesuffix(" | str"))
     if expected is None:
         return value
     if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
@@ -304,9 +376,31 @@ def check_type(name: str, value: Any) -> Any:
 
 
 def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) -> RunConfig:
-    """Build a validated RunConfig: preset < algorithm defaults < config file < overrides (None = not given)."""
-    values: dict[str, Any] = load_toml(config_file) if config_file else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    """Build a validated RunConfig: preset < algorithm defaults < config file < overrides (None = not given).
+
+    An option given as a flag that does nothing for this run is refused. A config file may hold such
+    an option only at the value the run would use anyway (a run's own config.toml always resolves).
+    """
+    from_file: dict[str, Any] = load_toml(config_file) if config_file else {}
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    config, defaults, values = _resolve({**from_file, **flags})
+    for name in sorted(values):
+        why = inapplicable(name, config)
+        if why is not None and (name in flags or getattr(config, name) != getattr(defaults, name)):
+            raise ConfigError(f"invalid {name.replace('_', '-')} {values[name]!r}: {why}")
+    return config
+
+
+def resolve_shared(shared: dict[str, Any], own: dict[str, Any]) -> tuple[RunConfig, set[str]]:
+    """One run of several (raympl compare): settings shared by every run plus the run's own. Shared
+    settings that do nothing for this run are left out and returned; the run's own must apply."""
+    trial, _, _ = _resolve({**shared, **own})
+    dropped = {k for k in shared if k not in own and inapplicable(k, trial) is not None}
+    return resolve({**{k: v for k, v in shared.items() if k not in dropped}, **own}), dropped
+
+
+def _resolve(values: dict[str, Any]) -> tuple[RunConfig, RunConfig, dict[str, Any]]:
+    """(the configuration, what it would be with no option given, the type-checked options)."""
     unknown = sorted(set(values) - FIELD_NAMES)
     if unknown:
         raise ConfigError(f"invalid config key {unknown[0]!r}: not a known option")
@@ -314,8 +408,11 @@ def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) ->
     preset = values.get("preset", "paper")
     if preset not in PRESETS:
         raise ConfigError(f"invalid preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    algorithm = values.get("algorithm", RunConfig.algorithm)
-    merged = {**PRESETS[preset], **ALGORITHM_DEFAULTS.get(algorithm, {}), **values}
-    if "retention" in merged:
-        merged["retention"] = parse_retention(merged["retention"])
-    return RunConfig(**merged).validate()
+    defaults = {**PRESETS[preset], **ALGORITHM_DEFAULTS.get(values.get("algorithm", RunConfig.algorithm), {})}
+    return build({**defaults, **values}), RunConfig(**defaults), values
+
+
+def build(values: dict[str, Any]) -> RunConfig:
+    if "retention" in values:
+        values = {**values, "retention": parse_retention(values["retention"])}
+    return RunConfig(**values).validate()

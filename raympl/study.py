@@ -19,7 +19,7 @@ from raympl.runtime.driver import simulate
 
 SCALING_COLUMNS = ["agents", "topology", "edges", "directed_links", "actors", "agents_per_actor",
                    "cross_host_link_share", "local_s", "merge_s", "round_s", "bytes_per_round",
-                   "driver_peak_mb", "worker_peak_mb", "setup_s"]
+                   "driver_peak_mb", "worker_peak_mb", "gpu_peak_mb", "setup_s"]
 
 
 def driver_peak_mb() -> float:
@@ -49,6 +49,7 @@ def scaling(base: RunConfig, agent_counts: list[int], topologies: list[str], out
                 "merge_s": float(np.median([t["merge_s"] for t in steady])),
                 "bytes_per_round": int(np.median([t["bytes"] for t in steady])),
                 "driver_peak_mb": driver_peak_mb(), "worker_peak_mb": summary["worker_peak_mb"],
+                "gpu_peak_mb": summary["gpu_peak_mb"],
                 "setup_s": summary["setup_s"],
             }
             row["round_s"] = row["local_s"] + row["merge_s"]

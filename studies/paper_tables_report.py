@@ -1,7 +1,7 @@
 """Print the Markdown tables of docs/results.md §5 from `studies/paper_tables.sh`'s output.
 
 Each raympl cell is "mean ± std (seeds)" from `table.parquet`, shown next to the paper's CIFAR-10
-value for the same cell (Tables I-III of the MCE-PL paper, as listed in algorithms.md §5.2).
+value for the same cell (Tables I-III of the MCE-PL paper, as listed in docs/results.md (the paper's tables)).
 Usage: python studies/paper_tables_report.py [runs/paper-tables]
 """
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import pickle
-import struct
 
 import numpy as np
 import pytest
 import torch.nn.functional as F
 
+from raympl.config import RunConfig, resolve_shared
+from raympl.data.datasets import write_fashion_mnist
 from raympl.models import Layer, MaskedNet
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -27,6 +27,13 @@ class OneLayer(MaskedNet):
         return F.linear(x.flatten(1), weights[0], (biases or self.biases)[0])
 
 
+def configure(overrides: dict) -> RunConfig:
+    """A validated config for tests that reuse one set of options across algorithms: options that do
+    nothing for the chosen algorithm are left out, as `raympl compare` does."""
+    shared = {k: v for k, v in overrides.items() if k != "algorithm" and v is not None}
+    return resolve_shared(shared, {"algorithm": overrides.get("algorithm", "mce-pl")})[0]
+
+
 class OneBatch:
     """LocalData that hands out one fixed minibatch."""
 
@@ -35,12 +42,6 @@ class OneBatch:
 
     def batch(self):
         return self.x, self.y
-
-
-def _write_idx(path, array: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as fh:
-        fh.write(header + array.astype(np.uint8).tobytes())
 
 
 def learnable_images(labels: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -58,10 +59,9 @@ def fashion_dir(tmp_path_factory):
     """A Fashion-MNIST-format folder: 1,000 train / 300 test images of 28x28."""
     folder = tmp_path_factory.mktemp("fashion")
     rng = np.random.default_rng(0)
-    for split, n in (("train", 1000), ("t10k", 300)):
-        labels = np.tile(np.arange(10), n // 10).astype(np.uint8)
-        _write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
-        _write_idx(folder / f"{split}-images-idx3-ubyte.gz", learnable_images(labels, (28, 28), rng))
+    train_y, test_y = np.tile(np.arange(10), 100), np.tile(np.arange(10), 30)
+    write_fashion_mnist(folder, learnable_images(train_y, (28, 28), rng), train_y,
+                        learnable_images(test_y, (28, 28), rng), test_y)
     return folder
 
 
@@ -95,3 +95,27 @@ def tiny_overrides(fashion_dir, tmp_path):
     return {"model": "small-cnn", "agents": 6, "topology": "ring", "classes_per_agent": 3, "rounds": 4,
             "eval_every": 2, "batch_size": 16, "data_dir": str(fashion_dir), "retention": "0.3",
             "out": str(tmp_path / "run")}
+
+
+# ---- tests that need a CUDA GPU (tests/test_cuda.py; `make gpu-check` runs them) ------------------
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU; deselected, with a count, where none exists")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    cuda = [item for item in items if item.get_closest_marker("cuda")]
+    if cuda:
+        items[:] = [item for item in items if not item.get_closest_marker("cuda")]
+        config.hook.pytest_deselected(items=cuda)
+        config._raympl_cuda_deselected = len(cuda)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    count = getattr(config, "_raympl_cuda_deselected", 0)
+    if count:
+        terminalreporter.write_line(f"deselected {count} cuda test(s): no CUDA device here "
+                                    "(torch.cuda.is_available() is False); run `make gpu-check` on a GPU machine")

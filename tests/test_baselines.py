@@ -1,4 +1,4 @@
-"""The baselines (algorithms.md §3-4) on hand-checkable tiny cases, and each one end to end."""
+"""The baselines (docs/algorithms.md §3-4) on hand-checkable tiny cases, and each one end to end."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import OneBatch
+from conftest import OneBatch, configure
 
 from raympl import algorithms, models, topologies
 from raympl.algorithms import payload
@@ -20,7 +20,7 @@ from raympl.algorithms.dis_pfl import erk_densities
 from raympl.algorithms.fedavg import FedAvg
 from raympl.algorithms.malcom_psgd import soft_threshold
 from raympl.algorithms.real import RealValued, where_counted
-from raympl.config import ALGORITHMS, resolve
+from raympl.config import ALGORITHMS
 from raympl.masks.ops import keep_count
 from raympl.runtime.driver import simulate
 
@@ -30,7 +30,7 @@ REAL_VALUED = [a for a in ALGORITHMS if a not in ("mce-pl", "ind-mask")]
 
 def tiny(algorithm: str, **overrides):
     """(algorithm object, config) on a small CNN for 1x8x8 inputs."""
-    config = resolve({"algorithm": algorithm, "agents": 3, "retention": "0.3", "batch_size": 4, **overrides})
+    config = configure({"algorithm": algorithm, "agents": 3, "retention": "0.3", "batch_size": 4, **overrides})
     model = models.build("small-cnn", (1, 8, 8), 10, seed=0, weight_init=config.weight_init,
                          final_elu=config.final_elu)
     return algorithms.get(algorithm)(model, config, CPU), config
@@ -236,6 +236,22 @@ def test_dis_pfl_prune_and_regrow_keep_the_density(regrow):
     assert all(torch.all(p[m == 0] == 0) for p, m in zip(state.params, state.mask, strict=True))
 
 
+def test_dis_pfl_merge_is_count_normalised_over_the_senders_that_keep_each_entry():
+    """Two neighbours, by hand: each entry is the mean over the models (own sent one included) whose
+    mask keeps it, then cut to the agent's own new mask."""
+    algo, _ = tiny("dis-pfl")
+    state = algo.init_state(context(1))
+    t = torch.tensor
+    state.params = [t([1.0, 2.0, 3.0, 4.0, 5.0])]
+    state.sent_mask = [t([1.0, 1.0, 0.0, 1.0, 0.0])]
+    state.mask = [t([1.0, 1.0, 1.0, 0.0, 1.0])]
+    first = ([t([3.0, 0.0, 6.0, 2.0, 7.0])], [t([1.0, 0.0, 1.0, 1.0, 1.0])])
+    second = ([t([5.0, 4.0, 0.0, 0.0, 9.0])], [t([1.0, 1.0, 0.0, 0.0, 1.0])])
+    algo.merge(state, [first, second])
+    # sums 9, 6, 6, 6, 16 over counts 3, 2, 1, 2, 2 -> 3, 3, 6, 3, 8; entry 4 is outside the own mask
+    torch.testing.assert_close(state.params[0], t([3.0, 3.0, 6.0, 0.0, 8.0]))
+
+
 # ---- DePRL -----------------------------------------------------------------------------------
 def test_deprl_head_never_leaves_the_agent():
     algo, _ = tiny("deprl", local_steps=2)
@@ -291,7 +307,7 @@ def test_sparse_payload_round_trip_and_size():
 def test_every_baseline_runs_end_to_end_with_honest_bits(algorithm, tiny_overrides, tmp_path):
     overrides = {**tiny_overrides, "algorithm": algorithm, "rounds": 2, "executor": "inprocess",
                  "local_epochs": None, "out": str(tmp_path / algorithm)}
-    summary = simulate(resolve(overrides))
+    summary = simulate(configure(overrides))
     metrics = pq.read_table(tmp_path / algorithm / "metrics.parquet").to_pydict()
     assert metrics["round"] == [2] * 6
     assert all(0 <= a <= 1 for a in metrics["accuracy"])
@@ -313,7 +329,7 @@ def test_every_baseline_runs_end_to_end_with_honest_bits(algorithm, tiny_overrid
 
 
 def tiny_model(overrides):
-    config = resolve(overrides)
+    config = configure(overrides)
     model = models.build(config.model, (1, 28, 28), 10, seed=config.seed, weight_init=config.weight_init)
     return model, config, CPU
 
@@ -323,8 +339,8 @@ def test_ray_equals_in_process_for_baselines(algorithm, tiny_overrides, tmp_path
     results = {}
     for executor in ("ray", "inprocess"):
         out = tmp_path / executor
-        simulate(resolve({**tiny_overrides, "algorithm": algorithm, "rounds": 3, "executor": executor,
-                          "out": str(out)}))
+        simulate(configure({**tiny_overrides, "algorithm": algorithm, "rounds": 3, "executor": executor,
+                            "out": str(out)}))
         results[executor] = pq.read_table(out / "metrics.parquet").to_pydict()
     np.testing.assert_array_equal(results["ray"]["accuracy"], results["inprocess"]["accuracy"])
     np.testing.assert_array_equal(results["ray"]["bits_sent"], results["inprocess"]["bits_sent"])

@@ -54,6 +54,9 @@ def test_simulate_writes_every_output(ray_session, fashion_dir, tmp_path):
     (["--agents", "1"], "invalid agents 1"),
     (["--topology", "no-such-file.txt"], "invalid topology 'no-such-file.txt'"),
     (["--dataset", "cifar10", "--data-dir", "/no/such/dir"], "invalid data-dir '/no/such/dir'"),
+    (["--algorithm", "dsgd", "--fil-threshold", "20"], "invalid fil-threshold 20: it does nothing for algorithm dsgd"),
+    (["--model", "small-cnn", "--final-elu"], "invalid final-elu True: it does nothing for model small-cnn"),
+    (["--gpus-per-agent", "0.5", "--device", "cpu"], "invalid device 'cpu': GPUs were asked for"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     result = subprocess.run([sys.executable, "-m", "raympl.cli.main", "simulate", *args,
@@ -71,14 +74,22 @@ def test_bad_config_key_and_missing_fashion_data(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "invalid config key 'bogus'" in result.output
     empty = tmp_path / "empty"
     empty.mkdir()
-    monkeypatch.setattr("raympl.data.datasets.DEBIAN_FASHION_MNIST", empty / "none")
     monkeypatch.delenv("RAYMPL_DATA", raising=False)
-    monkeypatch.setattr("raympl.data.datasets._download", _no_network)
+    # a named folder without the data is an error, even where the Debian copy exists
     result = runner.invoke(app, ["simulate", "--data-dir", str(empty), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and f"invalid data-dir {str(empty)!r}: no Fashion-MNIST" in result.output
+    monkeypatch.setenv("RAYMPL_DATA", str(empty))
+    result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "invalid data-dir" in result.output
+    monkeypatch.delenv("RAYMPL_DATA")
+    monkeypatch.setattr("raympl.data.datasets.DEBIAN_FASHION_MNIST", empty / "none")
+    monkeypatch.setattr("raympl.data.datasets._download", _no_network)
+    result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "dataset-fashion-mnist" in result.output
+    assert not (tmp_path / "r").exists()
 
 
-def _no_network(name, data_dir):
+def _no_network(name):
     from raympl.data.datasets import DataError
 
     raise DataError(f"invalid dataset {name!r}: data not found and download failed; install it with "
@@ -97,3 +108,31 @@ def test_info_shows_resources_and_placement(ray_session):
     assert "2 host actor(s) x 10 agent(s)" in result.output
     result = runner.invoke(app, ["info", "--agents", "20", "--cpus-per-agent", "1"])
     assert result.exit_code == 2 and "invalid placement" in result.output
+
+
+def test_unusable_out_corrupt_data_and_dry_run_are_one_line(fashion_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("RAYMPL_DATA", raising=False)
+    common = ["simulate", "--model", "small-cnn", "--agents", "4", "--rounds", "1", "--data-dir", str(fashion_dir)]
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    for out_path, message in ((a_file, "a file of that name exists"), (a_file / "run", "is a file, not a folder"),
+                              ("/proc/raympl-run", "cannot create it")):
+        result = runner.invoke(app, [*common, "--out", str(out_path), "--executor", "inprocess"])
+        assert result.exit_code == 2 and f"invalid out {str(out_path)!r}: " in result.output, result.output
+        assert message in result.output and sum(line.startswith("error:") for line in result.output.splitlines()) == 1
+    assert a_file.read_text() == "keep me"
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for path in fashion_dir.iterdir():
+        (corrupt / path.name).write_bytes(path.read_bytes()[:40] if "train-images" in path.name else path.read_bytes())
+    result = runner.invoke(app, [*common[:-1], str(corrupt), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "invalid idx file" in result.output and "unreadable" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+    result = runner.invoke(app, [*common, "--algorithm", "dsgd", "--out", str(tmp_path / "dry"), "--dry-run",
+                                 "--executor", "inprocess"])
+    assert result.exit_code == 0, result.output
+    assert 'algorithm = "dsgd"' in result.output and "lam" not in result.output  # only options dsgd uses
+    assert "placement: " in result.output and "host actor(s)" in result.output
+    assert not (tmp_path / "dry").exists()

@@ -12,6 +12,8 @@ import pytest
 import ray
 import yaml
 
+from raympl.runtime.placement import Resources
+
 CLUSTER = Path(__file__).resolve().parent.parent / "cluster"
 PINS = dict(line.split("=", 1) for line in (CLUSTER / "versions.env").read_text().splitlines()
             if line and not line.startswith("#"))
@@ -35,17 +37,20 @@ def test_kuberay_manifests_are_well_formed():
     job = yaml.safe_load((CLUSTER / "kuberay" / "rayjob.yaml").read_text())
     assert (cluster["apiVersion"], cluster["kind"]) == ("ray.io/v1", "RayCluster")
     assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    image = f"{PINS['RAYMPL_IMAGE']}:{PINS['RAYMPL_VERSION']}"
     for spec in (cluster["spec"], job["spec"]["rayClusterSpec"]):
         assert spec["rayVersion"] == PINS["RAY_VERSION"]
         head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
-        assert head["image"].startswith(f"rayproject/ray:{PINS['RAY_VERSION']}")
+        assert head["image"] in (f"{image}-cpu", f"{image}-gpu")  # the raympl image, never bare Ray
         for group in spec["workerGroupSpecs"]:
             assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
-            assert group["template"]["spec"]["containers"][0]["image"] == head["image"]
-    gpu_groups = [g for g in cluster["spec"]["workerGroupSpecs"] if g["groupName"] == "gpu"]
-    assert gpu_groups[0]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert "raympl.cli.main simulate" in job["spec"]["entrypoint"]
-    assert yaml.safe_load(job["spec"]["runtimeEnvYAML"])["working_dir"]
+            container = group["template"]["spec"]["containers"][0]
+            gpus = container["resources"]["limits"].get("nvidia.com/gpu")
+            assert container["image"] == f"{image}-{'gpu' if gpus else 'cpu'}"
+            # Ray is told exactly what the pod holds
+            assert group["rayStartParams"]["num-cpus"] == container["resources"]["limits"]["cpu"]
+            assert group["rayStartParams"].get("num-gpus") == gpus
+    assert job["spec"]["entrypoint"].startswith("raympl simulate --address auto")
 
 
 def test_every_cluster_file_uses_the_pinned_versions():
@@ -65,3 +70,84 @@ def test_every_cluster_file_uses_the_pinned_versions():
 def test_runtime_env_keeps_the_virtualenv_out_of_the_upload():
     runtime_env = yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text())
     assert ".venv/" in runtime_env["excludes"] and "runs/" in runtime_env["excludes"]
+
+
+def test_the_image_is_built_from_the_pinned_ray_with_torch_and_the_wheel():
+    dockerfile = (CLUSTER / "Dockerfile").read_text()
+    assert f"ARG RAY_VERSION={PINS['RAY_VERSION']}" in dockerfile
+    assert f"ARG PYTHON_TAG={PINS['PYTHON_TAG']}" in dockerfile
+    assert "FROM rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}${BASE_SUFFIX}" in dockerfile
+    assert f"ARG TORCH_VERSION={PINS['TORCH_VERSION']}" in dockerfile and "raympl-*.whl" in dockerfile
+    for name in ("aws.yaml", "gcp.yaml"):
+        config = yaml.safe_load((CLUSTER / name).read_text())
+        assert config["docker"]["image"] == f"{PINS['RAYMPL_IMAGE']}:{PINS['RAYMPL_VERSION']}-gpu"
+
+
+# ---- every example asks for what its cluster can hold ---------------------------------------------
+def launcher_nodes(name: str) -> list[tuple[float, float]]:
+    """(CPU, GPU) of every node the launcher config may run at its largest (workers at max_workers)."""
+    config = yaml.safe_load((CLUSTER / name).read_text())
+    types = config["available_node_types"]
+    workers = {t: spec["max_workers"] for t, spec in types.items() if t != config["head_node_type"]}
+    assert sum(workers.values()) <= config["max_workers"], "node types allow more workers than the cluster"
+    nodes = [(types[config["head_node_type"]]["resources"].get("CPU", 0), 0)]
+    for node_type, count in workers.items():
+        resources = types[node_type]["resources"]
+        assert "CPU" in resources, f"{name}: {node_type} must state its CPUs so placement can be checked"
+        nodes += [(resources["CPU"], resources.get("GPU", 0))] * count
+    return nodes
+
+
+def kuberay_nodes(spec: dict) -> list[tuple[float, float]]:
+    nodes = [(float(spec["headGroupSpec"]["rayStartParams"].get("num-cpus", 0)), 0.0)]
+    for group in spec["workerGroupSpecs"]:
+        params = group["rayStartParams"]
+        nodes += [(float(params["num-cpus"]), float(params.get("num-gpus", 0)))] * group["maxReplicas"]
+    return nodes
+
+
+def commands(text: str) -> list[str]:
+    """`raympl simulate` / submit.sh command lines (with their continuation lines) in a text."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [line for line in joined.splitlines()
+            if ("submit.sh --" in line or "raympl simulate" in line) and "..." not in line]
+
+
+def placement_of(command: str):
+    from raympl.config import resolve
+    from raympl.runtime.placement import plan
+
+    words = command.split("#")[0].split()
+    flags = {}
+    for k, word in enumerate(words):
+        if word.startswith("--") and k + 1 < len(words) and not words[k + 1].startswith("--"):
+            flags[word[2:].replace("-", "_")] = words[k + 1]
+    overrides = {k: v for k, v in flags.items() if k in ("agents", "gpus_per_agent", "cpus_per_agent",
+                                                          "agents_per_actor")}
+    return lambda nodes: plan(resolve({k: float(v) if "per_agent" in k else int(v) for k, v in overrides.items()}),
+                              Resources(nodes))
+
+
+def test_every_example_fits_the_cluster_it_is_meant_for():
+    readme = (CLUSTER / "README.md").read_text()
+    launcher_part, kuberay_part = readme.split("## KubeRay")
+    examples = [(c, launcher_nodes(n)) for c in commands(launcher_part) for n in ("aws.yaml", "gcp.yaml")]
+    examples += [(c, kuberay_nodes(yaml.safe_load((CLUSTER / "kuberay" / "raycluster.yaml").read_text())["spec"]))
+                 for c in commands(kuberay_part.split("## What is tested")[0])]
+    job = yaml.safe_load((CLUSTER / "kuberay" / "rayjob.yaml").read_text())["spec"]
+    examples.append((job["entrypoint"], kuberay_nodes(job["rayClusterSpec"])))
+    assert len(examples) >= 4
+    for command, nodes in examples:
+        if "--gpus-per-agent auto" in command:  # packed by measured memory: needs a GPU node next to CPUs
+            assert any(gpus >= 1 and cpus >= 1 for cpus, gpus in nodes), command
+            continue
+        placement = placement_of(command)(nodes)  # raises "invalid placement" when it does not fit
+        assert placement.fits_now, command
+
+
+def test_the_fit_check_catches_an_oversized_ask():
+    from raympl.config import ConfigError
+
+    with pytest.raises(ConfigError, match="invalid placement"):
+        placement_of("cluster/submit.sh --agents 200 --gpus-per-agent 0.25 --cpus-per-agent 1")(
+            launcher_nodes("aws.yaml"))

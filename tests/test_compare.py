@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from cli.main import app
+from raympl.cli.main import app
 
 
 def compare_args(fashion_dir, out, *extra):

@@ -91,8 +91,9 @@ def test_any_input_gives_a_valid_config_or_a_config_error(overrides):
        retention=st.floats(0.01, 1.0, allow_subnormal=False), algorithm=st.sampled_from(
            ["mce-pl", "dsgd", "dis-pfl", "malcom-psgd"]), checkpoint_every=st.integers(0, 50))
 def test_valid_configs_round_trip_through_toml(tmp_path_factory, lr, agents, retention, algorithm, checkpoint_every):
-    config = resolve({"lr": lr, "agents": agents, "retention": str(retention), "algorithm": algorithm,
-                      "checkpoint_every": checkpoint_every})
+    takes_retention = algorithm in ("mce-pl", "dis-pfl")
+    config = resolve({"lr": lr, "agents": agents, "retention": str(retention) if takes_retention else None,
+                      "algorithm": algorithm, "checkpoint_every": checkpoint_every})
     path = tmp_path_factory.mktemp("toml") / "c.toml"
     path.write_text(config.to_toml())
     assert resolve({}, path) == config
@@ -107,3 +108,57 @@ def test_any_retention_text_parses_or_names_itself(text):
         assert "invalid retention" in str(error)
         return
     assert all(0 < r <= 1 for r in values.retention)
+
+
+# ---- every accepted option does something ------------------------------------------------------
+@pytest.mark.parametrize("overrides, message", [
+    ({"algorithm": "dsgd", "fil_threshold": 20}, "invalid fil-threshold 20: it does nothing for algorithm dsgd"),
+    ({"algorithm": "dsgd", "lam": 0.01}, "invalid lam 0.01: it does nothing for algorithm dsgd"),
+    ({"algorithm": "dis-pfl", "finetune_lr": 1.0}, "invalid finetune-lr 1.0: it does nothing for algorithm dis-pfl"),
+    ({"mixing": "uniform"}, "invalid mixing 'uniform': it does nothing for algorithm mce-pl"),
+    ({"local_steps": 3}, "invalid local-steps 3: it does nothing for algorithm mce-pl"),
+    ({"algorithm": "dsgd", "retention": "0.3"}, "invalid retention '0.3': it does nothing for algorithm dsgd"),
+    ({"algorithm": "fedavg", "retention": "0.5"}, "invalid retention"),
+    ({"algorithm": "fedavg", "topology": "ring"}, "invalid topology 'ring': it does nothing for algorithm fedavg"),
+    ({"algorithm": "fedavg", "mixing": "metropolis"}, "invalid mixing"),
+    ({"algorithm": "ind-mask", "link_drop": 0.1}, "invalid link-drop 0.1"),
+    ({"model": "small-cnn", "final_elu": True}, "invalid final-elu True: it does nothing for model small-cnn"),
+    ({"topology": "ring", "p": 0.3}, "invalid p 0.3: it does nothing for topology ring"),
+    ({"degree": 4, "p": 0.3}, "invalid p 0.3: it is ignored when --degree is given"),
+    ({"partition": "iid", "classes_per_agent": 2}, "invalid classes-per-agent 2: it does nothing for partition iid"),
+    ({"alpha": 0.1}, "invalid alpha 0.1: it does nothing for partition label-skew"),
+    ({"executor": "inprocess", "address": "auto"}, "invalid address 'auto': it does nothing for executor inprocess"),
+    ({"algorithm": "dsgd", "dispfl_clip": 5.0}, "invalid dispfl-clip 5.0: it does nothing for algorithm dsgd"),
+    ({"algorithm": "dsgd", "local_epochs": 1.0, "local_steps": 2}, "invalid local-steps 2: it is ignored"),
+])
+def test_options_that_do_nothing_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve(overrides)
+
+
+def test_a_config_file_may_hold_unused_options_only_at_their_default(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('algorithm = "dsgd"\nlam = 0.001\nfil_threshold = 0\n')  # the values dsgd would use anyway
+    assert resolve({}, path).algorithm == "dsgd"
+    path.write_text('algorithm = "dsgd"\nlam = 0.5\n')
+    with pytest.raises(ConfigError, match="invalid lam 0.5: it does nothing for algorithm dsgd"):
+        resolve({}, path)
+
+
+def test_a_run_config_lists_only_the_options_it_uses():
+    text = resolve({"algorithm": "dsgd", "model": "small-cnn"}).to_toml()
+    assert "mixing" in text and "local_steps" in text
+    for unused in ("lam", "fil_threshold", "retention", "final_elu", "dispfl_clip"):
+        assert f"\n{unused}" not in text, unused
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"device": "tpu"}, "invalid device 'tpu'"),
+    ({"device": "cpu", "gpus_per_agent": 0.5}, "invalid device 'cpu': GPUs were asked for"),
+    ({"gpus_per_agent": "half"}, "invalid gpus-per-agent 'half'"),
+    ({"placement_timeout": 0}, "invalid placement-timeout 0"),
+])
+def test_device_and_placement_options(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve(overrides)
+    assert resolve({"gpus_per_agent": "auto"}).wants_gpus

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import configure
 from typer.testing import CliRunner
 
-from cli.main import app
+from raympl.cli.main import app
 from raympl.config import resolve
 from raympl.runtime import checkpoint
 from raympl.runtime.driver import read_masks, simulate
@@ -41,12 +42,11 @@ def same_results(a: Path, b: Path) -> None:
     assert [r["bits"] for r in rows(a, "rounds.parquet")] == [r["bits"] for r in rows(b, "rounds.parquet")]
 
 
-@pytest.mark.parametrize(("algorithm", "link_drop"), [("mce-pl", 0.3), ("dis-pfl", 0.3), ("malcom-psgd", 0.0)])
-def test_resume_after_sigkill_mid_round_equals_an_uninterrupted_run(algorithm, link_drop, tiny_overrides, tmp_path):
-    overrides = {**tiny_overrides, "algorithm": algorithm, "rounds": 10, "eval_every": 1, "checkpoint_every": 3,
-                 "executor": "inprocess", "link_drop": link_drop}
-    simulate(resolve({**overrides, "out": str(tmp_path / "whole")}))
-    config = resolve({**overrides, "out": str(tmp_path / "killed")})
+def kill_and_resume(overrides: dict, tmp_path: Path) -> None:
+    """Run `overrides` (in-process, 10 rounds, checkpoint every 3) whole, and once SIGKILLed in round 8 then
+    resumed with the CLI; the two must agree bit for bit."""
+    simulate(configure({**overrides, "out": str(tmp_path / "whole")}))
+    config = configure({**overrides, "out": str(tmp_path / "killed")})
     (tmp_path / "c.toml").write_text(config.to_toml())
     killed = subprocess.run([sys.executable, str(ROOT / "tests" / "kill_run.py"), str(tmp_path / "c.toml"),
                              str(tmp_path / "killed"), "8"], capture_output=True, text=True, timeout=600)
@@ -58,10 +58,18 @@ def test_resume_after_sigkill_mid_round_equals_an_uninterrupted_run(algorithm, l
     result = CliRunner().invoke(app, ["simulate", "--resume", str(tmp_path / "killed")])
     assert result.exit_code == 0, result.output
     same_results(tmp_path / "whole", tmp_path / "killed")
-    if algorithm != "malcom-psgd":  # a consensus method: no personal mask
+    if (tmp_path / "whole" / "masks.parquet").exists():  # methods with a personal mask
         assert read_masks(tmp_path / "whole" / "masks.parquet") == read_masks(tmp_path / "killed" / "masks.parquet")
     assert json.loads((tmp_path / "killed" / "summary.json").read_text())["resumed_from_round"] == 6
     assert not (tmp_path / "killed" / checkpoint.FILENAME).exists()  # removed once the run completed
+
+
+@pytest.mark.parametrize(("algorithm", "link_drop"), [("mce-pl", 0.3), ("dis-pfl", 0.3), ("malcom-psgd", 0.0),
+                                                     ("fedavg", 0.0), ("dsgd", 0.3)])
+def test_resume_after_sigkill_mid_round_equals_an_uninterrupted_run(algorithm, link_drop, tiny_overrides, tmp_path):
+    kill_and_resume({**tiny_overrides, "algorithm": algorithm, "rounds": 10, "eval_every": 1, "checkpoint_every": 3,
+                     "executor": "inprocess", "link_drop": link_drop}, tmp_path)
+    assert algorithm not in ("mce-pl", "dis-pfl") or (tmp_path / "killed" / "masks.parquet").exists()
 
 
 def test_a_killed_host_actor_is_recreated_and_its_rounds_replayed(ray_session, tiny_overrides, tmp_path):
@@ -140,12 +148,10 @@ def test_link_drop_is_seeded_reused_and_accounted(tiny_overrides, tmp_path):
         resolve({**base, "algorithm": "malcom-psgd", "link_drop": 0.1})
 
 
-def test_no_room_for_a_replacement_host_stops_cleanly_and_resumes(ray_session, tiny_overrides, tmp_path,
-                                                                  monkeypatch):
+def test_no_room_for_a_replacement_host_stops_cleanly_and_resumes(ray_session, tiny_overrides, tmp_path):
     from raympl.runtime import executors
 
-    monkeypatch.setattr(executors, "REPLACEMENT_TIMEOUT_S", 5)
-    overrides = {**tiny_overrides, "rounds": 5, "eval_every": 1, "checkpoint_every": 1}
+    overrides = {**tiny_overrides, "rounds": 5, "eval_every": 1, "checkpoint_every": 1, "placement_timeout": 5}
     simulate(resolve({**overrides, "out": str(tmp_path / "whole")}))
 
     @ray_session.remote(num_cpus=1)
@@ -162,9 +168,40 @@ def test_no_room_for_a_replacement_host_stops_cleanly_and_resumes(ray_session, t
             ray_session.get(blockers[0].ping.remote(), timeout=60)
 
     config = resolve({**overrides, "out": str(tmp_path / "stuck")})
-    with pytest.raises(executors.NoCapacity, match="no room for a replacement host"):
+    with pytest.raises(executors.NoCapacity, match="1 of 2 host actor.* could not be placed within 5 s.*--resume"):
         simulate(config, progress=take_the_cpu_of_a_host)
     ray_session.kill(blockers[0])
     assert checkpoint.load(tmp_path / "stuck").round == 2
     simulate(config, resume=True)
     same_results(tmp_path / "whole", tmp_path / "stuck")
+
+
+def test_hosts_that_cannot_be_placed_stop_with_one_line_within_the_timeout(ray_session, tiny_overrides, tmp_path):
+    import time
+
+    @ray_session.remote(num_cpus=1)
+    class Blocker:
+        def ping(self):
+            return True
+
+    blocker = Blocker.remote()  # the session has 2 CPUs; the run's 2 hosts ask 1 CPU each
+    ray_session.get(blocker.ping.remote(), timeout=60)
+    try:
+        args = ["simulate", "--model", "small-cnn", "--agents", "6", "--topology", "ring", "--rounds", "2",
+                "--classes-per-agent", "3", "--batch-size", "16", "--data-dir", tiny_overrides["data_dir"],
+                "--cpus-per-agent", str(1 / 3), "--placement-timeout", "20"]  # time for the free host to start
+        start = time.perf_counter()
+        result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "blocked")])
+        assert result.exit_code == 2, result.output
+        error = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(error) == 1 and "Traceback" not in result.output
+        assert ("1 of 2 host actor(s), each asking 1 CPU / 0 GPU on one node, could not be placed within 20 s"
+                in error[0])
+        assert time.perf_counter() - start < 80
+        # a cluster that may grow (given by --address) is asked for nodes first, then the same timeout applies
+        result = CliRunner().invoke(app, [*args[:-4], "--cpus-per-agent", "4", "--placement-timeout", "3",
+                                          "--address", "auto", "--out", str(tmp_path / "grow")])
+        assert result.exit_code == 2 and "could not be placed within 3 s" in result.output, result.output
+    finally:
+        ray_session.kill(blocker)
+    assert not list(ray_session.util.list_named_actors())  # no host left behind

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import configure
 
 from raympl.config import ConfigError, resolve
 from raympl.runtime.driver import read_masks, simulate
@@ -18,8 +19,8 @@ def test_ray_and_inprocess_give_identical_masks_and_accuracies(ray_session, tiny
                                                                algorithm):
     results = {}
     for executor in ("ray", "inprocess"):
-        config = resolve({**tiny_overrides, "algorithm": algorithm, "executor": executor,
-                          "out": str(tmp_path / executor)})
+        config = configure({**tiny_overrides, "algorithm": algorithm, "executor": executor,
+                            "out": str(tmp_path / executor)})
         simulate(config)
         results[executor] = (pq.read_table(tmp_path / executor / "metrics.parquet").to_pylist(),
                              read_masks(tmp_path / executor / "masks.parquet"))
@@ -51,7 +52,7 @@ def test_mce_pl_accounts_bits_per_directed_link(ray_session, tiny_overrides):
 
 
 def test_ind_mask_sends_nothing(ray_session, tiny_overrides):
-    summary = simulate(resolve({**tiny_overrides, "algorithm": "ind-mask"}))
+    summary = simulate(configure({**tiny_overrides, "algorithm": "ind-mask"}))
     assert summary["total_bits"] == 0
 
 
@@ -73,18 +74,52 @@ def test_training_learns_on_separable_data(ray_session, tiny_overrides):
 
 
 def test_placement_defaults_and_errors():
-    two_cores = Resources(cpus=2, gpus=0, max_node_cpus=2, max_node_gpus=0)
+    two_cores = Resources([(2, 0)])
     placement = plan(resolve({"agents": 20}), two_cores)
     assert (placement.actors, placement.agents_per_actor, placement.cpus_per_actor, placement.threads) == (
         2, 10, 1.0, 1)
     assert sum(placement.groups, []) == list(range(20))
-    gpus = Resources(cpus=16, gpus=2, max_node_cpus=8, max_node_gpus=1)
+    gpus = Resources([(8, 1), (8, 1)])
     on_gpu = plan(resolve({"agents": 8, "gpus_per_agent": 0.25, "cpus_per_agent": 1}), gpus)
     assert (on_gpu.actors, on_gpu.gpus_per_actor, on_gpu.cpus_per_actor) == (2, 1.0, 4.0)
     with pytest.raises(ConfigError, match="invalid placement"):
         plan(resolve({"agents": 20, "cpus_per_agent": 1.0}), two_cores)
     with pytest.raises(ConfigError, match="no GPU"):
         plan(resolve({"agents": 4, "gpus_per_agent": 0.5}), two_cores)
+
+
+def test_an_actor_must_fit_one_node_with_both_its_cpus_and_its_gpu():
+    # 24 CPUs in all and a GPU, but no node has 4 CPUs next to a GPU
+    split = Resources([(16, 0), (2, 1), (6, 0)])
+    with pytest.raises(ConfigError, match="holds 0 such actors"):
+        plan(resolve({"agents": 4, "gpus_per_agent": 0.25, "cpus_per_agent": 1}), split)
+    assert plan(resolve({"agents": 4, "gpus_per_agent": 0.25, "cpus_per_agent": 0.5}), split).actors == 1
+    # the default CPU share fits nodes of different sizes: 20 hosts on 8 x 32 CPUs and 8 x 8 CPUs
+    mixed = Resources([(0, 0)] + [(32, 0)] * 8 + [(8, 1)] * 8)
+    assert plan(resolve({"agents": 20}), mixed).cpus_per_actor == 10.6666  # 3 per big node, none on small
+    # fractional GPUs pack within one GPU: 2 GPUs hold 2 x 3 actors of 0.3 GPU, not 6.67
+    assert Resources([(64, 2)]).actors_that_fit(1, 0.3) == 6
+    # a cluster that may grow is not refused; the driver asks the autoscaler and waits
+    empty_head = Resources([(0, 0)], can_grow=True)
+    placement = plan(resolve({"agents": 8, "gpus_per_agent": 0.25, "cpus_per_agent": 1}), empty_head)
+    assert not placement.fits_now and (placement.actors, placement.gpus_per_actor) == (2, 1.0)
+    with pytest.raises(ConfigError, match="the cluster has no CPU yet"):
+        plan(resolve({"agents": 8}), empty_head)
+
+
+def test_gpu_memory_packing_and_refusal():
+    from raympl.runtime.gpu_memory import GIB, HostMemory, agents_per_gpu, check_layout
+
+    memory = HostMemory(overhead=GIB // 2, first_agent=GIB // 4, per_agent=GIB // 8, step_peak=GIB // 4,
+                        gpu_total=8 * GIB)
+    assert memory.need(1) == GIB and memory.need(9) == 2 * GIB
+    # 0.85 x 8 GiB = 6.8 GiB: 1 GiB for the first agent, then 5.8 GiB / 0.125 GiB = 46 more
+    assert agents_per_gpu(memory, 1000) == 47 and agents_per_gpu(memory, 20) == 20
+    check_layout(memory, 1, 0.125)  # 8 actors x 1 GiB = 8 GiB fits 8 GiB
+    with pytest.raises(ConfigError, match="10 host.* share one GPU and need 10.00 GiB"):
+        check_layout(memory, 1, 0.1)
+    with pytest.raises(ConfigError, match="one agent needs"):
+        agents_per_gpu(HostMemory(GIB, 8 * GIB, 0, 0, 8 * GIB), 4)
 
 
 def test_alexnet_on_cifar10_format_end_to_end(ray_session, cifar_dir, tmp_path):
@@ -112,3 +147,36 @@ def test_neighbour_aware_assignment_keeps_sizes_and_cuts_fewer_links(name, n, p,
     assert cross_host_share(graph, groups) <= cross_host_share(graph, contiguous)
     if name == "ring":
         assert cross_host_share(graph, groups) == hosts / n  # optimal: one cut edge per host boundary
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error where CUDA is missing")
+def test_a_gpu_ask_without_usable_cuda_is_an_error_never_a_cpu_run(tiny_overrides, tmp_path):
+    from typer.testing import CliRunner
+
+    from raympl.cli.main import app
+    from raympl.runtime.host import DeviceError, pick_device
+
+    with pytest.raises(DeviceError, match="invalid device 'auto': this host was asked to compute on a GPU"):
+        pick_device("auto", given_gpu=True)
+    assert pick_device("auto", given_gpu=False).type == "cpu"
+    result = CliRunner().invoke(app, ["simulate", "--model", "small-cnn", "--agents", "4", "--rounds", "1",
+                                      "--data-dir", tiny_overrides["data_dir"], "--executor", "inprocess",
+                                      "--device", "cuda", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "invalid device 'cuda'" in result.output and "CUDA is unusable" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_checkpoints_load_on_the_cpu_and_only_tensors_move():
+    import torch
+
+    from raympl.algorithms.dis_pfl import DisPFLState
+    from raympl.runtime import checkpoint
+
+    state = DisPFLState(context=None, params=[torch.ones(3)], rng=torch.Generator().manual_seed(3))
+    state.mask = [torch.zeros(3)]
+    loaded = checkpoint.from_bytes(checkpoint.to_bytes({"state": state}))["state"]
+    moved = checkpoint.to_device(loaded, torch.device("meta"))  # any device other than the CPU
+    assert moved.params[0].device.type == "meta" and moved.mask[0].device.type == "meta"
+    assert moved.rng.device.type == "cpu"
+    assert torch.equal(moved.rng.get_state(), torch.Generator().manual_seed(3).get_state())
+    assert loaded.params[0].device.type == "cpu"  # the loaded copy is untouched

@@ -1,4 +1,4 @@
-"""avr-weipru (algorithms.md §3.7): ind-weipru's local step, then send Prune_{r_i}(x_i) and take the
+"""avr-weipru (docs/algorithms.md §3): ind-weipru's local step, then send Prune_{r_i}(x_i) and take the
 plain average x_i ← (1/(d_i+1)) Σ_{j ∈ N_i ∪ {i}} Prune_{r_j}(x_j) (self included)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DePRL (Xiong et al., AAAI 2024; algorithms.md §4.1): a shared representation φ averaged with the
+"""DePRL (Xiong et al., AAAI 2024; docs/algorithms.md §4): a shared representation φ averaged with the
 neighbours and a personal head θ_i that never leaves the agent.
 
 local: τ SGD steps on the head (φ frozen), then ONE step on φ (head frozen); send φ only (dense).

@@ -1,4 +1,4 @@
-"""Dis-PFL (Dai et al., ICML 2022) as in the official code (algorithms.md §3.9).
+"""Dis-PFL (Dai et al., ICML 2022) as in the official code (docs/algorithms.md §3).
 
 init: shared x^(0); each agent its own random mask over every tensor (biases included) with ERK
 per-layer densities scaled to r_i; x_i = x^(0) ⊙ m_i.

@@ -1,4 +1,4 @@
-"""DSGD / D-PSGD (algorithms.md §3.1): x_i ← Σ_j W_ij x_j − η ∇F_i(x_i), dense models on every link.
+"""DSGD / D-PSGD (docs/algorithms.md §3): x_i ← Σ_j W_ij x_j − η ∇F_i(x_i), dense models on every link.
 
 dsgd_order = lian: the gradient is taken at the pre-mixing model, so the message is x_i^(k) and the
 local progress (τ steps from x_i^(k); one step = Lian et al.) is added after mixing.

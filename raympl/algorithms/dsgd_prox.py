@@ -1,4 +1,4 @@
-"""DSGDProx, FedProx made decentralized (algorithms.md §3.3).
+"""DSGDProx, FedProx made decentralized (docs/algorithms.md §3).
 
 merge: anchor a_i = Σ_j W_ij x_j and x_i = a_i;  local: τ steps of ∇F_i(x) + μ (x − a_i), send x_i.
 """

@@ -1,4 +1,4 @@
-"""FL / FedAvg with a server (algorithms.md §3.2), the server simulated by the driver.
+"""FL / FedAvg with a server (docs/algorithms.md §3), the server simulated by the driver.
 
 local: τ SGD steps from the global model, upload x_i (dense). The driver combines the uploads,
 x = Σ_i (n_i / n) x_i, and downloads it to every agent; each agent evaluates the global model.

@@ -1,4 +1,4 @@
-"""ind-mask (algorithms.md §3.5): MCE-PL's mask learning alone, m = Fil[Thres(|z|)], no messages."""
+"""ind-mask (docs/algorithms.md §3): MCE-PL's mask learning alone, m = Fil[Thres(|z|)], no messages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ind-weipru (algorithms.md §3.6): standalone SGD on real weights, magnitude-pruned to r_i; no messages.
+"""ind-weipru (docs/algorithms.md §3): standalone SGD on real weights, magnitude-pruned to r_i; no messages.
 
 weipru_mode = hard_prune (paper wording): after every step keep the top-r_i |w| per layer, zero the
 rest (a zeroed weight comes back only if a gradient step makes it large again).

@@ -1,4 +1,4 @@
-"""LotteryDSGD, LotteryFL made decentralized (algorithms.md §3.4).
+"""LotteryDSGD, LotteryFL made decentralized (docs/algorithms.md §3).
 
 local: pruning check — if the accuracy on a fresh local minibatch exceeds lottery_acc_threshold and
 some layer still keeps more than its K_l = n_l - floor((1 - r_i) n_l), prune lottery_prune_rate of

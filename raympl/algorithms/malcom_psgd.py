@@ -1,4 +1,4 @@
-"""Malcom-PSGD (Campbell et al., arXiv 2311.05760; algorithms.md §4.2, step order reconstructed).
+"""Malcom-PSGD (Campbell et al., arXiv 2311.05760; docs/algorithms.md §4, step order reconstructed).
 
 local:  u_i = prox_{ημ‖·‖₁}(x_i − η g)  (soft threshold; τ SGD steps before it),
         q_i = Q_s(u_i − x̂_i) (dithered QSGD quantization per tensor, s = 2^bits − 1),

@@ -1,4 +1,4 @@
-"""MCE-PL (algorithms.md §2): learn a personal binary mask over shared fixed weights; send only masks.
+"""MCE-PL (docs/algorithms.md §2): learn a personal binary mask over shared fixed weights; send only masks.
 
 State per agent (the single-buffer form of §2.4): scores z, ā = mean of the latest received
 neighbour masks, the cached personal mask m = MASK(z, ā), and the stored gradient G of the round.

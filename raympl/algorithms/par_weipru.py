@@ -1,4 +1,4 @@
-"""par-weipru (algorithms.md §3.8): like avr-weipru, but each coordinate is averaged only over the
+"""par-weipru (docs/algorithms.md §3): like avr-weipru, but each coordinate is averaged only over the
 models whose pruned version keeps it (coordinates nobody kept keep the own value), then Prune_{r_i}."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Float payloads on the wire: dense float32 vectors, and sparse ones (a bit mask + the kept values).
 
 Dense: 32 bits per value. Sparse: Σ ceil(n/8) bytes of bit-packed support (the mask/position cost)
-followed by 32 bits per kept value, so the bytes sent are exactly what algorithms.md §6 charges.
+followed by 32 bits per kept value, so the bytes sent are exactly what docs/algorithms.md §5 charges.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What every algorithm that trains real weights shares (algorithms.md §3-4): the parameter list
+"""What every algorithm that trains real weights shares (docs/algorithms.md §3-4): the parameter list
 (weights of every layer, then the biases of the linear layers), ONE local SGD loop with hooks,
 mixing, overlap averaging and magnitude pruning. Each baseline is one small file on top of it.
 """

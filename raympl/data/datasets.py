@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +45,11 @@ class Dataset:
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        raise DataError(f"invalid idx file {str(path)!r}: unreadable ({err})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"invalid idx file {str(path)!r}: bad magic number")
     ndim = raw[3]
@@ -63,21 +67,29 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _fashion_folder(data_dir: str | None) -> Path | None:
-    candidates = [data_dir, os.environ.get("RAYMPL_DATA"), str(DEBIAN_FASHION_MNIST)]
-    for folder in filter(None, candidates):
-        base = Path(folder)
-        for sub in (base, base / "fashion-mnist"):
-            if all(_find_idx(sub, stem) for stem in FASHION_FILES.values()):
-                return sub
+def _user_folder(data_dir: str | None) -> str | None:
+    """The folder the user named (--data-dir, else $RAYMPL_DATA); when set, data must be there."""
+    return data_dir or os.environ.get("RAYMPL_DATA") or None
+
+
+def _fashion_folder(base: Path) -> Path | None:
+    for sub in (base, base / "fashion-mnist"):
+        if all(_find_idx(sub, stem) for stem in FASHION_FILES.values()):
+            return sub
     return None
 
 
 def load_fashion_mnist(data_dir: str | None = None) -> Dataset:
-    """From --data-dir, else $RAYMPL_DATA, else the Debian package path, else torchvision's download."""
-    folder = _fashion_folder(data_dir)
-    if folder is None:
-        folder = _download("fashion-mnist", data_dir)
+    """From --data-dir, else $RAYMPL_DATA (nothing else is tried when either is set), else the Debian
+    package path, else torchvision's download."""
+    named = _user_folder(data_dir)
+    if named:
+        folder = _fashion_folder(Path(named))
+        if folder is None:
+            files = ", ".join(f"{stem}[.gz]" for stem in FASHION_FILES.values())
+            raise DataError(f"invalid data-dir {named!r}: no Fashion-MNIST in it (needs {files})")
+    else:
+        folder = _fashion_folder(DEBIAN_FASHION_MNIST) or _download("fashion-mnist")
     arrays = {key: _read_idx(_find_idx(folder, stem)) for key, stem in FASHION_FILES.items()}
     return Dataset(
         "fashion-mnist",
@@ -101,16 +113,15 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_cifar10(data_dir: str | None = None) -> Dataset:
     """From `cifar-10-batches-py/` under --data-dir or $RAYMPL_DATA, else torchvision's download."""
-    folder = None
-    for base in filter(None, [data_dir, os.environ.get("RAYMPL_DATA")]):
-        for sub in (Path(base) / CIFAR_FOLDER, Path(base)):
-            if (sub / "test_batch").is_file():
-                folder = sub
-                break
-        if folder:
-            break
-    if folder is None:
-        folder = _download("cifar10", data_dir) / CIFAR_FOLDER
+    named = _user_folder(data_dir)
+    if named:
+        found = [sub for sub in (Path(named) / CIFAR_FOLDER, Path(named)) if (sub / "test_batch").is_file()]
+        if not found:
+            raise DataError(f"invalid data-dir {named!r}: no CIFAR-10 in it (needs {CIFAR_FOLDER}/ with "
+                            "data_batch_1..5 and test_batch)")
+        folder = found[0]
+    else:
+        folder = _download("cifar10") / CIFAR_FOLDER
     train = [_read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
     test_x, test_y = _read_cifar_batch(folder / "test_batch")
     return Dataset(
@@ -122,15 +133,15 @@ def load_cifar10(data_dir: str | None = None) -> Dataset:
     )
 
 
-def _download(name: str, data_dir: str | None) -> Path:
-    """torchvision's downloader, where a network exists; else a clear error."""
+def _download(name: str) -> Path:
+    """torchvision's downloader into ~/.cache/raympl, where a network exists; else a clear error."""
     hint = {
         "fashion-mnist": "install it with `apt-get install -y dataset-fashion-mnist` "
         f"(files land in {DEBIAN_FASHION_MNIST}) or pass --data-dir / set RAYMPL_DATA to a folder "
         "holding the four idx .gz files",
         "cifar10": f"pass --data-dir (or set RAYMPL_DATA) to a folder holding {CIFAR_FOLDER}/",
     }[name]
-    root = Path(data_dir or os.environ.get("RAYMPL_DATA") or Path.home() / ".cache" / "raympl")
+    root = Path.home() / ".cache" / "raympl"
     try:
         import torchvision.datasets as tvd
 
@@ -157,6 +168,22 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
     if key not in _CACHE:
         _CACHE[key] = LOADERS[name](data_dir)
     return _CACHE[key]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """One uint8 array as a gzipped idx file (the format load_fashion_mnist reads)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def write_fashion_mnist(folder: Path, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                        test_y: np.ndarray) -> None:
+    """Images (N, 28, 28) and labels as the four Fashion-MNIST files, e.g. for tests and benchmarks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, array in (("train_images", train_x), ("train_labels", train_y), ("test_images", test_x),
+                       ("test_labels", test_y)):
+        write_idx(folder / f"{FASHION_FILES[key]}.gz", array)
 
 
 def normalize(images_uint8):

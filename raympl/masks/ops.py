@@ -1,4 +1,4 @@
-"""The mask maths of MCE-PL (algorithms.md §2.2), one layer tensor at a time.
+"""The mask maths of MCE-PL (docs/algorithms.md §2), one layer tensor at a time.
 
 A "group" is one output unit: a conv filter m[o, :, :, :] or a linear row m[o, :].
 """

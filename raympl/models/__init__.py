@@ -90,7 +90,7 @@ def local_response_norm(x: torch.Tensor, size: int, alpha: float, beta: float, k
 
 
 class AlexNet(MaskedNet):
-    """The paper's AlexNet variant (algorithms.md §1.2): 3 conv 5x5 + 2 FC, ELU/LRN/max-pool."""
+    """The paper's AlexNet variant (docs/algorithms.md §1): 3 conv 5x5 + 2 FC, ELU/LRN/max-pool."""
 
     name = "alexnet"
     LRN = ((4, 2e-5, 0.75, 1.0), (4, 1e-4, 0.75, 1.0), (4, 1e-4, 0.75, 1.0))

@@ -9,6 +9,7 @@ Checkpoints are pickles: load only run directories you trust (your own).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -39,8 +40,24 @@ def to_bytes(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def from_bytes(data: bytes, device: str = "cpu") -> Any:
-    return torch.load(io.BytesIO(data), map_location=device, weights_only=False)
+def from_bytes(data: bytes) -> Any:
+    """Everything loads on the CPU: a torch.Generator cannot move, tensors move with to_device."""
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """A copy of a state (dataclasses, dicts, lists, tuples) with every tensor on `device`;
+    generators and other objects are kept as they are."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_device(v, device) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: to_device(getattr(obj, f.name), device)
+                                           for f in dataclasses.fields(obj) if f.init})
+    return obj
 
 
 def save(run_dir: Path, checkpoint: Checkpoint) -> int:

@@ -19,15 +19,22 @@ import networkx as nx
 import pyarrow.parquet as pq
 
 from raympl import algorithms, topologies
-from raympl.config import RunConfig
+from raympl.config import ConfigError, RunConfig
 from raympl.data import datasets
 from raympl.data import partition as partitioning
 from raympl.masks import codec
 from raympl.metrics import Recorder, atomic_write_bytes, write_table
-from raympl.runtime import checkpoint
+from raympl.runtime import checkpoint, gpu_memory
 from raympl.runtime.executors import HostLost, InProcessExecutor, RayExecutor
 from raympl.runtime.host import SERVER, AgentData, link_dropped
-from raympl.runtime.placement import Placement, cross_host_share, local_resources, plan, ray_resources
+from raympl.runtime.placement import (
+    Placement,
+    Resources,
+    cross_host_share,
+    local_resources,
+    plan,
+    ray_resources,
+)
 
 ProgressFn = Callable[[int, float | None], None]
 
@@ -63,6 +70,27 @@ def read_masks(path: Path) -> dict[int, bytes]:
     return {row["agent"]: row["mask"] for row in pq.read_table(path).to_pylist()}
 
 
+def check_out_dir(out: Path, resuming: bool = False) -> None:
+    """Refuse, before anything runs, a run directory that is a file, not writable, or holds a run."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"invalid out {str(out)!r}: a file of that name exists")
+    if not resuming and ((out / "summary.json").exists() or (out / "metrics.parquet").exists()):
+        raise ConfigError(f"invalid out {str(out)!r}: already holds a run; choose another --out "
+                          "(or continue it with --resume)")
+    existing = next(p for p in [out, *out.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"invalid out {str(out)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"invalid out {str(out)!r}: {str(existing)!r} is not writable")
+
+
+def make_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"invalid out {str(out)!r}: cannot create it ({error.strerror})") from None
+
+
 def connect_ray(address: str | None) -> None:
     import ray
 
@@ -90,6 +118,82 @@ def host_layout(config: RunConfig, prepared: Prepared,
     return hosts, routes
 
 
+def cluster_resources(config: RunConfig) -> Resources:
+    """The Ray cluster's nodes (one raympl was pointed at may grow), or this machine for in-process runs."""
+    if config.executor != "ray":
+        return local_resources()
+    connect_ray(config.address)
+    return ray_resources(can_grow=config.address is not None)
+
+
+def place(config: RunConfig, prepared: Prepared, resources: Resources,
+          log: Callable[[str], None]) -> tuple[Placement, gpu_memory.HostMemory | None]:
+    """The placement, with GPU memory measured first when hosts compute on GPUs (auto packs by it)."""
+    if not config.wants_gpus:
+        return plan(config, resources, prepared.graph), None
+    two_agents = Placement([[0, 1]], 1.0, 1.0, 1, 1.0, 2)
+    memory = measure_gpu_memory(config, prepared, host_layout(config, prepared, two_agents)[0][0])
+    gpa = None
+    if config.gpus_per_agent == "auto":
+        per_gpu = gpu_memory.agents_per_gpu(memory, config.agents)
+        gpa = round(1.0 / per_gpu, 4)
+        log(f"gpus-per-agent auto: one host needs {memory.need(per_gpu) / 2**30:.2f} GiB for {per_gpu} agents "
+            f"(measured), so {per_gpu} agents share each GPU")
+    placement = plan(config, resources, prepared.graph, gpus_per_agent=gpa)
+    gpu_memory.check_layout(memory, placement.agents_per_actor, placement.gpus_per_actor)
+    return placement, memory
+
+
+def measure_gpu_memory(config: RunConfig, prepared: Prepared, agents: list[AgentData]) -> gpu_memory.HostMemory:
+    """Run gpu_memory.probe on one whole GPU: a Ray task on the cluster, or in this process."""
+    if config.executor != "ray":
+        return gpu_memory.probe(config, prepared.dataset, agents)
+    import ray
+
+    from raympl.runtime.executors import HostStartError, NoCapacity, error_line
+
+    ref = ray.remote(num_gpus=1)(gpu_memory.probe).remote(config, prepared.dataset, agents)
+    ready, _ = ray.wait([ref], timeout=config.placement_timeout)
+    if not ready:
+        ray.cancel(ref, force=True)
+        raise NoCapacity(f"invalid placement: no whole GPU came free within {config.placement_timeout:g} s to "
+                         "measure a host's GPU memory; add a GPU node or raise --placement-timeout")
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:
+        raise HostStartError(error_line(error)) from None
+
+
+def request_nodes(placement: Placement | None, log: Callable[[str], None]) -> bool:
+    """Ask the autoscaler for room for every host actor (None: withdraw the request)."""
+    from ray.autoscaler.sdk import request_resources
+
+    if placement is None:
+        request_resources(bundles=[])
+        return False
+    bundle = {k: v for k, v in (("CPU", placement.cpus_per_actor), ("GPU", placement.gpus_per_actor)) if v > 0}
+    request_resources(bundles=[bundle] * placement.actors)
+    log(f"the cluster cannot hold {placement.actors} host(s) of {bundle} now; asked the autoscaler for them, "
+        f"waiting up to --placement-timeout")
+    return True
+
+
+def dry_run_placement(config: RunConfig) -> str:
+    """The placement a run would get, without starting hosts or writing anything."""
+    prepared = prepare(config)
+    import ray
+
+    # no local cluster is started for a dry run: a fresh one would hold this machine's CPUs and GPUs
+    fresh_local = config.executor == "ray" and config.address is None and not ray.is_initialized()
+    resources = local_resources() if fresh_local else cluster_resources(config)
+    if config.gpus_per_agent == "auto":
+        return (f"measured at start: as many agents per GPU as fit (cluster: {resources.describe()})")
+    placement = plan(config, resources, prepared.graph)
+    waits = "" if placement.fits_now else "; the cluster must grow first (autoscaler)"
+    return (f"{placement.describe()}; cross-host link share {cross_host_share(prepared.graph, placement.groups):.2f}"
+            f"; cluster {resources.describe()}{waits}")
+
+
 def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | None = None,
              prepared: Prepared | None = None, resume: bool = False,
              log: Callable[[str], None] = lambda line: None) -> dict:
@@ -100,26 +204,28 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     rounds since are replayed; `log` receives a warning line.
     """
     start = time.perf_counter()
-    prepared = prepared or prepare(config)  # bad data or graph fails before anything is written
     out = Path(out or config.out or default_out_dir())
+    check_out_dir(out, resuming=resume)
+    prepared = prepared or prepare(config)  # bad data or graph fails before anything is written
     saved = checkpoint.load(out) if resume else None
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out)
     if not resume:
         atomic_write_bytes(out / "config.toml", config.to_toml().encode())
         topologies.write_edgelist(prepared.graph, out / "topology.edgelist")
         prepared.partition.to_json(out / "partition.json")
 
-    if config.executor == "ray":
-        connect_ray(config.address)
-        resources = ray_resources()
-    else:
-        resources = local_resources()
-    placement = plan(config, resources, prepared.graph)
+    resources = cluster_resources(config)
+    placement, memory = place(config, prepared, resources, log)
     hosts, routes = host_layout(config, prepared, placement)
     algorithm = algorithms.get(config.algorithm)
     data_weights = {a: float(len(prepared.partition.train[a])) for a in range(config.agents)}
     executor_cls = RayExecutor if config.executor == "ray" else InProcessExecutor
-    executor = executor_cls(config, prepared.dataset, hosts, routes, placement)
+    asked = request_nodes(placement, log) if config.executor == "ray" and not placement.fits_now else False
+    try:
+        executor = executor_cls(config, prepared.dataset, hosts, routes, placement)
+    finally:
+        if asked:
+            request_nodes(None, log)
     degree = dict(prepared.graph.degree())
     recorder = Recorder(out, resume_round=saved.round if saved else None)
     try:
@@ -185,6 +291,7 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
         if masks:
             write_masks(masks, out / "masks.parquet")
         wall = time.perf_counter() - start
+        peaks = executor.peak_memory_mb()
         train_s = sum(r["local_s"] + r["merge_s"] for r in recorder.rounds)
         summary = recorder.write_summary({
             "algorithm": config.algorithm, "rounds": config.rounds, "agents": config.agents,
@@ -196,7 +303,9 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
             "host_recoveries": recoveries,
             "placement": placement.describe(), "actors": placement.actors,
             "agents_per_actor": placement.agents_per_actor, "devices": sorted(set(executor.devices())),
-            "worker_peak_mb": max(executor.peak_memory_mb()),
+            "worker_peak_mb": max(m["rss"] for m in peaks),
+            "gpu_peak_mb": max(m["gpu"] for m in peaks),
+            "gpu_need_mb_measured": memory.need(placement.agents_per_actor) / 2**20 if memory else None,
             "cross_host_link_share": cross_host_share(prepared.graph, placement.groups),
             "final_evaluation": ("full test set" if config.eval_final_full else f"{config.eval_samples} test samples")
             + " of every agent, personalized model after aggregation",

@@ -34,10 +34,21 @@ class HostLost(RuntimeError):
 
 
 class NoCapacity(RuntimeError):
-    """A replacement host could not be placed: the cluster lacks the resources."""
+    """Host actors could not be placed in time: the cluster lacks the resources (one-line message)."""
 
 
-REPLACEMENT_TIMEOUT_S = 600
+class HostStartError(RuntimeError):
+    """A host actor failed while starting (e.g. its GPU is unusable); the message is the host's own line."""
+
+
+def error_line(error: BaseException) -> str:
+    """The last `SomeError: message` line of a remote error (Ray wraps it in a traceback)."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    for line in reversed(lines):
+        name, sep, message = line.partition(": ")
+        if sep and name.split(".")[-1].endswith(("Error", "Exception")):
+            return message
+    return lines[0] if lines else type(error).__name__
 
 
 Combine = Callable[[list[np.ndarray], list[float]], np.ndarray]
@@ -56,7 +67,8 @@ class InProcessExecutor:
     def __init__(self, config: RunConfig, dataset: Dataset, hosts: list[list[AgentData]],
                  routes: list[list[int]], placement: Placement):
         self.routes = routes
-        self.hosts = [AgentHost(config, dataset, agents, placement.threads) for agents in hosts]
+        self.hosts = [AgentHost(config, dataset, agents, placement.threads, placement.gpus_per_actor > 0)
+                      for agents in hosts]
         self.payloads: list[Any] = []
 
     def local(self, round_: int) -> dict[int, int]:
@@ -93,7 +105,7 @@ class InProcessExecutor:
     def devices(self) -> list[str]:
         return [host.device_name() for host in self.hosts]
 
-    def peak_memory_mb(self) -> list[float]:
+    def peak_memory_mb(self) -> list[dict[str, float]]:
         return [host.peak_memory_mb() for host in self.hosts]
 
     def shutdown(self) -> None:
@@ -108,7 +120,8 @@ class RayExecutor:
         import ray
 
         self.ray = ray
-        self.routes, self.hosts = routes, hosts
+        self.routes, self.hosts, self.placement = routes, hosts, placement
+        self.timeout = config.placement_timeout
         dataset_ref = ray.put(dataset)  # once; every host on a node maps the same read-only copy
         remote_host = ray.remote(AgentHost)
         run_id, self.generation = uuid.uuid4().hex[:8], 0
@@ -123,13 +136,39 @@ class RayExecutor:
         self.new_actor = new_actor
         self.actors = [new_actor(k) for k in range(len(hosts))]
         self.payload_refs: list[Any] = []
+        self.wait_placed(range(len(hosts)))
+
+    def wait_placed(self, indices) -> None:
+        """Wait until the given hosts run; after --placement-timeout stop with one line saying which
+        could not be placed and why. A host that fails while starting stops the run with its error."""
+        pending_of = {self.actors[k].device_name.remote(): k for k in indices}
+        ready, pending = self.ray.wait(list(pending_of), num_returns=len(pending_of), timeout=self.timeout)
+        try:
+            self.get(ready)
+        except HostLost as lost:
+            self.shutdown()
+            raise HostStartError(str(lost)) from None
+        if pending:
+            from raympl.runtime.placement import ray_resources
+
+            p, hosts = self.placement, len(self.actors)
+            self.shutdown()
+            raise NoCapacity(
+                f"invalid placement: {len(pending)} of {hosts} host actor(s), each asking "
+                f"{p.cpus_per_actor:g} CPU / {p.gpus_per_actor:g} GPU on one node, could not be placed within "
+                f"{self.timeout:g} s (cluster now: {ray_resources().describe()}, some of it may be in use); add "
+                "nodes, lower --cpus-per-agent/--gpus-per-agent, or raise --placement-timeout")
 
     def get(self, refs):
         """ray.get, re-raising a host's bad-input error (ValueError) as itself, not wrapped."""
         errors = self.ray.exceptions
         try:
             return self.ray.get(refs)
-        except (errors.RayActorError, errors.ObjectLostError) as error:
+        except errors.RayActorError as error:
+            if error.actor_init_failed:
+                raise HostStartError(error_line(error)) from None
+            raise HostLost(str(error).splitlines()[0]) from error
+        except errors.ObjectLostError as error:
             raise HostLost(str(error).splitlines()[0]) from error
         except errors.RayTaskError as error:
             if isinstance(error.cause, ValueError):
@@ -169,25 +208,24 @@ class RayExecutor:
         """Replace every host actor that no longer answers; returns how many were replaced."""
         self.payload_refs = []
         self.generation += 1
-        replaced = 0
+        lost = []
         for k, actor in enumerate(self.actors):
             try:
                 self.ray.get(actor.device_name.remote(), timeout=60)
             except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
                 self.ray.kill(actor)
                 self.actors[k] = self.new_actor(k)
-                replaced += 1
-                try:
-                    self.ray.get(self.actors[k].device_name.remote(), timeout=REPLACEMENT_TIMEOUT_S)
-                except self.ray.exceptions.GetTimeoutError:
-                    raise NoCapacity(f"invalid cluster: no room for a replacement host within "
-                                     f"{REPLACEMENT_TIMEOUT_S} s; add a node and continue with --resume") from None
-        return replaced
+                lost.append(k)
+        try:
+            self.wait_placed(lost)
+        except NoCapacity as error:
+            raise NoCapacity(f"{error}; the run can continue with --resume") from None
+        return len(lost)
 
     def devices(self) -> list[str]:
         return self.get([a.device_name.remote() for a in self.actors])
 
-    def peak_memory_mb(self) -> list[float]:
+    def peak_memory_mb(self) -> list[dict[str, float]]:
         return self.get([a.peak_memory_mb.remote() for a in self.actors])
 
     def shutdown(self) -> None:

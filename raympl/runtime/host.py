@@ -6,6 +6,7 @@ caller owns it), and receives the record batches that hold its agents' neighbour
 
 from __future__ import annotations
 
+import os
 import resource
 from dataclasses import dataclass, field
 
@@ -40,6 +41,34 @@ class AgentData:
         return AgentContext(self.agent, self.neighbours, len(self.train), self.mixing)
 
 
+class DeviceError(ValueError):
+    """A host cannot compute where it was asked to (a GPU was asked for and CUDA is unusable)."""
+
+
+def pick_device(requested: str, given_gpu: bool) -> torch.device:
+    """The device a host computes on: never a silent CPU run when a GPU was asked for."""
+    if requested == "cpu" or (requested == "auto" and not given_gpu):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        why = (f"CUDA is unusable here (torch {torch.__version__}, CUDA build {torch.version.cuda}, "
+               f"CUDA_VISIBLE_DEVICES={visible!r})")
+        raise DeviceError(f"invalid device {requested!r}: this host was asked to compute on a GPU but {why}; "
+                          "use --device cpu and --gpus-per-agent 0 to run on CPUs")
+    return torch.device("cuda")
+
+
+def deterministic_cuda() -> None:
+    """Settings that make a GPU run repeat exactly, so resume and host recovery stay bit-identical:
+    cuBLAS with a fixed workspace, deterministic cuDNN kernels, no autotuning."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before the first cuBLAS call
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    # warn_only: an op without a deterministic kernel warns instead of stopping the run; the cuda
+    # tests check that replays are bit-identical
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 class AgentBatches:
     """LocalData of one agent: its training-set size and fresh seeded minibatches on demand."""
 
@@ -70,13 +99,15 @@ def eval_subset(test: np.ndarray, n: int | None, seed: int, agent: int) -> np.nd
 
 class AgentHost:
     def __init__(self, config: RunConfig, dataset: Dataset, agents: list[AgentData], threads: int,
-                 use_gpu: bool = False):
+                 given_gpu: bool = False):
         self.threads = threads
         torch.set_num_threads(threads)
         # U[-1,1] weights drive many gradients into the denormal range, where CPU convolution
         # backward runs ~3x slower; flushing them to zero is deterministic and costs no accuracy.
         torch.set_flush_denormal(True)
-        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.device = pick_device(config.device, given_gpu)
+        if self.device.type == "cuda":
+            deterministic_cuda()
         self.config, self.dataset = config, dataset
         model = models.build(config.model, dataset.input_shape, dataset.num_classes, seed=config.seed,
                              weight_init=config.weight_init, final_elu=config.final_elu,
@@ -94,9 +125,10 @@ class AgentHost:
     def device_name(self) -> str:
         return str(self.device)
 
-    def peak_memory_mb(self) -> float:
-        """Peak resident memory of this host's process."""
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def peak_memory_mb(self) -> dict[str, float]:
+        """Peak resident memory of this host's process and peak GPU memory allocated by torch (0 on CPU)."""
+        gpu = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else 0.0
+        return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "gpu": gpu}
 
     def _batch(self, agent: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A fresh random minibatch (without replacement) from the agent's training set."""
@@ -173,9 +205,11 @@ class AgentHost:
                 for a in sorted(self.agents)}
 
     def restore(self, blobs: dict[int, bytes]) -> None:
+        """Load on the CPU (generators must stay there), then move the tensors to this host's device."""
         for agent in self.agents:
-            saved = checkpoint.from_bytes(blobs[agent], str(self.device))
-            self.states[agent], self.batch_rng[agent] = saved["state"], saved["batch_rng"]
+            saved = checkpoint.from_bytes(blobs[agent])
+            self.states[agent] = checkpoint.to_device(saved["state"], self.device)
+            self.batch_rng[agent] = saved["batch_rng"]
             self.last_received[agent] = saved["last_received"]
 
     def masks(self) -> dict[int, np.ndarray]:

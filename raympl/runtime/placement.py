@@ -3,6 +3,10 @@
 Defaults on a CPU cluster: one host per whole CPU, agents split evenly, cpus_per_agent = total CPUs /
 agents (so a 20-agent run on 2 cores is 2 hosts x 10 agents x 0.1 CPU = 1 CPU and 1 torch thread
 each). With GPUs: as many agents per host as share one GPU (1 / gpus_per_agent).
+
+An actor's CPU and GPU ask must fit together on one node. A cluster that can grow (one raympl was
+pointed at with --address, which may run an autoscaler) is not refused for lacking nodes now: the
+driver asks the autoscaler for the actors' bundles and waits up to --placement-timeout.
 """
 
 from __future__ import annotations
@@ -18,10 +22,34 @@ from raympl.config import ConfigError, RunConfig
 
 @dataclass(frozen=True)
 class Resources:
-    cpus: float  # cluster total
-    gpus: float
-    max_node_cpus: float  # the largest single node
-    max_node_gpus: float
+    nodes: list[tuple[float, float]]  # (CPUs, GPUs) of every alive node
+    can_grow: bool = False  # an autoscaler may add nodes
+
+    @property
+    def cpus(self) -> float:
+        return sum(c for c, _ in self.nodes)
+
+    @property
+    def gpus(self) -> float:
+        return sum(g for _, g in self.nodes)
+
+    def actors_that_fit(self, cpus: float, gpus: float) -> int:
+        """How many actors of this shape the nodes hold (fractional GPUs pack within one GPU)."""
+        total = 0
+        for node_cpus, node_gpus in self.nodes:
+            by_cpu = math.floor(node_cpus / cpus + 1e-9) if cpus > 0 else 10**9
+            if gpus <= 0:
+                by_gpu = 10**9
+            elif gpus < 1:
+                by_gpu = math.floor(node_gpus + 1e-9) * math.floor(1 / gpus + 1e-9)
+            else:
+                by_gpu = math.floor(node_gpus / gpus + 1e-9)
+            total += min(by_cpu, by_gpu)
+        return total
+
+    def describe(self) -> str:
+        shapes = ", ".join(f"{c:g} CPU / {g:g} GPU" for c, g in self.nodes) or "none"
+        return f"{len(self.nodes)} node(s): {shapes}"
 
 
 @dataclass(frozen=True)
@@ -32,6 +60,7 @@ class Placement:
     threads: int
     cpus_per_agent: float
     agents_per_actor: int
+    fits_now: bool = True  # False: the driver must ask the autoscaler for nodes and wait
 
     @property
     def actors(self) -> int:
@@ -81,11 +110,14 @@ def cross_host_share(graph: nx.Graph, groups: list[list[int]]) -> float:
     return sum(host[u] != host[v] for u, v in graph.edges) / edges if edges else 0.0
 
 
-def plan(config: RunConfig, resources: Resources, graph: nx.Graph | None = None) -> Placement:
+def plan(config: RunConfig, resources: Resources, graph: nx.Graph | None = None,
+         gpus_per_agent: float | None = None) -> Placement:
+    """Hosts and their resource asks. gpus_per_agent: the measured value when the config says auto."""
     n = config.agents
-    gpa = config.gpus_per_agent
-    if gpa > 0 and resources.gpus <= 0:
-        raise ConfigError(f"invalid gpus-per-agent {gpa}: the cluster has no GPU")
+    gpa = gpus_per_agent if gpus_per_agent is not None else (
+        0.0 if config.gpus_per_agent == "auto" else float(config.gpus_per_agent))
+    if config.wants_gpus and resources.gpus <= 0 and not resources.can_grow:
+        raise ConfigError(f"invalid gpus-per-agent {config.gpus_per_agent}: the cluster has no GPU")
     if config.agents_per_actor is not None:
         per_actor = min(config.agents_per_actor, n)
     elif gpa > 0:
@@ -93,46 +125,57 @@ def plan(config: RunConfig, resources: Resources, graph: nx.Graph | None = None)
     else:
         per_actor = math.ceil(n / min(n, max(1, math.floor(resources.cpus))))
     actors = math.ceil(n / per_actor)
-    cpa = config.cpus_per_agent if config.cpus_per_agent is not None else (
-        max(resources.cpus, 0.0001) / (actors * per_actor))
-    cpus_per_actor = round(cpa * per_actor, 4)
+    if config.cpus_per_agent is None and resources.cpus <= 0:
+        raise ConfigError("invalid cpus-per-agent None: the cluster has no CPU yet; give --cpus-per-agent "
+                          "(and --agents-per-actor) so that the autoscaler can be asked for nodes")
     gpus_per_actor = round(gpa * per_actor, 4)
+    if config.cpus_per_agent is not None:
+        cpa = config.cpus_per_agent
+    else:
+        cpa = even_cpu_share(resources, actors, gpus_per_actor) / per_actor
+    cpus_per_actor = round(cpa * per_actor, 4)
     if gpus_per_actor > 1 and gpus_per_actor != int(gpus_per_actor):
-        raise ConfigError(f"invalid gpus-per-agent {gpa}: {per_actor} agents per actor ask "
+        raise ConfigError(f"invalid gpus-per-agent {gpa:g}: {per_actor} agents per actor ask "
                           f"{gpus_per_actor} GPUs; above 1 a request must be a whole number")
-    fits_node = cpus_per_actor <= resources.max_node_cpus + 1e-9 and gpus_per_actor <= resources.max_node_gpus
-    fits_total = (cpus_per_actor * actors <= resources.cpus + 1e-6
-                  and gpus_per_actor * actors <= resources.gpus + 1e-6)
-    if not (fits_node and fits_total):
+    fits = resources.actors_that_fit(cpus_per_actor, gpus_per_actor)
+    if fits < actors and not resources.can_grow:
         raise ConfigError(
             f"invalid placement {actors} actors x {per_actor} agents at {cpa:g} CPU / {gpa:g} GPU per agent: "
-            f"needs {cpus_per_actor * actors:g} CPU / {gpus_per_actor * actors:g} GPU in actors of "
-            f"{cpus_per_actor:g} CPU / {gpus_per_actor:g} GPU, cluster has {resources.cpus:g} CPU / "
-            f"{resources.gpus:g} GPU (largest node {resources.max_node_cpus:g} CPU / "
-            f"{resources.max_node_gpus:g} GPU); lower --cpus-per-agent/--gpus-per-agent or "
+            f"each actor asks {cpus_per_actor:g} CPU / {gpus_per_actor:g} GPU on one node and the cluster "
+            f"({resources.describe()}) holds {fits} such actors; lower --cpus-per-agent/--gpus-per-agent or "
             f"change --agents-per-actor")
     groups = [g.tolist() for g in np.array_split(np.arange(n), actors)]
     if graph is not None and actors > 1:
         groups = assign_agents(graph, [len(g) for g in groups], config.seed)
     return Placement(groups, cpus_per_actor, gpus_per_actor, max(1, math.floor(cpus_per_actor + 1e-9)),
-                     cpa, per_actor)
+                     cpa, per_actor, fits >= actors)
+
+
+def even_cpu_share(resources: Resources, actors: int, gpus_per_actor: float) -> float:
+    """The largest CPU ask, at most an even split of the cluster's CPUs, with which `actors` hosts fit its
+    nodes (on nodes of different sizes an even split of the total may fit none of them)."""
+    even = resources.cpus / actors
+    candidates = sorted({c / k for c, _ in resources.nodes if c > 0 for k in range(1, actors + 1)} | {even},
+                        reverse=True)
+    for share in (math.floor(c * 1e4) / 1e4 for c in candidates if c <= even + 1e-9):  # Ray's precision
+        if resources.actors_that_fit(share, gpus_per_actor) >= actors:
+            return share
+    return even  # nothing fits: plan() reports it
 
 
 def local_resources() -> Resources:
-    """What an in-process run may use: this machine's CPUs, no Ray."""
+    """What an in-process run may use: this machine's CPUs and GPUs, no Ray."""
     import os
 
+    import torch
+
     cpus = float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    return Resources(cpus, 0.0, cpus, 0.0)
+    return Resources([(cpus, float(torch.cuda.device_count()) if torch.cuda.is_available() else 0.0)])
 
 
-def ray_resources() -> Resources:
+def ray_resources(can_grow: bool = False) -> Resources:
+    """The alive nodes of the connected Ray cluster; can_grow when it may run an autoscaler."""
     import ray
 
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    return Resources(
-        cpus=sum(r.get("CPU", 0.0) for r in nodes),
-        gpus=sum(r.get("GPU", 0.0) for r in nodes),
-        max_node_cpus=max((r.get("CPU", 0.0) for r in nodes), default=0.0),
-        max_node_gpus=max((r.get("GPU", 0.0) for r in nodes), default=0.0),
-    )
+    return Resources([(r.get("CPU", 0.0), r.get("GPU", 0.0)) for r in nodes], can_grow)

@@ -33,13 +33,14 @@ def one_line_errors():
     from raympl.data.datasets import DataError
     from raympl.masks.codec import PayloadError
     from raympl.runtime.checkpoint import CheckpointError
-    from raympl.runtime.executors import NoCapacity
+    from raympl.runtime.executors import HostStartError, NoCapacity
+    from raympl.runtime.host import DeviceError
     from raympl.topologies import TopologyError
 
     try:
         yield
     except (cfg.ConfigError, TopologyError, DataError, PayloadError, DivergedError,
-            CheckpointError, NoCapacity) as error:
+            CheckpointError, NoCapacity, HostStartError, DeviceError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
@@ -65,7 +66,7 @@ def simulate(
     batch_size: Annotated[int | None, Opt(help="Minibatch size.")] = None,
     lr: Annotated[float | None, Opt(help="Step size on the scores (eta).")] = None,
     lam: Annotated[float | None, Opt(help="Group-lasso weight lambda.")] = None,
-    preset: Annotated[str | None, Opt(help="paper or reference-code (algorithms.md §2.8).")] = None,
+    preset: Annotated[str | None, Opt(help="paper or reference-code (docs/algorithms.md §2).")] = None,
     finetune_lr: Annotated[float | None, Opt(help="Step size of the fine-tune step (eq. 17); default = lr.")] = None,
     fil_threshold: Annotated[int | None, Opt(help="Fil: clear groups with at most this many ones (0 = off).")] = None,
     linear_retention: Annotated[float | None, Opt(help="Fixed retention of linear layers (code: 0.9).")] = None,
@@ -98,7 +99,10 @@ def simulate(
     seed: Annotated[int | None, Opt(help="Seed of everything.")] = None,
     agents_per_actor: Annotated[int | None, Opt(help="Agents served by one host actor.")] = None,
     cpus_per_agent: Annotated[float | None, Opt(help="CPUs per agent (default: cluster CPUs / agents).")] = None,
-    gpus_per_agent: Annotated[float | None, Opt(help="GPUs per agent (fractions share a GPU).")] = None,
+    gpus_per_agent: Annotated[str | None, Opt(help="GPUs per agent (fractions share a GPU), or auto: as many "
+                                                   "agents per GPU as fit, measured.")] = None,
+    device: Annotated[str | None, Opt(help="auto (CUDA where GPUs are asked for), cpu, or cuda.")] = None,
+    placement_timeout: Annotated[float | None, Opt(help="Seconds to wait for the hosts to be placed.")] = None,
     address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,
     executor: Annotated[str | None, Opt(help="ray, or inprocess (debugging, no Ray).")] = None,
     out_dir: Annotated[str | None, Opt("--out", help="Run directory (default runs/<timestamp>).")] = None,
@@ -106,19 +110,25 @@ def simulate(
     link_drop: Annotated[float | None, Opt(help="Probability that a directed message is lost (seeded).")] = None,
     config: Annotated[Path | None, Opt(help="TOML file with the same keys; flags override it.")] = None,
     resume: Annotated[Path | None, Opt(help="Continue the run in this directory from its last checkpoint.")] = None,
+    dry_run: Annotated[bool, Opt("--dry-run", help="Print the resolved configuration and the placement; "
+                                                   "write nothing.")] = False,
 ) -> None:
     """Run one simulation and write config, topology, partition, metrics and summary to --out."""
-    overrides = {k: v for k, v in locals().items() if k not in ("config", "out_dir", "resume")}
+    overrides = {k: v for k, v in locals().items() if k not in ("config", "out_dir", "resume", "dry_run")}
     overrides["out"] = out_dir
+    overrides["gpus_per_agent"] = gpus_amount(gpus_per_agent)
     with one_line_errors():
         run_config = resume_config(resume, overrides, config) if resume else cfg.resolve(overrides, config)
-        from raympl.runtime.driver import default_out_dir
+        from raympl.runtime.driver import check_out_dir, default_out_dir, dry_run_placement
         from raympl.runtime.driver import simulate as run_simulation
 
         run_dir = Path(run_config.out or default_out_dir())
-        if resume is None and ((run_dir / "summary.json").exists() or (run_dir / "metrics.parquet").exists()):
-            raise cfg.ConfigError(f"invalid out {str(run_dir)!r}: already holds a run; choose another --out "
-                                  "(or continue it with --resume)")
+        if dry_run:
+            out.print(run_config.to_toml(), highlight=False, markup=False)
+            out.print(f"# run directory: {run_dir}\n# placement: {dry_run_placement(run_config)}", highlight=False,
+                      markup=False, soft_wrap=True)
+            return
+        check_out_dir(run_dir, resuming=resume is not None)
         out.print(f"raympl: {run_config.algorithm} on {run_config.dataset}, {run_config.agents} agents, "
                   f"{run_config.rounds} rounds -> {run_dir}", highlight=False)
         progress = Progress(TextColumn("round {task.completed}/{task.total}"), BarColumn(),
@@ -143,8 +153,17 @@ def simulate(
               f"results in {run_dir}", highlight=False)
 
 
+def gpus_amount(value: str | None) -> float | str | None:
+    """--gpus-per-agent: a number, or the keyword auto (checked with the rest of the configuration)."""
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return value
+
+
 # Options that may differ when a run continues: where and how it runs, never what it computes.
-RESUMABLE = {"address", "executor", "agents_per_actor", "cpus_per_agent", "gpus_per_agent"}
+RESUMABLE = {"address", "executor", "agents_per_actor", "cpus_per_agent", "gpus_per_agent", "device",
+             "placement_timeout"}
 
 
 def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> cfg.RunConfig:
@@ -206,9 +225,11 @@ def study_scaling(
                      "algorithm": algorithm, "batch_size": batch_size, "agents_per_actor": agents_per_actor,
                      "cpus_per_agent": cpus_per_agent, "gpus_per_agent": gpus_per_agent, "seed": seed,
                      "address": address}
-        base = cfg.resolve(overrides, config)
-        for name in names:
-            cfg.resolve({**overrides, "topology": name})  # reject a bad name before any run starts
+        # --degree/--p shape the Erdős–Rényi points only; ring and file topologies have no parameter
+        graph_free = {"degree": None, "p": None}
+        base = cfg.resolve({**overrides, "topology": "er"} if "er" in names else {**overrides, **graph_free}, config)
+        for name in names:  # reject a bad name before any run starts
+            cfg.resolve({**overrides, "topology": name, **({} if name == "er" else graph_free)}, config)
         from raympl.study import scaling
 
         scaling(base, counts, names, out_dir, log=lambda line: out.print(line, highlight=False))
@@ -293,7 +314,8 @@ def info(
     """Show the cluster's resources and the placement a run with these settings would get."""
     with one_line_errors():
         run_config = cfg.resolve({"agents": agents, "agents_per_actor": agents_per_actor,
-                                  "cpus_per_agent": cpus_per_agent, "gpus_per_agent": gpus_per_agent})
+                                  "cpus_per_agent": cpus_per_agent, "gpus_per_agent": gpus_per_agent,
+                                  "address": address})
         import ray
 
         from raympl.runtime.driver import connect_ray

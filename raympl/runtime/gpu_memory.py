@@ -1,0 +1,87 @@
+"""GPU memory of a host, measured, and how many agents fit on one GPU.
+
+Ray shares a GPU between fractional-GPU actors without limiting their memory, so raympl measures
+what one host needs before it places hosts on GPUs: a probe builds a host on a GPU with one agent,
+runs a round's local step and an evaluation, then builds one with two agents. From that,
+
+    need(k agents) = process overhead (CUDA context, outside torch's allocator)
+                     + first agent's state (incl. the shared fixed weights) + (k - 1) x per-agent state
+                     + the transient peak of one step (activations; agents step one after another)
+
+`--gpus-per-agent auto` puts as many agents on one GPU (one host, one CUDA context) as fit in
+MARGIN of its memory; a layout whose actors on one GPU need more than the GPU has is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from raympl.config import ConfigError
+
+MARGIN = 0.85  # share of a GPU's memory a layout may plan to use (fragmentation, cuDNN workspaces)
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class HostMemory:
+    """Bytes measured by `probe` on one GPU."""
+
+    overhead: int  # CUDA context and other memory outside torch's caching allocator
+    first_agent: int  # persistent state of a one-agent host (fixed weights + one agent's state)
+    per_agent: int  # persistent state of every further agent
+    step_peak: int  # transient memory above the persistent state during a step or an evaluation
+    gpu_total: int  # memory of the GPU the probe ran on
+
+    def need(self, agents: int) -> int:
+        return self.overhead + self.first_agent + (agents - 1) * self.per_agent + self.step_peak
+
+
+def agents_per_gpu(memory: HostMemory, agents: int) -> int:
+    """The most agents (up to `agents`) that one host can hold on one GPU within MARGIN of its memory."""
+    budget = MARGIN * memory.gpu_total
+    if memory.need(1) > budget:
+        raise ConfigError(f"invalid gpus-per-agent auto: one agent needs {memory.need(1) / GIB:.2f} GiB, more "
+                          f"than {MARGIN:.0%} of the GPU's {memory.gpu_total / GIB:.1f} GiB")
+    extra = (budget - memory.need(1)) // max(memory.per_agent, 1)
+    return int(min(agents, 1 + extra))
+
+
+def check_layout(memory: HostMemory, agents_per_actor: int, gpus_per_actor: float) -> None:
+    """Refuse a layout whose actors sharing one GPU need more memory than it has."""
+    if gpus_per_actor <= 0:
+        return
+    sharing = max(1, math.floor(1 / gpus_per_actor + 1e-9)) if gpus_per_actor < 1 else 1
+    per_gpu = sharing * memory.need(agents_per_actor) / max(1.0, gpus_per_actor)
+    if per_gpu > memory.gpu_total:
+        raise ConfigError(
+            f"invalid gpus-per-agent {gpus_per_actor / agents_per_actor:g}: {sharing} host(s) of "
+            f"{agents_per_actor} agent(s) share one GPU and need {per_gpu / GIB:.2f} GiB (measured: "
+            f"{memory.need(agents_per_actor) / GIB:.2f} GiB each), the GPU has {memory.gpu_total / GIB:.1f} GiB; "
+            "ask a larger GPU share or use --gpus-per-agent auto")
+
+
+def probe(config, dataset, agents) -> HostMemory:
+    """Measure a host on this process's GPU (run it where a whole GPU is free)."""
+    import torch
+
+    from raympl.runtime.host import AgentHost
+
+    device = torch.device("cuda")
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    host = AgentHost(config, dataset, agents[:1], threads=1, given_gpu=True)
+    first = torch.cuda.memory_allocated(device) - base
+    host.local_phase(1)
+    host.evaluate(1, full=False)
+    step_peak = torch.cuda.max_memory_allocated(device) - base - first
+    free, total = torch.cuda.mem_get_info(device)
+    overhead = max(0, (total - free) - torch.cuda.memory_reserved(device))
+    del host
+    torch.cuda.empty_cache()
+    two = AgentHost(config, dataset, agents[:2], threads=1, given_gpu=True)
+    per_agent = max(0, torch.cuda.memory_allocated(device) - base - first) if len(agents) > 1 else first
+    del two
+    torch.cuda.empty_cache()
+    return HostMemory(overhead, first, per_agent, max(0, step_peak), total)

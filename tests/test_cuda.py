@@ -1,0 +1,79 @@
+"""The GPU path (marked `cuda`; deselected, with a count and the reason, where no CUDA device exists).
+
+Run them with `make gpu-check` on a machine with a GPU: every algorithm on the GPU with Ray and
+in-process giving identical results, SIGKILL + --resume and host-kill recovery bit-identical, four
+actors sharing one GPU equal to one actor, and --gpus-per-agent auto measuring and packing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import configure
+from test_reliability import kill_a_named_host, kill_and_resume, rows, same_results
+
+from raympl.config import ALGORITHMS
+from raympl.runtime.driver import read_masks, simulate
+
+pytestmark = pytest.mark.cuda
+
+
+def on_gpu(overrides: dict, **more) -> dict:
+    return {**overrides, "gpus_per_agent": 0.5, "device": "cuda", "eval_every": 1, **more}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_algorithm_runs_on_the_gpu_and_ray_equals_in_process(algorithm, ray_session, tiny_overrides,
+                                                                   tmp_path):
+    results = {}
+    for executor in ("ray", "inprocess"):
+        out = tmp_path / executor
+        summary = simulate(configure(on_gpu(tiny_overrides, algorithm=algorithm, rounds=3, executor=executor,
+                                            out=str(out))))
+        assert summary["devices"] == ["cuda"] and summary["gpu_peak_mb"] > 0
+        results[executor] = rows(out)
+    assert results["ray"] == results["inprocess"]
+
+
+@pytest.mark.parametrize("algorithm", ["mce-pl", "dis-pfl"])
+def test_resume_after_sigkill_is_bit_identical_on_the_gpu(algorithm, tiny_overrides, tmp_path):
+    kill_and_resume(on_gpu(tiny_overrides, algorithm=algorithm, rounds=10, checkpoint_every=3,
+                           executor="inprocess", link_drop=0.3), tmp_path)
+
+
+@pytest.mark.parametrize("algorithm", ["mce-pl", "dis-pfl", "malcom-psgd"])  # dis-pfl, malcom: CPU generators
+def test_a_killed_gpu_host_is_recreated_and_replayed_bit_identically(algorithm, ray_session, tiny_overrides,
+                                                                     tmp_path):
+    overrides = on_gpu(tiny_overrides, algorithm=algorithm, rounds=8, checkpoint_every=3)
+    simulate(configure({**overrides, "out": str(tmp_path / "whole")}))
+    killed = []
+
+    def kill_a_host(round_, accuracy):
+        if round_ == 4 and not killed:
+            kill_a_named_host(ray_session)
+            killed.append(round_)
+
+    summary = simulate(configure({**overrides, "out": str(tmp_path / "ray")}), progress=kill_a_host)
+    assert summary["host_recoveries"] == 1
+    same_results(tmp_path / "whole", tmp_path / "ray")
+
+
+def test_four_actors_sharing_one_gpu_equal_one_actor(ray_session, tiny_overrides, tmp_path):
+    base = {**tiny_overrides, "agents": 8, "rounds": 4, "eval_every": 2, "gpus_per_agent": 0.125, "device": "cuda"}
+    shared = simulate(configure({**base, "agents_per_actor": 2, "out": str(tmp_path / "four")}))
+    alone = simulate(configure({**base, "agents_per_actor": 8, "out": str(tmp_path / "one")}))
+    assert (shared["actors"], alone["actors"]) == (4, 1)
+    assert rows(tmp_path / "four") == rows(tmp_path / "one")
+    assert read_masks(tmp_path / "four" / "masks.parquet") == read_masks(tmp_path / "one" / "masks.parquet")
+
+
+def test_gpus_per_agent_auto_measures_and_packs(ray_session, tiny_overrides, tmp_path):
+    summary = simulate(configure({**tiny_overrides, "gpus_per_agent": "auto", "rounds": 2,
+                                  "out": str(tmp_path / "auto")}))
+    assert summary["actors"] == 1 and summary["agents_per_actor"] == 6  # 6 tiny agents fit on any GPU
+    assert 0 < summary["gpu_peak_mb"] <= summary["gpu_need_mb_measured"]
+    saved = json.loads((tmp_path / "auto" / "summary.json").read_text())
+    assert saved["devices"] == ["cuda"]
+    assert len(pq.read_table(tmp_path / "auto" / "metrics.parquet")) == 6
