@@ -194,6 +194,25 @@ def dry_run_placement(config: RunConfig) -> str:
             f"; cluster {resources.describe()}{waits}")
 
 
+@dataclass
+class Run:
+    """One running simulation: what the driver set up and what it has counted so far."""
+
+    config: RunConfig
+    out: Path
+    prepared: Prepared
+    placement: Placement
+    memory: gpu_memory.HostMemory | None
+    executor: InProcessExecutor | RayExecutor
+    recorder: Recorder
+    saved: checkpoint.Checkpoint | None
+    last: checkpoint.Checkpoint | None = None  # the recovery point, kept in memory
+    bits_sent: dict[int, int] | None = None
+    checkpoint_s: float = 0.0
+    checkpoint_bytes: int = 0
+    recoveries: int = 0
+
+
 def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | None = None,
              prepared: Prepared | None = None, resume: bool = False,
              log: Callable[[str], None] = lambda line: None) -> dict:
@@ -204,7 +223,24 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     rounds since are replayed; `log` receives a warning line.
     """
     start = time.perf_counter()
-    out = Path(out or config.out or default_out_dir())
+    run = start_run(config, Path(out or config.out or default_out_dir()), prepared, resume, log)
+    try:
+        if run.saved:
+            run.executor.restore(run.saved.agents)
+        # round 0's recovery point is the initial state
+        run.last = run.saved or checkpoint.Checkpoint(0, {"bits_sent": {a: 0 for a in range(config.agents)}},
+                                                      run.executor.snapshot())
+        run.bits_sent = dict(run.last.driver["bits_sent"])
+        setup_s = time.perf_counter() - start
+        run_rounds(run, progress, log)
+        return finish(run, wall_s=time.perf_counter() - start, setup_s=setup_s)
+    finally:
+        run.executor.shutdown()
+
+
+def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: bool,
+              log: Callable[[str], None]) -> Run:
+    """Check the output folder, load data, write the run's files, place and start the hosts."""
     check_out_dir(out, resuming=resume)
     prepared = prepared or prepare(config)  # bad data or graph fails before anything is written
     saved = checkpoint.load(out) if resume else None
@@ -213,12 +249,8 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
         atomic_write_bytes(out / "config.toml", config.to_toml().encode())
         topologies.write_edgelist(prepared.graph, out / "topology.edgelist")
         prepared.partition.to_json(out / "partition.json")
-
-    resources = cluster_resources(config)
-    placement, memory = place(config, prepared, resources, log)
+    placement, memory = place(config, prepared, cluster_resources(config), log)
     hosts, routes = host_layout(config, prepared, placement)
-    algorithm = algorithms.get(config.algorithm)
-    data_weights = {a: float(len(prepared.partition.train[a])) for a in range(config.agents)}
     executor_cls = RayExecutor if config.executor == "ray" else InProcessExecutor
     asked = request_nodes(placement, log) if config.executor == "ray" and not placement.fits_now else False
     try:
@@ -226,91 +258,100 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     finally:
         if asked:
             request_nodes(None, log)
-    degree = dict(prepared.graph.degree())
     recorder = Recorder(out, resume_round=saved.round if saved else None)
-    try:
-        if saved:
-            executor.restore(saved.agents)
-        # the recovery point: the last checkpoint, kept in memory (round 0 = the initial state)
-        last = saved or checkpoint.Checkpoint(0, {"bits_sent": {a: 0 for a in range(config.agents)}},
-                                              executor.snapshot())
-        bits_sent = dict(last.driver["bits_sent"])
-        setup_s = time.perf_counter() - start
-        checkpoint_s, checkpoint_bytes, recoveries = 0.0, 0, 0
-        round_ = last.round + 1
-        while round_ <= config.rounds:
-            try:
-                t0 = time.perf_counter()
-                sizes = executor.local(round_)
-                # unicast: one copy per directed link; with a server, one upload and one download per agent
-                copies = {a: 1 if algorithm.server else degree[a] for a in sizes}
-                if algorithm.server:
-                    download = executor.aggregate(algorithm.aggregate, data_weights)
-                    sizes = {a: nbytes + download for a, nbytes in sizes.items()}
-                t1 = time.perf_counter()
-                executor.merge(round_)
-                t2 = time.perf_counter()
-                final = round_ == config.rounds
-                evaluation = (executor.evaluate(round_, full=final and config.eval_final_full)
-                              if final or round_ % config.eval_every == 0 else None)
-            except HostLost as lost:
-                replaced = executor.recover()
-                recoveries += 1
-                log(f"warning: lost a host in round {round_} ({lost}); recreated {replaced} host(s), "
-                    f"restored every agent from round {last.round} and replaying")
-                executor.restore(last.agents)
-                bits_sent = dict(last.driver["bits_sent"])
-                recorder.truncate(last.round)
-                round_ = last.round + 1
-                continue
-            round_bits = 0
-            for agent, nbytes in sizes.items():
-                bits = 8 * nbytes * copies[agent]
-                bits_sent[agent] += bits
-                round_bits += bits
-            mean_acc = recorder.add_evaluation(evaluation, bits_sent) if evaluation is not None else None
-            t3 = time.perf_counter()
-            # a dropped message was still sent: its bits count; receivers reuse the last one they got
-            dropped = sum(link_dropped(config, round_, i, j) + link_dropped(config, round_, j, i)
-                          for i, j in prepared.graph.edges) if config.link_drop else 0
-            recorder.add_round({"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2,
+    return Run(config, out, prepared, placement, memory, executor, recorder, saved)
+
+
+def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]) -> None:
+    """The synchronous rounds from the recovery point on; a lost host rolls every agent back to it."""
+    config, executor = run.config, run.executor
+    algorithm = algorithms.get(config.algorithm)
+    data_weights = {a: float(len(run.prepared.partition.train[a])) for a in range(config.agents)}
+    degree = dict(run.prepared.graph.degree())
+    round_ = run.last.round + 1
+    while round_ <= config.rounds:
+        try:
+            t0 = time.perf_counter()
+            sizes = executor.local(round_)
+            # unicast: one copy per directed link; with a server, one upload and one download per agent
+            copies = {a: 1 if algorithm.server else degree[a] for a in sizes}
+            if algorithm.server:
+                download = executor.aggregate(algorithm.aggregate, data_weights)
+                sizes = {a: nbytes + download for a, nbytes in sizes.items()}
+            t1 = time.perf_counter()
+            executor.merge(round_)
+            t2 = time.perf_counter()
+            final = round_ == config.rounds
+            evaluation = (executor.evaluate(round_, full=final and config.eval_final_full)
+                          if final or round_ % config.eval_every == 0 else None)
+        except HostLost as lost:
+            round_ = recover(run, round_, lost, log)
+            continue
+        round_bits = 0
+        for agent, nbytes in sizes.items():
+            bits = 8 * nbytes * copies[agent]
+            run.bits_sent[agent] += bits
+            round_bits += bits
+        mean_acc = run.recorder.add_evaluation(evaluation, run.bits_sent) if evaluation is not None else None
+        t3 = time.perf_counter()
+        # a dropped message was still sent: its bits count; receivers reuse the last one they got
+        dropped = sum(link_dropped(config, round_, i, j) + link_dropped(config, round_, j, i)
+                      for i, j in run.prepared.graph.edges) if config.link_drop else 0
+        run.recorder.add_round({"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2,
                                 "bytes": round_bits // 8, "bits": round_bits, "dropped_messages": dropped})
-            checkpointing = (config.checkpoint_every and round_ % config.checkpoint_every == 0
-                             and round_ < config.rounds)
-            if mean_acc is not None or checkpointing:
-                recorder.flush()  # before a checkpoint: after a resume, rows past it are dropped
-            if checkpointing:
-                last = checkpoint.Checkpoint(round_, {"bits_sent": dict(bits_sent)}, executor.snapshot())
-                checkpoint_bytes = checkpoint.save(out, last)
-                checkpoint_s += time.perf_counter() - t3
-            if progress:
-                progress(round_, mean_acc)
-            round_ += 1
-        recorder.flush()
-        masks = executor.masks()
-        if masks:
-            write_masks(masks, out / "masks.parquet")
-        wall = time.perf_counter() - start
-        peaks = executor.peak_memory_mb()
-        train_s = sum(r["local_s"] + r["merge_s"] for r in recorder.rounds)
-        summary = recorder.write_summary({
-            "algorithm": config.algorithm, "rounds": config.rounds, "agents": config.agents,
-            "edges": prepared.graph.number_of_edges(), "wall_time_s": wall, "setup_s": setup_s,
-            "train_s_per_round": train_s / config.rounds,
-            "eval_s_total": sum(r["eval_s"] for r in recorder.rounds),
-            "checkpoint_s_total": checkpoint_s, "checkpoint_bytes": checkpoint_bytes,
-            "resumed_from_round": saved.round if saved else None,
-            "host_recoveries": recoveries,
-            "placement": placement.describe(), "actors": placement.actors,
-            "agents_per_actor": placement.agents_per_actor, "devices": sorted(set(executor.devices())),
-            "worker_peak_mb": max(m["rss"] for m in peaks),
-            "gpu_peak_mb": max(m["gpu"] for m in peaks),
-            "gpu_need_mb_measured": memory.need(placement.agents_per_actor) / 2**20 if memory else None,
-            "cross_host_link_share": cross_host_share(prepared.graph, placement.groups),
-            "final_evaluation": ("full test set" if config.eval_final_full else f"{config.eval_samples} test samples")
-            + " of every agent, personalized model after aggregation",
-        })
-        (out / checkpoint.FILENAME).unlink(missing_ok=True)  # the run is complete; free the disk
-        return summary
-    finally:
-        executor.shutdown()
+        checkpointing = config.checkpoint_every and round_ % config.checkpoint_every == 0 and round_ < config.rounds
+        if mean_acc is not None or checkpointing:
+            run.recorder.flush()  # before a checkpoint: after a resume, rows past it are dropped
+        if checkpointing:
+            save_checkpoint(run, round_)
+        if progress:
+            progress(round_, mean_acc)
+        round_ += 1
+    run.recorder.flush()
+
+
+def save_checkpoint(run: Run, round_: int) -> None:
+    start = time.perf_counter()
+    run.last = checkpoint.Checkpoint(round_, {"bits_sent": dict(run.bits_sent)}, run.executor.snapshot())
+    run.checkpoint_bytes = checkpoint.save(run.out, run.last)
+    run.checkpoint_s += time.perf_counter() - start
+
+
+def recover(run: Run, round_: int, lost: HostLost, log: Callable[[str], None]) -> int:
+    """Recreate lost hosts, restore every agent from the recovery point; returns the round to replay from."""
+    replaced = run.executor.recover()
+    run.recoveries += 1
+    log(f"warning: lost a host in round {round_} ({lost}); recreated {replaced} host(s), "
+        f"restored every agent from round {run.last.round} and replaying")
+    run.executor.restore(run.last.agents)
+    run.bits_sent = dict(run.last.driver["bits_sent"])
+    run.recorder.truncate(run.last.round)
+    return run.last.round + 1
+
+
+def finish(run: Run, wall_s: float, setup_s: float) -> dict:
+    """Final masks and summary.json; the checkpoint of a complete run is removed."""
+    config, executor, placement, rounds = run.config, run.executor, run.placement, run.recorder.rounds
+    masks = executor.masks()
+    if masks:
+        write_masks(masks, run.out / "masks.parquet")
+    peaks = executor.peak_memory_mb()
+    summary = run.recorder.write_summary({
+        "algorithm": config.algorithm, "rounds": config.rounds, "agents": config.agents,
+        "edges": run.prepared.graph.number_of_edges(), "wall_time_s": wall_s, "setup_s": setup_s,
+        "train_s_per_round": sum(r["local_s"] + r["merge_s"] for r in rounds) / config.rounds,
+        "eval_s_total": sum(r["eval_s"] for r in rounds),
+        "checkpoint_s_total": run.checkpoint_s, "checkpoint_bytes": run.checkpoint_bytes,
+        "resumed_from_round": run.saved.round if run.saved else None,
+        "host_recoveries": run.recoveries,
+        "placement": placement.describe(), "actors": placement.actors,
+        "agents_per_actor": placement.agents_per_actor, "devices": sorted(set(executor.devices())),
+        "worker_peak_mb": max(m["rss"] for m in peaks),
+        "gpu_peak_mb": max(m["gpu"] for m in peaks),
+        "gpu_need_mb_measured": run.memory.need(placement.agents_per_actor) / 2**20 if run.memory else None,
+        "cross_host_link_share": cross_host_share(run.prepared.graph, placement.groups),
+        "final_evaluation": ("full test set" if config.eval_final_full else f"{config.eval_samples} test samples")
+        + " of every agent, personalized model after aggregation",
+    })
+    (run.out / checkpoint.FILENAME).unlink(missing_ok=True)  # the run is complete; free the disk
+    return summary
