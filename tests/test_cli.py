@@ -8,6 +8,7 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from raympl.cli.main import app
@@ -57,6 +58,9 @@ def test_simulate_writes_every_output(ray_session, fashion_dir, tmp_path):
     (["--algorithm", "dsgd", "--fil-threshold", "20"], "invalid fil-threshold 20: it does nothing for algorithm dsgd"),
     (["--model", "small-cnn", "--final-elu"], "invalid final-elu True: it does nothing for model small-cnn"),
     (["--gpus-per-agent", "0.5", "--device", "cpu"], "invalid device 'cpu': GPUs were asked for"),
+    *[pytest.param(args, f"invalid gpus-per-agent {args[1]}: the cluster has no GPU",
+                   marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"))
+      for args in (["--gpus-per-agent", "0.5", "--executor", "inprocess"], ["--gpus-per-agent", "auto", "--dry-run"])],
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     result = subprocess.run([sys.executable, "-m", "raympl.cli.main", "simulate", *args,

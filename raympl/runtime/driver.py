@@ -30,6 +30,7 @@ from raympl.runtime.host import SERVER, AgentData, link_dropped
 from raympl.runtime.placement import (
     Placement,
     Resources,
+    check_gpus_exist,
     cross_host_share,
     local_resources,
     plan,
@@ -102,19 +103,25 @@ def connect_ray(address: str | None) -> None:
     ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
 
 
+def agent_data(config: RunConfig, prepared: Prepared) -> dict[int, AgentData]:
+    """What a host needs to know about each agent: data indices, neighbours (or the server), mixing weights."""
+    mixing = topologies.mixing_weights(prepared.graph, config.mixing)
+    server = algorithms.get(config.algorithm).server
+    nbrs = {a: [SERVER] for a in prepared.graph.nodes} if server else topologies.neighbours(prepared.graph)
+    return {a: AgentData(a, prepared.partition.train[a], prepared.partition.test[a], nbrs[a], mixing[a])
+            for a in prepared.graph.nodes}
+
+
 def host_layout(config: RunConfig, prepared: Prepared,
                 placement: Placement) -> tuple[list[list[AgentData]], list[list[int]]]:
     """AgentData per host and, per host, the payloads it needs in phase 2: those of the hosts that
     hold its agents' neighbours, or (server algorithms) the single server message."""
-    mixing = topologies.mixing_weights(prepared.graph, config.mixing)
-    server = algorithms.get(config.algorithm).server
-    nbrs = {a: [SERVER] for a in prepared.graph.nodes} if server else topologies.neighbours(prepared.graph)
-    host_of = {a: h for h, group in enumerate(placement.groups) for a in group}
-    hosts = [[AgentData(a, prepared.partition.train[a], prepared.partition.test[a], nbrs[a], mixing[a])
-              for a in group] for group in placement.groups]
-    if server:
+    agents = agent_data(config, prepared)
+    hosts = [[agents[a] for a in group] for group in placement.groups]
+    if algorithms.get(config.algorithm).server:
         return hosts, [[0] for _ in placement.groups]
-    routes = [sorted({host_of[j] for a in group for j in nbrs[a]}) for group in placement.groups]
+    host_of = {a: h for h, group in enumerate(placement.groups) for a in group}
+    routes = [sorted({host_of[j] for a in group for j in agents[a].neighbours}) for group in placement.groups]
     return hosts, routes
 
 
@@ -131,8 +138,8 @@ def place(config: RunConfig, prepared: Prepared, resources: Resources,
     """The placement, with GPU memory measured first when hosts compute on GPUs (auto packs by it)."""
     if not config.wants_gpus:
         return plan(config, resources, prepared.graph), None
-    two_agents = Placement([[0, 1]], 1.0, 1.0, 1, 1.0, 2)
-    memory = measure_gpu_memory(config, prepared, host_layout(config, prepared, two_agents)[0][0])
+    agents = agent_data(config, prepared)
+    memory = measure_gpu_memory(config, prepared, [agents[0], agents[1]])
     gpa = None
     if config.gpus_per_agent == "auto":
         per_gpu = gpu_memory.agents_per_gpu(memory, config.agents)
@@ -180,12 +187,13 @@ def request_nodes(placement: Placement | None, log: Callable[[str], None]) -> bo
 
 def dry_run_placement(config: RunConfig) -> str:
     """The placement a run would get, without starting hosts or writing anything."""
-    prepared = prepare(config)
     import ray
 
     # no local cluster is started for a dry run: a fresh one would hold this machine's CPUs and GPUs
     fresh_local = config.executor == "ray" and config.address is None and not ray.is_initialized()
     resources = local_resources() if fresh_local else cluster_resources(config)
+    check_gpus_exist(config, resources)
+    prepared = prepare(config)
     if config.gpus_per_agent == "auto":
         return (f"measured at start: as many agents per GPU as fit (cluster: {resources.describe()})")
     placement = plan(config, resources, prepared.graph)
@@ -242,14 +250,17 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
               log: Callable[[str], None]) -> Run:
     """Check the output folder, load data, write the run's files, place and start the hosts."""
     check_out_dir(out, resuming=resume)
-    prepared = prepared or prepare(config)  # bad data or graph fails before anything is written
+    # bad resources, data, graph or placement fail before anything is written
+    resources = cluster_resources(config)
+    check_gpus_exist(config, resources)
+    prepared = prepared or prepare(config)
     saved = checkpoint.load(out) if resume else None
+    placement, memory = place(config, prepared, resources, log)
     make_out_dir(out)
     if not resume:
         atomic_write_bytes(out / "config.toml", config.to_toml().encode())
         topologies.write_edgelist(prepared.graph, out / "topology.edgelist")
         prepared.partition.to_json(out / "partition.json")
-    placement, memory = place(config, prepared, cluster_resources(config), log)
     hosts, routes = host_layout(config, prepared, placement)
     executor_cls = RayExecutor if config.executor == "ray" else InProcessExecutor
     asked = request_nodes(placement, log) if config.executor == "ray" and not placement.fits_now else False

@@ -110,14 +110,18 @@ def cross_host_share(graph: nx.Graph, groups: list[list[int]]) -> float:
     return sum(host[u] != host[v] for u, v in graph.edges) / edges if edges else 0.0
 
 
+def check_gpus_exist(config: RunConfig, resources: Resources) -> None:
+    if config.wants_gpus and resources.gpus <= 0 and not resources.can_grow:
+        raise ConfigError(f"invalid gpus-per-agent {config.gpus_per_agent}: the cluster has no GPU")
+
+
 def plan(config: RunConfig, resources: Resources, graph: nx.Graph | None = None,
          gpus_per_agent: float | None = None) -> Placement:
     """Hosts and their resource asks. gpus_per_agent: the measured value when the config says auto."""
     n = config.agents
     gpa = gpus_per_agent if gpus_per_agent is not None else (
         0.0 if config.gpus_per_agent == "auto" else float(config.gpus_per_agent))
-    if config.wants_gpus and resources.gpus <= 0 and not resources.can_grow:
-        raise ConfigError(f"invalid gpus-per-agent {config.gpus_per_agent}: the cluster has no GPU")
+    check_gpus_exist(config, resources)
     if config.agents_per_actor is not None:
         per_actor = min(config.agents_per_actor, n)
     elif gpa > 0:
