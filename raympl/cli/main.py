@@ -210,7 +210,7 @@ def study_scaling(
     batch_size: Annotated[int | None, Opt()] = None,
     agents_per_actor: Annotated[int | None, Opt()] = None,
     cpus_per_agent: Annotated[float | None, Opt()] = None,
-    gpus_per_agent: Annotated[float | None, Opt()] = None,
+    gpus_per_agent: Annotated[str | None, Opt(help="GPUs per agent, or auto (measured packing).")] = None,
     seed: Annotated[int | None, Opt()] = None,
     address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,
     out_dir: Annotated[Path, Opt("--out", help="Study directory.")] = Path("runs/scaling"),
@@ -223,7 +223,7 @@ def study_scaling(
         overrides = {"agents": min(counts), "topology": names[0], "degree": degree if p is None else None, "p": p,
                      "rounds": rounds, "model": model, "dataset": dataset, "data_dir": data_dir,
                      "algorithm": algorithm, "batch_size": batch_size, "agents_per_actor": agents_per_actor,
-                     "cpus_per_agent": cpus_per_agent, "gpus_per_agent": gpus_per_agent, "seed": seed,
+                     "cpus_per_agent": cpus_per_agent, "gpus_per_agent": gpus_amount(gpus_per_agent), "seed": seed,
                      "address": address}
         # --degree/--p shape the Erdős–Rényi points only; ring and file topologies have no parameter
         graph_free = {"degree": None, "p": None}
