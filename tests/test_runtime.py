@@ -180,3 +180,22 @@ def test_checkpoints_load_on_the_cpu_and_only_tensors_move():
     assert moved.rng.device.type == "cpu"
     assert torch.equal(moved.rng.get_state(), torch.Generator().manual_seed(3).get_state())
     assert loaded.params[0].device.type == "cpu"  # the loaded copy is untouched
+
+
+def test_a_host_that_fails_while_starting_is_reported_by_its_own_line(ray_session):
+    from raympl.runtime.executors import error_line
+    from raympl.runtime.host import DeviceError
+
+    @ray_session.remote(num_cpus=0)
+    class Broken:
+        def __init__(self):
+            raise DeviceError("invalid device 'cuda': this host was asked to compute on a GPU but CUDA is unusable")
+
+        def device_name(self):
+            return "never"
+
+    with pytest.raises(ray_session.exceptions.RayActorError) as caught:
+        ray_session.get(Broken.remote().device_name.remote(), timeout=60)
+    assert caught.value.actor_init_failed
+    assert error_line(caught.value) == ("invalid device 'cuda': this host was asked to compute on a GPU but CUDA "
+                                        "is unusable")
