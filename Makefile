@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup data simulate test lint install-check gpu-check
+.PHONY: setup data simulate test lint install-check gpu-check bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,6 +41,10 @@ install-check: setup
 GPU_OUT ?= runs/gpu-check
 gpu-check:
 	$(PY) studies/gpu_check.py --out $(GPU_OUT)
+
+# Seconds per round next to the conv floor and FLOP limit (bench.md); BENCH_ARGS=--quick for a 2-minute run.
+bench: setup
+	$(VENV)/bin/raympl bench $(BENCH_ARGS) --out runs/bench
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -304,6 +304,48 @@ def compare(
 
 
 @app.command()
+def bench(
+    models: Annotated[str, Opt(help="Comma list of models.")] = "small-cnn,alexnet",
+    agents: Annotated[str, Opt(help="Comma list of agent counts.")] = "20",
+    devices: Annotated[str, Opt(help="Comma list: cpu, cuda.")] = "cpu",
+    rounds: Annotated[int, Opt(help="Timed rounds per point (one more, untimed, comes first).")] = 3,
+    executor: Annotated[str, Opt(help="inprocess (hosts one after another) or ray.")] = "inprocess",
+    quick: Annotated[bool, Opt("--quick", help="small-cnn, 20 agents, 2 timed rounds: under 2 minutes on 2 cores.")
+                     ] = False,
+    out_dir: Annotated[Path, Opt("--out", help="Benchmark directory.")] = Path("runs/bench"),
+) -> None:
+    """Seconds per round and per evaluated image next to the conv floor, forward floor and FLOP limit."""
+    with one_line_errors():
+        if quick:
+            models, agents, rounds = "small-cnn", "20", 2
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        for name in names:
+            if name not in cfg.MODELS:
+                raise cfg.ConfigError(f"invalid models {name!r}: choose from {', '.join(cfg.MODELS)}")
+        device_names = [d.strip() for d in devices.split(",") if d.strip()]
+        for name in device_names:
+            if name not in ("cpu", "cuda"):
+                raise cfg.ConfigError(f"invalid devices {name!r}: choose from cpu, cuda")
+        if "cuda" in device_names:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise cfg.ConfigError("invalid devices 'cuda': no CUDA device here")
+        if executor not in ("inprocess", "ray"):
+            raise cfg.ConfigError(f"invalid executor {executor!r}: choose inprocess or ray")
+        if rounds < 1:
+            raise cfg.ConfigError(f"invalid rounds {rounds}: must be >= 1")
+        counts = int_list(agents, "agents")
+        if min(counts) < 2:
+            raise cfg.ConfigError(f"invalid agents {min(counts)}: need at least 2 agents")
+        from raympl.bench import bench as run_bench
+
+        run_bench(names, counts, device_names, rounds, executor, out_dir,
+                  log=lambda line: out.print(line, highlight=False))
+    out.print(f"wrote {out_dir / 'bench.md'} and {out_dir / 'bench.parquet'}", highlight=False)
+
+
+@app.command()
 def info(
     address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,
     agents: Annotated[int, Opt(help="Agents of the run to place.")] = 20,
