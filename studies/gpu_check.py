@@ -23,12 +23,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-POINTS = [  # (model, agents, gpus per agent)
-    ("small-cnn", 20, "auto"),
-    ("small-cnn", 20, 0.25),
-    ("alexnet", 20, "auto"),
-    ("alexnet", 20, 0.25),
-    ("small-cnn", 100, "auto"),
+POINTS = [  # (model, agents, GPUs per agent, agents per host): "auto" packs one host per GPU by memory;
+    ("small-cnn", 20, "auto", None),  # 0.05 with 5 agents per host puts 4 hosts (4 CUDA contexts) on one GPU
+    ("small-cnn", 20, 0.05, 5),
+    ("alexnet", 20, "auto", None),
+    ("alexnet", 20, 0.05, 5),
+    ("small-cnn", 100, "auto", None),
 ]
 
 
@@ -71,11 +71,12 @@ def benchmark(out: Path, rounds: int) -> list[dict]:
     write_fashion_mnist(data, rng.integers(0, 255, (6000, 28, 28)), np.tile(np.arange(10), 600),
                         rng.integers(0, 255, (1000, 28, 28)), np.tile(np.arange(10), 100))
     rows = []
-    for model, agents, gpus in POINTS:
+    for model, agents, gpus, per_host in POINTS:
         run_dir = out / "bench" / f"{model}-{agents}-{gpus}"
         config = resolve({"model": model, "agents": agents, "topology": "er", "degree": min(8, agents - 1),
                           "rounds": rounds, "eval_every": rounds, "eval_samples": 100, "gpus_per_agent": gpus,
-                          "data_dir": str(data), "checkpoint_every": 0, "out": str(run_dir)})
+                          "agents_per_actor": per_host, "data_dir": str(data), "checkpoint_every": 0,
+                          "out": str(run_dir)})
         summary = simulate(config, log=print)
         timings = pq.read_table(run_dir / "rounds.parquet").to_pylist()[1:]  # round 1: lazy start-up
         rows.append({"model": model, "agents": agents, "gpus_per_agent": gpus,

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.cuda
 
 
 def on_gpu(overrides: dict, **more) -> dict:
-    return {**overrides, "gpus_per_agent": 0.5, "device": "cuda", "eval_every": 1, **more}
+    """Hosts of 2 agents at 0.25 GPU each: the tiny runs' 3 hosts share one GPU."""
+    return {**overrides, "gpus_per_agent": 0.125, "agents_per_actor": 2, "device": "cuda", "eval_every": 1, **more}
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -34,7 +35,10 @@ def test_every_algorithm_runs_on_the_gpu_and_ray_equals_in_process(algorithm, ra
                                             out=str(out))))
         assert summary["devices"] == ["cuda"] and summary["gpu_peak_mb"] > 0
         results[executor] = rows(out)
-    assert results["ray"] == results["inprocess"]
+    for a, b in zip(results["ray"], results["inprocess"], strict=True):
+        # the summed test loss is a float reduction whose last bits may depend on memory layout
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert {**a, "loss": 0} == {**b, "loss": 0}
 
 
 @pytest.mark.parametrize("algorithm", ["mce-pl", "dis-pfl"])

@@ -103,6 +103,11 @@ def test_an_actor_must_fit_one_node_with_both_its_cpus_and_its_gpu():
     empty_head = Resources([(0, 0)], can_grow=True)
     placement = plan(resolve({"agents": 8, "gpus_per_agent": 0.25, "cpus_per_agent": 1}), empty_head)
     assert not placement.fits_now and (placement.actors, placement.gpus_per_actor) == (2, 1.0)
+    # --gpus-per-agent auto hands plan 1/k unrounded: k agents make exactly one GPU per host
+    one_gpu = Resources([(16, 1)])
+    for k in (3, 6, 7, 9):
+        packed = plan(resolve({"agents": k, "gpus_per_agent": "auto"}), one_gpu, gpus_per_agent=1 / k)
+        assert (packed.actors, packed.agents_per_actor, packed.gpus_per_actor) == (1, k, 1.0)
     with pytest.raises(ConfigError, match="the cluster has no CPU yet"):
         plan(resolve({"agents": 8}), empty_head)
 

@@ -143,7 +143,7 @@ def place(config: RunConfig, prepared: Prepared, resources: Resources,
     gpa = None
     if config.gpus_per_agent == "auto":
         per_gpu = gpu_memory.agents_per_gpu(memory, config.agents)
-        gpa = round(1.0 / per_gpu, 4)
+        gpa = 1.0 / per_gpu  # not rounded: per_gpu agents must make exactly one GPU per host
         log(f"gpus-per-agent auto: one host needs {memory.need(per_gpu) / 2**30:.2f} GiB for {per_gpu} agents "
             f"(measured), so {per_gpu} agents share each GPU")
     placement = plan(config, resources, prepared.graph, gpus_per_agent=gpa)

@@ -125,7 +125,7 @@ def plan(config: RunConfig, resources: Resources, graph: nx.Graph | None = None,
     if config.agents_per_actor is not None:
         per_actor = min(config.agents_per_actor, n)
     elif gpa > 0:
-        per_actor = min(n, max(1, math.floor(1.0 / gpa + 1e-9)) if gpa < 1 else 1)
+        per_actor = min(n, max(1, math.floor(1.0 / gpa + 1e-6)) if gpa < 1 else 1)
     else:
         per_actor = math.ceil(n / min(n, max(1, math.floor(resources.cpus))))
     actors = math.ceil(n / per_actor)
