@@ -78,15 +78,51 @@ def init_scores(layers: list[Layer], gen: torch.Generator, device: str = "cpu") 
     return [uniform(gen, layer.shape, 1 / math.sqrt(layer.fan_in)).to(device) for layer in layers]
 
 
-def local_response_norm(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
-    """Same maths as F.local_response_norm, as a sum of shifted channel slices: ~3x faster on CPU
-    than the avg_pool3d it uses, forward and backward."""
-    channels = x.shape[1]
-    squared = F.pad((x * x).unsqueeze(1), (0, 0, 0, 0, size // 2, (size - 1) // 2)).squeeze(1)
-    window = squared[:, 0:channels]
-    for shift in range(1, size):
-        window = window + squared[:, shift:shift + channels]
-    return x / (window * (alpha / size) + k).pow(beta)
+def channel_window(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """out[:, c] = sum of t[:, c + o] for o = -before..after (zero outside), added in that order, in place
+    on one buffer: the sum F.local_response_norm takes over neighbouring channels, without its padding copy."""
+    channels = t.shape[1]
+    out = torch.zeros_like(t)
+    for o in range(-before, after + 1):
+        if o < 0:
+            out[:, -o:] += t[:, :channels + o]
+        else:
+            out[:, :channels - o] += t[:, o:]
+    return out
+
+
+class EluLrn(torch.autograd.Function):
+    """y = LRN(ELU(x)) = e / (k + alpha/size * sum of e^2 over `size` channels)^beta, with e = ELU(x).
+
+    The forward pass adds the squares in the same order as raympl's earlier slice-sum LRN (bit-identical
+    to it, and equal to F.local_response_norm(F.elu(x)) up to rounding); the backward pass is analytic,
+    a few element-wise passes instead of autograd's chain (about a third faster for the block, forward
+    and backward, on the CPU):
+        dL/de_j = g_j / p_j - (2 beta alpha / size) e_j * sum over the windows c holding j of g_c y_c / d_c
+    with d = k + alpha/size * window(e^2), p = d^beta, then dL/dx = dL/de * ELU'(x).
+    """
+
+    @staticmethod
+    def forward(ctx, x, size: int, alpha: float, beta: float, k: float):
+        e = F.elu(x)
+        d = channel_window(e * e, size // 2, (size - 1) // 2).mul_(alpha / size).add_(k)
+        p = d.pow(beta)
+        y = e / p
+        ctx.save_for_backward(x, e, y, d, p)
+        ctx.constants = (size, alpha, beta)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, e, y, d, p = ctx.saved_tensors
+        size, alpha, beta = ctx.constants
+        through_window = channel_window((grad * y).div_(d), (size - 1) // 2, size // 2)
+        grad_e = (grad / p).addcmul_(e, through_window, value=-(2 * beta * alpha / size))
+        return grad_e.mul_(torch.where(x > 0, 1.0, e + 1)), None, None, None, None
+
+
+def elu_lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    return EluLrn.apply(x, size, alpha, beta, k)
 
 
 class AlexNet(MaskedNet):
@@ -105,7 +141,7 @@ class AlexNet(MaskedNet):
     def _features(self, x, weights):
         for w, (size, alpha, beta, k), pad in zip(weights[:3], self.LRN, self.POOL_PAD, strict=True):
             x = F.conv2d(x, w, None, stride=1, padding=1)
-            x = local_response_norm(F.elu(x), size, alpha, beta, k)
+            x = elu_lrn(x, size, alpha, beta, k)
             x = F.max_pool2d(x, 3, 2, padding=pad)
         return x.flatten(1)
 
