@@ -62,7 +62,8 @@ def check_layout(memory: HostMemory, agents_per_actor: int, gpus_per_actor: floa
 
 
 def probe(config, dataset, agents) -> HostMemory:
-    """Measure a host on this process's GPU (run it where a whole GPU is free)."""
+    """Measure a host on this process's GPU (run it where a whole GPU is free); `agents`: two agents' data
+    (a run has at least two), the first alone and then both."""
     import torch
 
     from raympl.runtime.host import AgentHost
@@ -81,7 +82,7 @@ def probe(config, dataset, agents) -> HostMemory:
     del host
     torch.cuda.empty_cache()
     two = AgentHost(config, dataset, agents[:2], threads=1, given_gpu=True)
-    per_agent = max(0, torch.cuda.memory_allocated(device) - base - first) if len(agents) > 1 else first
+    per_agent = max(0, torch.cuda.memory_allocated(device) - base - first)
     del two
     torch.cuda.empty_cache()
     return HostMemory(overhead, first, per_agent, max(0, step_peak), total)
