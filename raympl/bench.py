@@ -34,7 +34,7 @@ from raympl.config import resolve
 from raympl.data.datasets import write_fashion_mnist
 from raympl.metrics import atomic_write_bytes, write_table
 
-BENCH_COLUMNS = ["model", "agents", "device", "executor", "hosts", "agents_per_host", "threads", "local_s",
+BENCH_COLUMNS = ["model", "agents", "device", "engine", "executor", "hosts", "agents_per_host", "threads", "local_s",
                  "merge_s", "round_s", "conv_floor_s", "round_over_conv_floor", "flop_limit_s",
                  "gflop_per_round", "peak_gflops", "eval_s_per_image", "fwd_floor_s_per_image",
                  "eval_over_fwd_floor", "host_rss_mb", "gpu_peak_mb", "final_accuracy"]
@@ -129,7 +129,7 @@ def synthetic_data(folder: Path, agents: int) -> None:
                         np.tile(np.arange(10), per_class_test))
 
 
-def bench_point(model_name: str, agents: int, device: str, rounds: int, executor: str, out: Path,
+def bench_point(model_name: str, agents: int, device: str, engine: str, rounds: int, executor: str, out: Path,
                 data_dir: Path, repeats: int, log: Callable[[str], None]) -> dict:
     from raympl.runtime.driver import simulate
 
@@ -137,7 +137,8 @@ def bench_point(model_name: str, agents: int, device: str, rounds: int, executor
     config = resolve({"model": model_name, "agents": agents, "topology": "er", "degree": min(8, agents - 1),
                       "rounds": rounds + 1, "eval_every": rounds + 1, "eval_samples": EVAL_SAMPLES,
                       "eval_final_full": False, "data_dir": str(data_dir), "checkpoint_every": 0,
-                      "executor": executor, "out": str(out / f"{model_name}-{agents}-{device}"), **gpus})
+                      "engine": engine, "executor": executor,
+                      "out": str(out / f"{model_name}-{agents}-{device}-{engine}"), **gpus})
     summary = simulate(config, log=log)
     timings = pq.read_table(Path(config.out) / "rounds.parquet").to_pylist()
     steady = timings[1:]  # round 1 includes lazy start-up
@@ -162,7 +163,7 @@ def bench_point(model_name: str, agents: int, device: str, rounds: int, executor
     finally:
         torch.set_num_threads(previous_threads)
     round_s = local_s + merge_s
-    return {"model": model_name, "agents": agents, "device": device, "executor": executor,
+    return {"model": model_name, "agents": agents, "device": device, "engine": engine, "executor": executor,
             "hosts": summary["actors"], "agents_per_host": summary["agents_per_actor"], "threads": threads,
             "local_s": local_s, "merge_s": merge_s, "round_s": round_s, "conv_floor_s": conv_s,
             "round_over_conv_floor": round_s / conv_s, "flop_limit_s": flops / peak, "gflop_per_round": flops / 1e9,
@@ -190,11 +191,12 @@ def markdown(rows: list[dict], where: str) -> str:
     lines = [f"# raympl bench ({time.strftime('%Y-%m-%d')})", "", f"Machine: {where}", "",
              "Seconds per round are medians of the timed rounds; floors and the FLOP limit were measured in the "
              "same process on the same threads (or GPU), for the agents one host trains one after the other.", "",
-             "| model | agents | device | hosts × agents | threads | round s | conv floor s | × floor | FLOP limit s "
-             "| eval µs/img | fwd floor µs/img | × floor | host RSS MB | GPU MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | agents | device | engine | hosts × agents | threads | round s | conv floor s | × floor "
+             "| FLOP limit s | eval µs/img | fwd floor µs/img | × floor | host RSS MB | GPU MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['agents']} | {r['device']} | {r['hosts']} × {r['agents_per_host']} "
+        lines.append(f"| {r['model']} | {r['agents']} | {r['device']} | {r['engine']} "
+                     f"| {r['hosts']} × {r['agents_per_host']} "
                      f"| {r['threads']} | {r['round_s']:.3f} | {r['conv_floor_s']:.3f} "
                      f"| {r['round_over_conv_floor']:.2f} "
                      f"| {r['flop_limit_s']:.3f} | {1e6 * r['eval_s_per_image']:.1f} "
@@ -204,21 +206,22 @@ def markdown(rows: list[dict], where: str) -> str:
 
 
 def bench(models_: list[str], agent_counts: list[int], devices: list[str], rounds: int, executor: str, out: Path,
-          repeats: int = 5, log: Callable[[str], None] = print) -> list[dict]:
+          repeats: int = 5, log: Callable[[str], None] = print, engines: tuple[str, ...] = ("per-agent",)
+          ) -> list[dict]:
     """Every point; bench.parquet and bench.md are rewritten after each, so none is lost."""
     out.mkdir(parents=True, exist_ok=True)
     data_dir = out / "data"
     synthetic_data(data_dir, max(agent_counts))
     rows: list[dict] = []
     where = machine()
-    for device in devices:
-        for model_name in models_:
-            for agents in agent_counts:
-                row = bench_point(model_name, agents, device, rounds, executor, out / "runs", data_dir, repeats, log)
-                rows.append(row)
-                write_table(rows, out / "bench.parquet", BENCH_COLUMNS)
-                atomic_write_bytes(out / "bench.md", markdown(rows, where).encode())
-                log(f"{model_name}, {agents} agents, {device}: {row['round_s']:.3f} s/round = "
-                    f"{row['round_over_conv_floor']:.2f} × conv floor; eval {row['eval_over_fwd_floor']:.2f} × "
-                    "forward floor")
+    points = [(d, m, a, e) for d in devices for m in models_ for a in agent_counts for e in engines]
+    for device, model_name, agents, engine in points:
+        row = bench_point(model_name, agents, device, engine, rounds, executor, out / "runs", data_dir,
+                          repeats, log)
+        rows.append(row)
+        write_table(rows, out / "bench.parquet", BENCH_COLUMNS)
+        atomic_write_bytes(out / "bench.md", markdown(rows, where).encode())
+        log(f"{model_name}, {agents} agents, {device}, {engine}: {row['round_s']:.3f} s/round = "
+            f"{row['round_over_conv_floor']:.2f} × conv floor; eval {row['eval_over_fwd_floor']:.2f} × "
+            "forward floor")
     return rows

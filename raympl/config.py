@@ -150,6 +150,8 @@ class RunConfig:
     gpus_per_agent: float | str = 0.0  # a share of one GPU, or "auto": as many agents per GPU as fit
     device: str = "auto"  # auto: CUDA where the host was given a GPU; cpu; cuda (an error without one)
     placement_timeout: float = 600.0  # seconds to wait for every host actor to be placed
+    state_store: str = "memory"  # where agents' states live between uses: memory, or disk (runtime/state_store.py)
+    engine: str = "per-agent"  # or batched: a host's agents stacked in one step (algorithms/batched_masks.py)
     address: str | None = None
     out: str | None = None
     executor: str = "ray"
@@ -183,7 +185,7 @@ class RunConfig:
         choices = {"algorithm": ALGORITHMS, "dataset": tuple(DATASETS), "model": MODELS,
                    "partition": PARTITIONS, "preset": tuple(PRESETS), "weight_init": WEIGHT_INITS,
                    "init_neighbor_masks": INIT_NEIGHBOR_MASKS, "executor": ("ray", "inprocess"),
-                   "device": DEVICES,
+                   "device": DEVICES, "state_store": ("memory", "disk"), "engine": ("per-agent", "batched"),
                    "mixing": MIXINGS, **CHOICE_FIELDS}
         for name, allowed in choices.items():
             value = getattr(self, name)
@@ -230,6 +232,8 @@ class RunConfig:
             raise bad("device", self.device, f"GPUs were asked for (--gpus-per-agent {self.gpus_per_agent})")
         if self.device == "cuda" and self.executor == "ray" and not self.wants_gpus:
             raise bad("device", self.device, "Ray hides GPUs from actors that ask for none; set --gpus-per-agent")
+        if self.engine == "batched" and self.state_store == "disk":
+            raise bad("state-store", self.state_store, "--engine batched keeps a host's agents on its device together")
         if self.placement_timeout <= 0:
             raise bad("placement-timeout", self.placement_timeout, "must be > 0 seconds")
         if self.lr <= 0:
@@ -312,6 +316,7 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
        for name in FIELD_NAMES if name.startswith(prefix)},
     "address": (("executor", ("ray",)),),
     "placement_timeout": (("executor", ("ray",)),),
+    "engine": (("algorithm", ("mce-pl", "ind-mask")),),
 }
 
 

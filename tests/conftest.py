@@ -7,11 +7,15 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as F
 
+from raympl import models
+from raympl.algorithms.mce_pl import MCEPL
 from raympl.config import RunConfig, resolve_shared
 from raympl.data.datasets import write_fashion_mnist
 from raympl.models import Layer, MaskedNet
+from raympl.runtime import host
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -87,6 +91,32 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def float64(monkeypatch):
+    """Every host computes in float64: fixed weights, scores and images."""
+    build, init_state = models.build, MCEPL.init_state
+
+    def build64(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.weights = [w.double() for w in model.weights]
+        model.biases = {k: b.double() for k, b in model.biases.items()}
+        return model
+
+    def init_state64(self, context):
+        state = init_state(self, context)
+        state.z = [z.double() for z in state.z]
+        return state
+
+    monkeypatch.setattr(models, "build", build64)
+    monkeypatch.setattr(MCEPL, "init_state", init_state64)
+    # standard NCHW strides: a 1-channel batch sliced from numpy has channel stride 1, which sends the
+    # per-agent convolution to its channels-last kernel (faster on CPUs); its values differ in the last
+    # bits from the grouped kernel's and break max-pool ties differently (tie: equal outputs of
+    # different image patches, common where masked kernel entries meet constant image regions)
+    monkeypatch.setattr(host, "normalize", lambda images: images.to(
+        torch.float64, memory_format=torch.contiguous_format).div_(127.5).sub_(1.0))
 
 
 @pytest.fixture

@@ -30,19 +30,21 @@ def test_step_flops_count_forward_and_backward():
 
 def test_bench_writes_every_column(tmp_path):
     rows = bench(["small-cnn"], [4], ["cpu"], rounds=1, executor="inprocess", out=tmp_path, repeats=1,
-                 log=lambda line: None)
+                 log=lambda line: None, engines=("per-agent", "batched"))
     table = pq.read_table(tmp_path / "bench.parquet")
-    assert table.column_names == BENCH_COLUMNS and len(rows) == 1
-    row = rows[0]
-    assert row["conv_floor_s"] > 0 and row["fwd_floor_s_per_image"] > 0 and row["flop_limit_s"] > 0
-    assert row["round_s"] > 0 and row["host_rss_mb"] > 0
-    assert "| small-cnn | 4 | cpu |" in (tmp_path / "bench.md").read_text()
+    assert table.column_names == BENCH_COLUMNS and [r["engine"] for r in rows] == ["per-agent", "batched"]
+    for row in rows:
+        assert row["conv_floor_s"] > 0 and row["fwd_floor_s_per_image"] > 0 and row["flop_limit_s"] > 0
+        assert row["round_s"] > 0 and row["host_rss_mb"] > 0
+    text = (tmp_path / "bench.md").read_text()
+    assert "| small-cnn | 4 | cpu | per-agent |" in text and "| small-cnn | 4 | cpu | batched |" in text
 
 
 @pytest.mark.parametrize("args, message", [
     (["--models", "vgg"], "invalid models 'vgg'"),
     (["--devices", "tpu"], "invalid devices 'tpu'"),
     (["--agents", "1"], "invalid agents 1"),
+    (["--engines", "fused"], "invalid engines 'fused'"),
 ])
 def test_bench_bad_input_is_one_line(args, message, tmp_path):
     result = CliRunner().invoke(app, ["bench", *args, "--out", str(tmp_path / "b")])

@@ -2,7 +2,8 @@
 
 Run them with `make gpu-check` on a machine with a GPU: every algorithm on the GPU with Ray and
 in-process giving identical results, SIGKILL + --resume and host-kill recovery bit-identical, four
-actors sharing one GPU equal to one actor, and --gpus-per-agent auto measuring and packing.
+actors sharing one GPU equal to one actor, --gpus-per-agent auto measuring and packing, and the batched
+engine giving the per-agent masks (float64) on the GPU.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 from conftest import configure
+from test_batched import mask_bits_differing, run_both
 from test_reliability import kill_a_named_host, kill_and_resume, rows, same_results
 
 from raympl.config import ALGORITHMS
@@ -81,3 +83,17 @@ def test_gpus_per_agent_auto_measures_and_packs(ray_session, tiny_overrides, tmp
     saved = json.loads((tmp_path / "auto" / "summary.json").read_text())
     assert saved["devices"] == ["cuda"]
     assert len(pq.read_table(tmp_path / "auto" / "metrics.parquet")) == 6
+
+
+@pytest.mark.parametrize("algorithm", ["mce-pl", "ind-mask"])
+def test_batched_engine_on_the_gpu_gives_the_per_agent_masks_in_float64(algorithm, float64, tiny_overrides,
+                                                                        tmp_path):
+    results = run_both({**tiny_overrides, "algorithm": algorithm, "device": "cuda", "rounds": 6, "eval_every": 3,
+                        "retention": "0.3,0.5,0.3,0.7,0.3,0.5"}, tmp_path)
+    assert results["batched"][1] == results["per-agent"][1]
+
+
+def test_batched_engine_on_the_gpu_in_float32_differs_only_by_rounding(tiny_overrides, tmp_path):
+    results = run_both({**tiny_overrides, "device": "cuda", "rounds": 6}, tmp_path)
+    share = mask_bits_differing(results["per-agent"][1], results["batched"][1])
+    assert share < 1e-3, f"{share:.2e} of the mask bits differ"

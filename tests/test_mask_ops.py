@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from raympl.masks import bits
 from raympl.masks.ops import (
     aggregation_tensor,
     binary_mask,
@@ -79,3 +80,13 @@ def test_every_layer_mask_has_exactly_k_ones_when_fil_is_off(out, fan, r, seed, 
     mask = binary_mask(z, abar, r, 0)
     assert int(mask.sum()) == keep_count(out * fan, r)
     assert set(np.unique(mask.numpy())) <= {0.0, 1.0}
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=3), density=st.floats(0, 1), seed=st.integers(0, 2**16))
+def test_bits_pack_like_numpy_and_unpack_exactly(shape, density, seed):
+    mask = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < density
+    packed = bits.pack(mask)
+    np.testing.assert_array_equal(packed.numpy(), np.packbits(mask.numpy().ravel()))
+    assert torch.equal(bits.unpack(packed, mask.shape, torch.bool), mask)
+    assert torch.equal(bits.unpack(packed, mask.shape), mask.float())

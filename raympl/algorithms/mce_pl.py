@@ -2,6 +2,8 @@
 
 State per agent (the single-buffer form of §2.4): scores z, ā = mean of the latest received
 neighbour masks, the cached personal mask m = MASK(z, ā), and the stored gradient G of the round.
+Between rounds only z is kept in float32: ā as the count of neighbours keeping each weight (uint8) and
+m as bits, 5.1 bytes per weight instead of 12; both are turned back into exactly the same floats.
 
   local:  forward with m (= m^(k-1)), G = ∇z[CE + R], z ← z - η(G + wd·z),
           send m^(k-1/2) = MASK(z, ā_old)                                   (eqs. 13-16)
@@ -11,7 +13,7 @@ neighbour masks, the cached personal mask m = MASK(z, ā), and the stored gradie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 
 from raympl.algorithms.base import AgentContext, LocalData, agent_seed, layer_retention
 from raympl.config import RunConfig
-from raympl.masks import codec
+from raympl.masks import bits, codec
 from raympl.masks.ops import binary_mask, group_lasso, straight_through, zero_group_fraction
 from raympl.models import MaskedNet, init_scores
 
@@ -31,9 +33,31 @@ class MaskState:
     agent: int
     retention: list[float]  # per layer
     z: list[torch.Tensor]
-    abar: list[torch.Tensor] | None
-    mask: list[torch.Tensor]
+    counts: list[torch.Tensor] | None  # per weight, how many of the `degree` latest neighbour masks keep it
+    degree: int
+    mask_bits: list[torch.Tensor] = field(default_factory=list)  # the personal mask, masks.bits.pack
     grad: list[torch.Tensor] | None = None
+
+    @property
+    def abar(self) -> list[torch.Tensor] | None:
+        """ā = counts / degree in float32 (the same values as averaging the 0/1 masks)."""
+        if self.counts is None:
+            return None
+        return [c.to(torch.float32) / self.degree for c in self.counts]
+
+    @property
+    def mask(self) -> list[torch.Tensor]:
+        return [bits.unpack(packed, zl.shape, zl.dtype) for packed, zl in zip(self.mask_bits, self.z, strict=True)]
+
+    @mask.setter
+    def mask(self, layers: list[torch.Tensor]) -> None:
+        self.mask_bits = [bits.pack(m) for m in layers]
+
+
+def neighbour_counts(messages: list[torch.Tensor]) -> torch.Tensor:
+    """Sum of 0/1 uint8 masks, in uint8 while it cannot overflow."""
+    dtype = torch.uint8 if len(messages) <= 255 else torch.int32
+    return torch.stack(messages).sum(0, dtype=dtype)
 
 
 class MCEPL:
@@ -44,26 +68,27 @@ class MCEPL:
     def __init__(self, model: MaskedNet, config: RunConfig, device: torch.device):
         self.model, self.config, self.device = model, config, device
         self.layer_sizes = [layer.numel for layer in model.layers]
-        self.initial_abar = self._initial_neighbour_masks()
+        self.initial_counts = self._initial_neighbour_masks()
 
     # ---- set-up ---------------------------------------------------------
     def layer_retention(self, agent: int) -> list[float]:
         return layer_retention(self.config, self.model, agent)
 
     def _initial_neighbour_masks(self) -> list[torch.Tensor] | None:
-        """ā^(0): one shared Bernoulli draw (reference code), with p = mean retention per layer."""
+        """ā^(0) as counts over a degree of 1: one shared Bernoulli draw (reference code), with
+        p = mean retention per layer. Every agent refers to the same tensors until its first merge."""
         if self.config.init_neighbor_masks == "zeros":
             return None
         gen = torch.Generator().manual_seed(agent_seed(self.config.seed, -1, INIT_MASK_SEED))
         mean_r = np.mean([self.layer_retention(i) for i in range(self.config.agents)], axis=0)
-        return [(torch.rand(layer.shape, generator=gen) < p).float().to(self.device)
+        return [(torch.rand(layer.shape, generator=gen) < p).to(torch.uint8).to(self.device)
                 for layer, p in zip(self.model.layers, mean_r, strict=True)]
 
     def init_state(self, context: AgentContext) -> MaskState:
         agent = context.agent
         gen = torch.Generator().manual_seed(agent_seed(self.config.seed, agent, SCORE_SEED))
         z = init_scores(self.model.layers, gen, str(self.device))
-        state = MaskState(agent, self.layer_retention(agent), z, self.initial_abar, [])
+        state = MaskState(agent, self.layer_retention(agent), z, self.initial_counts, 1)
         state.mask = self.current_mask(state)
         return state
 
@@ -101,9 +126,8 @@ class MCEPL:
                 for m, layer in zip(layers, self.model.layers, strict=True)]
 
     def merge(self, state: MaskState, decoded: list[list[torch.Tensor]]) -> None:
-        degree = len(decoded)
-        state.abar = [torch.stack([msg[layer] for msg in decoded]).sum(0, dtype=torch.float32) / degree
-                      for layer in range(len(self.layer_sizes))]
+        state.degree = len(decoded)
+        state.counts = [neighbour_counts([msg[layer] for msg in decoded]) for layer in range(len(self.layer_sizes))]
         step = self.config.effective_finetune_lr
         with torch.no_grad():
             for zl, g, a in zip(state.z, state.grad, state.abar, strict=True):
@@ -119,7 +143,8 @@ class MCEPL:
         return state.mask
 
     def stats(self, state: MaskState) -> dict[str, float]:
-        ones = sum(float(m.sum()) for m in state.mask)
-        groups = sum(m.shape[0] for m in state.mask)
-        zero_groups = sum(zero_group_fraction(m) * m.shape[0] for m in state.mask)
+        mask = state.mask
+        ones = sum(float(m.sum()) for m in mask)
+        groups = sum(m.shape[0] for m in mask)
+        zero_groups = sum(zero_group_fraction(m) * m.shape[0] for m in mask)
         return {"density": ones / sum(self.layer_sizes), "zero_filter_fraction": zero_groups / groups}

@@ -103,6 +103,10 @@ def simulate(
                                                    "agents per GPU as fit, measured.")] = None,
     device: Annotated[str | None, Opt(help="auto (CUDA where GPUs are asked for), cpu, or cuda.")] = None,
     placement_timeout: Annotated[float | None, Opt(help="Seconds to wait for the hosts to be placed.")] = None,
+    state_store: Annotated[str | None, Opt(help="memory, or disk: agents' states wait in files on each host's "
+                                                 "node between uses, so RAM holds one agent at a time.")] = None,
+    engine: Annotated[str | None, Opt(help="per-agent, or batched: each host trains all its agents in one step "
+                                           "(mce-pl, ind-mask; made for GPUs).")] = None,
     address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,
     executor: Annotated[str | None, Opt(help="ray, or inprocess (debugging, no Ray).")] = None,
     out_dir: Annotated[str | None, Opt("--out", help="Run directory (default runs/<timestamp>).")] = None,
@@ -163,7 +167,7 @@ def gpus_amount(value: str | None) -> float | str | None:
 
 # Options that may differ when a run continues: where and how it runs, never what it computes.
 RESUMABLE = {"address", "executor", "agents_per_actor", "cpus_per_agent", "gpus_per_agent", "device",
-             "placement_timeout"}
+             "placement_timeout", "state_store", "engine"}
 
 
 def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> cfg.RunConfig:
@@ -310,6 +314,7 @@ def bench(
     devices: Annotated[str, Opt(help="Comma list: cpu, cuda.")] = "cpu",
     rounds: Annotated[int, Opt(help="Timed rounds per point (one more, untimed, comes first).")] = 3,
     executor: Annotated[str, Opt(help="inprocess (hosts one after another) or ray.")] = "inprocess",
+    engines: Annotated[str, Opt(help="Comma list: per-agent, batched (a host's agents in one step).")] = "per-agent",
     quick: Annotated[bool, Opt("--quick", help="small-cnn, 20 agents, 2 timed rounds: under 2 minutes on 2 cores.")
                      ] = False,
     out_dir: Annotated[Path, Opt("--out", help="Benchmark directory.")] = Path("runs/bench"),
@@ -335,13 +340,17 @@ def bench(
             raise cfg.ConfigError(f"invalid executor {executor!r}: choose inprocess or ray")
         if rounds < 1:
             raise cfg.ConfigError(f"invalid rounds {rounds}: must be >= 1")
+        engine_names = tuple(e.strip() for e in engines.split(",") if e.strip())
+        for name in engine_names or ("",):
+            if name not in ("per-agent", "batched"):
+                raise cfg.ConfigError(f"invalid engines {name!r}: choose from per-agent, batched")
         counts = int_list(agents, "agents")
         if min(counts) < 2:
             raise cfg.ConfigError(f"invalid agents {min(counts)}: need at least 2 agents")
         from raympl.bench import bench as run_bench
 
         run_bench(names, counts, device_names, rounds, executor, out_dir,
-                  log=lambda line: out.print(line, highlight=False))
+                  log=lambda line: out.print(line, highlight=False), engines=engine_names)
     out.print(f"wrote {out_dir / 'bench.md'} and {out_dir / 'bench.parquet'}", highlight=False)
 
 

@@ -1,6 +1,8 @@
 """The mask maths of MCE-PL (docs/algorithms.md §2), one layer tensor at a time.
 
-A "group" is one output unit: a conv filter m[o, :, :, :] or a linear row m[o, :].
+A "group" is one output unit: a conv filter m[o, :, :, :] or a linear row m[o, :]. With agents=True
+a tensor holds several agents' layers stacked along a leading dimension (--engine batched), and every
+mean, norm and count is taken per agent.
 """
 
 from __future__ import annotations
@@ -25,19 +27,35 @@ def thres(score: torch.Tensor, retention: float) -> torch.Tensor:
     return flat.view_as(score)
 
 
-def fil(mask: torch.Tensor, threshold: int) -> torch.Tensor:
+def thres_rows(score: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Thres for stacked agents: row a of the result has ones on the keep[a] largest entries of score[a]."""
+    flat = score.detach().flatten(1)
+    most = int(keep.max())
+    top = torch.topk(flat, most, dim=1, sorted=True).indices
+    ones = (torch.arange(most, device=flat.device) < keep.view(-1, 1)).to(score.dtype)
+    return torch.zeros_like(flat).scatter_(1, top, ones).view_as(score)
+
+
+def fil(mask: torch.Tensor, threshold: int, agents: bool = False) -> torch.Tensor:
     """Zero every group that holds at most `threshold` ones (0 disables it: empty groups stay empty)."""
     if threshold <= 0:
         return mask
-    keep = (mask.flatten(1).sum(dim=1) > threshold).to(mask.dtype)
-    return mask * keep.view(-1, *([1] * (mask.dim() - 1)))
+    lead = 2 if agents else 1
+    keep = (mask.flatten(lead).sum(dim=lead) > threshold).to(mask.dtype)
+    return mask * keep.view(*keep.shape, *([1] * (mask.dim() - lead)))
 
 
-def aggregation_tensor(z: torch.Tensor, abar: torch.Tensor | None) -> torch.Tensor:
+def per_agent_mean_abs(z: torch.Tensor, agents: bool) -> torch.Tensor:
+    if not agents:
+        return z.abs().mean()
+    return z.abs().flatten(1).mean(dim=1).view(-1, *([1] * (z.dim() - 1)))
+
+
+def aggregation_tensor(z: torch.Tensor, abar: torch.Tensor | None, agents: bool = False) -> torch.Tensor:
     """y = z + stopgrad(mean|z| · sign(z)) ⊙ ā  (eqs. 11, 16a, 18); y = z when there is no ā."""
     if abar is None:
         return z
-    return z + (z.detach().abs().mean() * z.detach().sign()) * abar
+    return z + (per_agent_mean_abs(z.detach(), agents) * z.detach().sign()) * abar
 
 
 def binary_mask(z: torch.Tensor, abar: torch.Tensor | None, retention: float, fil_threshold: int
@@ -47,19 +65,29 @@ def binary_mask(z: torch.Tensor, abar: torch.Tensor | None, retention: float, fi
         return fil(thres(aggregation_tensor(z, abar).abs(), retention), fil_threshold)
 
 
-def straight_through(mask: torch.Tensor, z: torch.Tensor, abar: torch.Tensor | None) -> torch.Tensor:
+def binary_masks(z: torch.Tensor, abar: torch.Tensor | None, keep: torch.Tensor, fil_threshold: int
+                 ) -> torch.Tensor:
+    """binary_mask for stacked agents, agent a keeping keep[a] entries of its layer."""
+    with torch.no_grad():
+        return fil(thres_rows(aggregation_tensor(z, abar, agents=True).abs(), keep), fil_threshold, agents=True)
+
+
+def straight_through(mask: torch.Tensor, z: torch.Tensor, abar: torch.Tensor | None, agents: bool = False
+                     ) -> torch.Tensor:
     """The mask's value with the straight-through gradient: d mask / d z = sign(y) (eq. 15).
 
     mask + (|y| - stopgrad|y|) equals `mask` exactly in the forward pass and passes the incoming
     gradient through |y| -> y -> z (the neighbour term of y is detached, so dy/dz = I).
     """
-    score = aggregation_tensor(z, abar).abs()
+    score = aggregation_tensor(z, abar, agents).abs()
     return mask + (score - score.detach())
 
 
-def group_lasso(z: torch.Tensor, lam: float) -> torch.Tensor:
-    """λ Σ_o ||z[o]||_2 over output groups (eqs. 5-7); its gradient is 0 on an all-zero group."""
-    return lam * torch.linalg.vector_norm(z.flatten(1), dim=1).sum()
+def group_lasso(z: torch.Tensor, lam: float, agents: bool = False) -> torch.Tensor:
+    """λ Σ_o ||z[o]||_2 over output groups (eqs. 5-7); its gradient is 0 on an all-zero group.
+    With agents=True: the sum of every agent's penalty."""
+    lead = 2 if agents else 1
+    return lam * torch.linalg.vector_norm(z.flatten(lead), dim=lead).sum()
 
 
 def zero_group_fraction(mask: torch.Tensor) -> float:

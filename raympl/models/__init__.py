@@ -2,15 +2,21 @@
 
 The fixed random weights `w` and biases are drawn from one seed with a CPU generator, so every
 process builds bit-identical tensors and nothing but masks ever needs to travel.
+
+Several agents at once: give every weight a leading agent dimension (A, *layer shape) and x the
+agents' minibatches one after the other (A·B, C, H, W); convolutions then run grouped per agent and
+linear layers as batched matrix products, everything else is per image anyway.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
+from torch.func import vmap
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,23 @@ def init_scores(layers: list[Layer], gen: torch.Generator, device: str = "cpu") 
     return [uniform(gen, layer.shape, 1 / math.sqrt(layer.fan_in)).to(device) for layer in layers]
 
 
+def conv(x: torch.Tensor, w: torch.Tensor, padding: int) -> torch.Tensor:
+    """F.conv2d without bias; with stacked weights (A, O, C, kh, kw), agent a's images use w[a]."""
+    if w.dim() == 4:
+        return F.conv2d(x, w, None, padding=padding)
+    per_agent = vmap(partial(F.conv2d, bias=None, padding=padding))  # a grouped convolution
+    return per_agent(x.unflatten(0, (w.shape[0], -1)), w).flatten(0, 1)
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """F.linear; with stacked weights (A, O, I) and a bias shared by all agents, as a batched product."""
+    if w.dim() == 2:
+        return F.linear(x, w, b)
+    rows = x.unflatten(0, (w.shape[0], -1))
+    out = torch.bmm(rows, w.transpose(1, 2)) if b is None else torch.baddbmm(b, rows, w.transpose(1, 2))
+    return out.flatten(0, 1)
+
+
 def channel_window(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
     """out[:, c] = sum of t[:, c + o] for o = -before..after (zero outside), added in that order, in place
     on one buffer: the sum F.local_response_norm takes over neighbouring channels, without its padding copy."""
@@ -140,15 +163,14 @@ class AlexNet(MaskedNet):
 
     def _features(self, x, weights):
         for w, (size, alpha, beta, k), pad in zip(weights[:3], self.LRN, self.POOL_PAD, strict=True):
-            x = F.conv2d(x, w, None, stride=1, padding=1)
-            x = elu_lrn(x, size, alpha, beta, k)
+            x = elu_lrn(conv(x, w, padding=1), size, alpha, beta, k)
             x = F.max_pool2d(x, 3, 2, padding=pad)
         return x.flatten(1)
 
     def forward(self, x, weights, biases=None):
         b = self.biases if biases is None else biases
-        x = F.elu(F.linear(self._features(x, weights), weights[3], b[3]))
-        x = F.linear(x, weights[4], b[4])
+        x = F.elu(linear(self._features(x, weights), weights[3], b[3]))
+        x = linear(x, weights[4], b[4])
         return F.elu(x) if self.final_elu else x
 
 
@@ -164,13 +186,13 @@ class SmallCNN(MaskedNet):
 
     def _features(self, x, weights):
         for w in weights[:2]:
-            x = F.max_pool2d(F.relu(F.conv2d(x, w, None, padding=1)), 2)
+            x = F.max_pool2d(F.relu(conv(x, w, padding=1)), 2)
         return x.flatten(1)
 
     def forward(self, x, weights, biases=None):
         b = self.biases if biases is None else biases
-        x = F.relu(F.linear(self._features(x, weights), weights[2], b[2]))
-        return F.linear(x, weights[3], b[3])
+        x = F.relu(linear(self._features(x, weights), weights[2], b[2]))
+        return linear(x, weights[3], b[3])
 
 
 MODELS: dict[str, type[MaskedNet]] = {"alexnet": AlexNet, "small-cnn": SmallCNN}

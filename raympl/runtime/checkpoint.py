@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,17 @@ class CheckpointError(ValueError):
 class Checkpoint:
     round: int  # the last completed round
     driver: dict[str, Any]  # bits sent per agent, ...
-    agents: dict[int, bytes]  # per-agent state blobs (AgentHost.snapshot)
+    agents: dict[int, bytes] | None  # per-agent state blobs (AgentHost.snapshot); None: round 0's states
 
 
 def to_bytes(obj: Any) -> bytes:
+    """torch.save of obj; a tensor that views part of a larger one (--engine batched keeps each agent's
+    tensors as rows of stacked ones) is saved alone, not with the whole storage."""
+    obj = map_tensors(obj, lambda t: t.clone() if t.untyped_storage().nbytes() > t.nbytes else t)
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    # protocol 4 stores bytes (the per-agent blobs) as they are; torch's default protocol 2 writes
+    # them as latin-1 text, 1.5x larger
+    torch.save(obj, buffer, pickle_protocol=4)
     return buffer.getvalue()
 
 
@@ -48,14 +54,19 @@ def from_bytes(data: bytes) -> Any:
 def to_device(obj: Any, device: torch.device) -> Any:
     """A copy of a state (dataclasses, dicts, lists, tuples) with every tensor on `device`;
     generators and other objects are kept as they are."""
+    return map_tensors(obj, lambda t: t.to(device))
+
+
+def map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """A copy of obj (dataclasses, dicts, lists, tuples) with fn applied to every tensor in it."""
     if isinstance(obj, torch.Tensor):
-        return obj.to(device)
+        return fn(obj)
     if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
+        return {k: map_tensors(v, fn) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(to_device(v, device) for v in obj)
+        return type(obj)(map_tensors(v, fn) for v in obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(obj, **{f.name: to_device(getattr(obj, f.name), device)
+        return dataclasses.replace(obj, **{f.name: map_tensors(getattr(obj, f.name), fn)
                                            for f in dataclasses.fields(obj) if f.init})
     return obj
 

@@ -235,9 +235,8 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     try:
         if run.saved:
             run.executor.restore(run.saved.agents)
-        # round 0's recovery point is the initial state
-        run.last = run.saved or checkpoint.Checkpoint(0, {"bits_sent": {a: 0 for a in range(config.agents)}},
-                                                      run.executor.snapshot())
+        # round 0's recovery point is the initial state, which the hosts rebuild from the configuration
+        run.last = run.saved or checkpoint.Checkpoint(0, {"bits_sent": {a: 0 for a in range(config.agents)}}, None)
         run.bits_sent = dict(run.last.driver["bits_sent"])
         setup_s = time.perf_counter() - start
         run_rounds(run, progress, log)

@@ -95,7 +95,7 @@ class InProcessExecutor:
     def snapshot(self) -> dict[int, bytes]:
         return _merge_dicts([host.snapshot() for host in self.hosts])
 
-    def restore(self, blobs: dict[int, bytes]) -> None:
+    def restore(self, blobs: dict[int, bytes] | None) -> None:
         for host in self.hosts:
             host.restore(blobs)
 
@@ -200,7 +200,7 @@ class RayExecutor:
     def snapshot(self) -> dict[int, bytes]:
         return _merge_dicts(self.get([a.snapshot.remote() for a in self.actors]))
 
-    def restore(self, blobs: dict[int, bytes]) -> None:
+    def restore(self, blobs: dict[int, bytes] | None) -> None:
         blobs_ref = self.ray.put(blobs)
         self.get([a.restore.remote(blobs_ref) for a in self.actors])
 

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 
 from raympl import algorithms, models
 from raympl.algorithms.base import AgentContext, agent_seed
+from raympl.algorithms.batched_masks import BatchedMasks
 from raympl.config import RunConfig
 from raympl.data.datasets import Dataset, normalize
 from raympl.masks import codec
-from raympl.runtime import checkpoint
+from raympl.runtime import checkpoint, state_store
 
 BATCH_SEED, EVAL_SEED, LINK_SEED = 11, 12, 13
 SERVER = -1  # the sender id of the simulated server's message
@@ -114,13 +115,19 @@ class AgentHost:
                              device=str(self.device))
         self.model = model
         self.algorithm = algorithms.get(config.algorithm)(model, config, self.device)
+        self.batched = BatchedMasks(self.algorithm) if config.engine == "batched" else None
         self.agents = {a.agent: a for a in agents}
-        self.states = {a.agent: self.algorithm.init_state(a.context()) for a in agents}
-        self.batch_rng = {a.agent: np.random.default_rng(agent_seed(config.seed, a.agent, BATCH_SEED))
-                          for a in agents}
-        self.last_received: dict[int, dict[int, tuple[tuple[int, int], np.ndarray]]] = {}
+        self.states = state_store.make(config.state_store, self.device)
+        self.start_agents()
         self.eval_idx = {a.agent: eval_subset(a.test, config.eval_samples, config.seed, a.agent)
                          for a in agents}
+
+    def start_agents(self) -> None:
+        """Every agent's round-0 state, a function of the configuration alone (so no snapshot of it is kept)."""
+        for agent, data in self.agents.items():
+            self.states[agent] = self.algorithm.init_state(data.context())
+        self.batch_rng = {a: np.random.default_rng(agent_seed(self.config.seed, a, BATCH_SEED)) for a in self.agents}
+        self.last_received: dict[int, dict[int, tuple[tuple[int, int], np.ndarray]]] = {}
 
     def device_name(self) -> str:
         return str(self.device)
@@ -135,19 +142,30 @@ class AgentHost:
         train = self.agents[agent].train
         idx = np.sort(self.batch_rng[agent].choice(train, min(self.config.batch_size, len(train)),
                                                    replace=False))
-        x = normalize(torch.from_numpy(self.dataset.train_x[idx])).to(self.device)
+        x = normalize(torch.from_numpy(self.dataset.train_x[idx]).to(self.device))  # copied as uint8
         return x, torch.from_numpy(self.dataset.train_y[idx]).to(self.device)
 
     def local_phase(self, round_: int) -> tuple[pa.RecordBatch, dict[int, int]]:
         """Phase 1 for every hosted agent: (payload batch, bytes per sending agent)."""
         torch.set_num_threads(self.threads)
         senders, packed = [], []
-        for agent in sorted(self.agents):
-            message = self.algorithm.local(self.states[agent], AgentBatches(self, agent), round_)
+        for agent, message in zip(sorted(self.agents), self._local_messages(round_), strict=True):
             if message is not None:
                 senders.append(agent)
                 packed.append(message)
         return codec.encode(senders, packed), {a: int(p.size) for a, p in zip(senders, packed, strict=True)}
+
+    def _local_messages(self, round_: int) -> list[np.ndarray | None]:
+        agents = sorted(self.agents)
+        if self.batched:
+            states = [self.states[a] for a in agents]
+            return self.batched.local(states, [self._batch(a) for a in agents], self.algorithm.communicates)
+        messages = []
+        for agent in agents:
+            state = self.states[agent]
+            messages.append(self.algorithm.local(state, AgentBatches(self, agent), round_))
+            self.states[agent] = state  # written back: a disk store holds copies
+        return messages
 
     def merge_phase(self, round_: int, *payloads: pa.RecordBatch) -> None:
         """Phase 2: decode each needed sender once, then let every hosted agent merge."""
@@ -157,13 +175,19 @@ class AgentHost:
         messages: dict[int, np.ndarray] = {}
         for batch in payloads:
             messages.update(codec.rows(batch))
+        inboxes = {agent: [self._receive(round_, agent, j, messages) for j in self.agents[agent].neighbours]
+                   for agent in sorted(self.agents)}
+        if self.batched:
+            self.batched.merge([self.states[a] for a in inboxes], list(inboxes.values()))
+            return
         decoded: dict[tuple[int, int], object] = {}  # (sender, round the message was sent) -> decoded
-        for agent in sorted(self.agents):
-            inbox = [self._receive(round_, agent, j, messages) for j in self.agents[agent].neighbours]
+        for agent, inbox in inboxes.items():
             for key, message in inbox:
                 if key not in decoded:
                     decoded[key] = self.algorithm.decode(message)
-            self.algorithm.merge(self.states[agent], [decoded[key] for key, _ in inbox])
+            state = self.states[agent]
+            self.algorithm.merge(state, [decoded[key] for key, _ in inbox])
+            self.states[agent] = state
 
     def _receive(self, round_: int, agent: int, sender: int,
                  messages: dict[int, np.ndarray]) -> tuple[tuple[int, int], np.ndarray]:
@@ -184,7 +208,8 @@ class AgentHost:
         rows = []
         for agent in sorted(self.agents):
             idx = self.agents[agent].test if full else self.eval_idx[agent]
-            weights, biases = self.algorithm.eval_params(self.states[agent])
+            state = self.states[agent]
+            weights, biases = self.algorithm.eval_params(state)
             correct, loss_sum = 0, 0.0
             for start in range(0, len(idx), EVAL_CHUNK):
                 chunk = idx[start:start + EVAL_CHUNK]
@@ -195,7 +220,7 @@ class AgentHost:
                 correct += int((logits.argmax(1) == y).sum())
             rows.append({"round": round_, "agent": agent, "accuracy": correct / len(idx),
                          "loss": loss_sum / len(idx), "samples": len(idx),
-                         **self.algorithm.stats(self.states[agent])})
+                         **self.algorithm.stats(state)})
         return rows
 
     def snapshot(self) -> dict[int, bytes]:
@@ -204,8 +229,12 @@ class AgentHost:
                                         "last_received": self.last_received.get(a, {})})
                 for a in sorted(self.agents)}
 
-    def restore(self, blobs: dict[int, bytes]) -> None:
-        """Load on the CPU (generators must stay there), then move the tensors to this host's device."""
+    def restore(self, blobs: dict[int, bytes] | None) -> None:
+        """Load on the CPU (generators must stay there), then move the tensors to this host's device.
+        None: back to round 0."""
+        if blobs is None:
+            self.start_agents()
+            return
         for agent in self.agents:
             saved = checkpoint.from_bytes(blobs[agent])
             self.states[agent] = checkpoint.to_device(saved["state"], self.device)
@@ -214,6 +243,9 @@ class AgentHost:
 
     def masks(self) -> dict[int, np.ndarray]:
         """The agents' current personal masks (if the algorithm has them), bit-packed (codec.pack_mask)."""
-        masks = {a: self.algorithm.personal_mask(s) for a, s in sorted(self.states.items())}
-        return {a: codec.pack_mask([m.to("cpu", torch.uint8).numpy() for m in mask])
-                for a, mask in masks.items() if mask is not None}
+        packed = {}
+        for agent in sorted(self.agents):  # one state at a time (a disk store loads each on access)
+            mask = self.algorithm.personal_mask(self.states[agent])
+            if mask is not None:
+                packed[agent] = codec.pack_mask([m.to("cpu", torch.uint8).numpy() for m in mask])
+        return packed

@@ -1,0 +1,70 @@
+"""--engine batched: a host's agents trained in one stacked step give the per-agent path's masks.
+
+The two paths add floats in different orders (grouped vs single convolutions, per-row vs whole-tensor
+means), so float32 masks can differ where a score sits at a layer's top-k threshold. Run in float64,
+where such rounding is 10^9 times smaller, any mask difference would be a difference in the maths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import configure
+
+from raympl.config import ConfigError, resolve
+from raympl.runtime.driver import read_masks, simulate
+
+
+def mask_bits_differing(a: dict[int, bytes], b: dict[int, bytes]) -> float:
+    """Share of all agents' mask bits that differ between two runs."""
+    def bits(mask: bytes) -> np.ndarray:
+        return np.unpackbits(np.frombuffer(mask, dtype=np.uint8))
+
+    return sum(int(np.count_nonzero(bits(a[k]) != bits(b[k]))) for k in a) / sum(8 * len(a[k]) for k in a)
+
+
+def run_both(overrides: dict, tmp_path) -> dict:
+    results = {}
+    for engine in ("per-agent", "batched"):
+        out = tmp_path / engine
+        simulate(configure({**overrides, "engine": engine, "executor": "inprocess", "out": str(out)}))
+        results[engine] = (pq.read_table(out / "metrics.parquet").to_pylist(), read_masks(out / "masks.parquet"))
+    return results
+
+
+@pytest.mark.parametrize(("algorithm", "batch_size"), [("mce-pl", 16), ("ind-mask", 16), ("mce-pl", 200)])
+def test_batched_engine_gives_the_per_agent_masks_in_float64(algorithm, batch_size, float64, tiny_overrides,
+                                                              tmp_path):
+    # batch 200 is larger than some agents' training sets: minibatches of several sizes, one step each
+    overrides = {**tiny_overrides, "algorithm": algorithm, "rounds": 6, "eval_every": 3, "batch_size": batch_size,
+                 "retention": "0.3,0.5,0.3,0.7,0.3,0.5", "fil_threshold": 2}
+    results = run_both(overrides, tmp_path)
+    (per_agent_metrics, per_agent_masks), (batched_metrics, batched_masks) = results["per-agent"], results["batched"]
+    assert batched_masks == per_agent_masks  # every bit of every agent's mask after 6 rounds
+    for a, b in zip(per_agent_metrics, batched_metrics, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-9)
+        assert {**a, "loss": 0} == {**b, "loss": 0}
+
+
+def test_batched_engine_in_float32_differs_only_by_rounding(tiny_overrides, tmp_path):
+    results = run_both({**tiny_overrides, "rounds": 6}, tmp_path)
+    share = mask_bits_differing(results["per-agent"][1], results["batched"][1])
+    assert share < 1e-3, f"{share:.2e} of the mask bits differ"
+
+
+def test_batched_engine_is_refused_where_it_does_nothing(tiny_overrides):
+    with pytest.raises(ConfigError, match="invalid engine 'batched': it does nothing for algorithm dsgd"):
+        resolve({**tiny_overrides, "algorithm": "dsgd", "engine": "batched"})
+    with pytest.raises(ConfigError, match="invalid state-store 'disk'"):
+        resolve({**tiny_overrides, "engine": "batched", "state_store": "disk"})
+
+
+def test_stacked_rows_are_checkpointed_alone():
+    from raympl.runtime import checkpoint
+
+    stacked = torch.zeros(100, 1000)
+    alone = checkpoint.to_bytes([stacked[3]])
+    assert len(alone) < 4 * 1000 + 2000
+    assert torch.equal(checkpoint.from_bytes(alone)[0], stacked[3])
