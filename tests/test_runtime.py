@@ -125,6 +125,12 @@ def test_gpu_memory_packing_and_refusal():
         check_layout(memory, 1, 0.1)
     with pytest.raises(ConfigError, match="one agent needs"):
         agents_per_gpu(HostMemory(GIB, 8 * GIB, 0, 0, 8 * GIB), 4)
+    # batched engine: the step's activations grow with the agents stepping together, up to 4 here
+    batched = HostMemory(overhead=GIB // 2, first_agent=GIB // 4, per_agent=GIB // 8, step_peak=GIB // 4,
+                         gpu_total=8 * GIB, agents_per_step=4)
+    assert batched.need(2) == memory.need(2) + GIB // 4 and batched.need(9) == memory.need(9) + 3 * GIB // 4
+    # 6.8 GiB - 0.75 (overhead + first) - 1.0 (4 steps) = 5.05 GiB of further agents: 40 of them
+    assert agents_per_gpu(batched, 1000) == 41
 
 
 def test_alexnet_on_cifar10_format_end_to_end(ray_session, cifar_dir, tmp_path):

@@ -141,7 +141,8 @@ class EluLrn(torch.autograd.Function):
         size, alpha, beta = ctx.constants
         through_window = channel_window((grad * y).div_(d), (size - 1) // 2, size // 2)
         grad_e = (grad / p).addcmul_(e, through_window, value=-(2 * beta * alpha / size))
-        return grad_e.mul_(torch.where(x > 0, 1.0, e + 1)), None, None, None, None
+        # ELU'(x) = 1 for x > 0, else e + 1; min(e, 0) + 1 is the same value without a select
+        return grad_e.mul_(e.clamp(max=0).add_(1)), None, None, None, None
 
 
 def elu_lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:

@@ -6,7 +6,8 @@ runs a round's local step and an evaluation, then builds one with two agents. Fr
 
     need(k agents) = process overhead (CUDA context, outside torch's allocator)
                      + first agent's state (incl. the shared fixed weights) + (k - 1) x per-agent state
-                     + the transient peak of one step (activations; agents step one after another)
+                     + the transient peak of one step (activations), times the agents that step
+                       together: 1 one after another, up to MAX_IMAGES / batch with --engine batched
 
 `--gpus-per-agent auto` puts as many agents on one GPU (one host, one CUDA context) as fit in
 MARGIN of its memory; a layout whose actors on one GPU need more than the GPU has is refused.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from raympl.algorithms.batched_masks import MAX_IMAGES
 from raympl.config import ConfigError
 
 MARGIN = 0.85  # share of a GPU's memory a layout may plan to use (fragmentation, cuDNN workspaces)
@@ -30,11 +32,13 @@ class HostMemory:
     overhead: int  # CUDA context and other memory outside torch's caching allocator
     first_agent: int  # persistent state of a one-agent host (fixed weights + one agent's state)
     per_agent: int  # persistent state of every further agent
-    step_peak: int  # transient memory above the persistent state during a step or an evaluation
+    step_peak: int  # transient memory above the persistent state during one agent's step or evaluation
     gpu_total: int  # memory of the GPU the probe ran on
+    agents_per_step: int = 1  # agents whose steps run together (--engine batched)
 
     def need(self, agents: int) -> int:
-        return self.overhead + self.first_agent + (agents - 1) * self.per_agent + self.step_peak
+        together = min(agents, self.agents_per_step)
+        return self.overhead + self.first_agent + (agents - 1) * self.per_agent + together * self.step_peak
 
 
 def agents_per_gpu(memory: HostMemory, agents: int) -> int:
@@ -43,8 +47,11 @@ def agents_per_gpu(memory: HostMemory, agents: int) -> int:
     if memory.need(1) > budget:
         raise ConfigError(f"invalid gpus-per-agent auto: one agent needs {memory.need(1) / GIB:.2f} GiB, more "
                           f"than {MARGIN:.0%} of the GPU's {memory.gpu_total / GIB:.1f} GiB")
-    extra = (budget - memory.need(1)) // max(memory.per_agent, 1)
-    return int(min(agents, 1 + extra))
+    fits, too_many = 1, agents + 1  # need() grows with the agents: bisect for the most that fit
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        fits, too_many = (middle, too_many) if memory.need(middle) <= budget else (fits, middle)
+    return fits
 
 
 def check_layout(memory: HostMemory, agents_per_actor: int, gpus_per_actor: float) -> None:
@@ -85,4 +92,5 @@ def probe(config, dataset, agents) -> HostMemory:
     per_agent = max(0, torch.cuda.memory_allocated(device) - base - first)
     del two
     torch.cuda.empty_cache()
-    return HostMemory(overhead, first, per_agent, max(0, step_peak), total)
+    together = 1 if config.engine == "per-agent" else max(1, MAX_IMAGES // config.batch_size)
+    return HostMemory(overhead, first, per_agent, max(0, step_peak), total, together)
