@@ -33,7 +33,7 @@ MAX_IMAGES = 8192
 
 class BatchedMasks:
     def __init__(self, algorithm: MCEPL):
-        self.algorithm, self.model, self.config = algorithm, algorithm.model, algorithm.config
+        self.model, self.config = algorithm.model, algorithm.config
         self.device = algorithm.device
         self.sizes = [layer.numel for layer in self.model.layers]
         self.nbytes = [(n + 7) // 8 for n in self.sizes]
@@ -59,14 +59,15 @@ class BatchedMasks:
         return [binary_masks(zl, a, k, self.config.fil_threshold) for zl, a, k in zip(z, abar, keep, strict=True)]
 
     @staticmethod
-    def _store_masks(states: list[MaskState], masks: list[torch.Tensor]) -> torch.Tensor:
-        """Each agent's mask as bits (views into one packed tensor); returns the packed rows, layers
-        side by side, which is the wire format of codec.pack_mask."""
-        packed = torch.cat([bits.pack(m, start_dim=1) for m in masks], dim=1)
-        layers = torch.split(packed, [(m[0].numel() + 7) // 8 for m in masks], dim=1)
+    def _pack(masks: list[torch.Tensor]) -> torch.Tensor:
+        """One row of bits per agent, layers side by side: the wire format of codec.pack_mask."""
+        return torch.cat([bits.pack(m, start_dim=1) for m in masks], dim=1)
+
+    def _store_masks(self, states: list[MaskState], masks: list[torch.Tensor]) -> None:
+        """Each agent's personal mask as bits (rows of one packed tensor)."""
+        layers = torch.split(self._pack(masks), self.nbytes, dim=1)
         for row, state in enumerate(states):
             state.mask_bits = [layer[row] for layer in layers]
-        return packed
 
     # ---- phase 1 ---------------------------------------------------------------
     def local(self, states: list[MaskState], batches: list[tuple[torch.Tensor, torch.Tensor]],
@@ -111,7 +112,7 @@ class BatchedMasks:
         if not sends:
             self._store_masks(states, new_masks)
             return [None] * agents
-        return list(torch.cat([bits.pack(m, start_dim=1) for m in new_masks], dim=1).cpu().numpy())
+        return list(self._pack(new_masks).cpu().numpy())
 
     # ---- phase 2 ---------------------------------------------------------------
     def merge(self, states: list[MaskState], inboxes: list[Inbox]) -> None:
