@@ -142,8 +142,13 @@ class AgentHost:
         train = self.agents[agent].train
         idx = np.sort(self.batch_rng[agent].choice(train, min(self.config.batch_size, len(train)),
                                                    replace=False))
-        x = normalize(torch.from_numpy(self.dataset.train_x[idx]).to(self.device))  # copied as uint8
-        return x, torch.from_numpy(self.dataset.train_y[idx]).to(self.device)
+        return self._images(self.dataset.train_x[idx]), torch.from_numpy(self.dataset.train_y[idx]).to(self.device)
+
+    def _images(self, raw: np.ndarray) -> torch.Tensor:
+        """uint8 images -> floats in [-1, 1] on this host's device (copied as uint8). Channels-last on a CPU:
+        its convolutions run 5-35 % faster here (a 1-channel batch has that layout already)."""
+        x = normalize(torch.from_numpy(raw).to(self.device))
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
 
     def local_phase(self, round_: int) -> tuple[pa.RecordBatch, dict[int, int]]:
         """Phase 1 for every hosted agent: (payload batch, bytes per sending agent)."""
@@ -213,7 +218,7 @@ class AgentHost:
             correct, loss_sum = 0, 0.0
             for start in range(0, len(idx), EVAL_CHUNK):
                 chunk = idx[start:start + EVAL_CHUNK]
-                x = normalize(torch.from_numpy(self.dataset.test_x[chunk])).to(self.device)
+                x = self._images(self.dataset.test_x[chunk])
                 y = torch.from_numpy(self.dataset.test_y[chunk]).to(self.device)
                 logits = self.model.forward(x, weights, biases)
                 loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
