@@ -97,8 +97,7 @@ def conv_time(convs: list[Conv], device: torch.device, backward: bool, repeats: 
               layout: torch.memory_format) -> float:
     tensors = [(torch.randn(c.input_shape, device=device).contiguous(memory_format=layout)
                 .requires_grad_(backward and k > 0),
-                torch.randn(c.weight_shape, device=device)) for k, c in enumerate(convs)]
-    tensors = [(x, w.requires_grad_(backward)) for x, w in tensors]
+                torch.randn(c.weight_shape, device=device, requires_grad=backward)) for k, c in enumerate(convs)]
 
     def run() -> None:
         for (x, w), c in zip(tensors, convs, strict=True):

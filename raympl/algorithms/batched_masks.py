@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raympl.algorithms.mce_pl import MCEPL, MaskState
+from raympl.algorithms.mce_pl import MCEPL, MaskState, descend
 from raympl.masks import bits
 from raympl.masks.ops import binary_masks, group_lasso, keep_count, straight_through
 
@@ -36,6 +36,7 @@ class BatchedMasks:
         self.model, self.config = algorithm.model, algorithm.config
         self.device = algorithm.device
         self.sizes = [layer.numel for layer in self.model.layers]
+        self.shapes = [layer.shape for layer in self.model.layers]
         self.nbytes = [(n + 7) // 8 for n in self.sizes]
 
     # ---- stacking ------------------------------------------------------------
@@ -48,10 +49,7 @@ class BatchedMasks:
             return None
         degree = torch.tensor([float(s.degree) for s in states], device=self.device)
         return [torch.stack([s.counts[layer] for s in states]).to(torch.float32)
-                / degree.view(-1, *[1] * len(shape)) for layer, shape in enumerate(self._shapes())]
-
-    def _shapes(self) -> list[tuple[int, ...]]:
-        return [layer.shape for layer in self.model.layers]
+                / degree.view(-1, *[1] * len(shape)) for layer, shape in enumerate(self.shapes)]
 
     def _masks(self, z: list[torch.Tensor], abar: list[torch.Tensor] | None,
                keep: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -93,7 +91,7 @@ class BatchedMasks:
         z = [torch.stack([s.z[layer] for s in states]).requires_grad_(True) for layer in range(len(self.sizes))]
         abar, keep = self._abar(states), self._keep(states)
         mask = [bits.unpack(torch.stack([s.mask_bits[layer] for s in states]), shape)
-                for layer, shape in enumerate(self._shapes())]
+                for layer, shape in enumerate(self.shapes)]
         weights = [w * straight_through(m, zl, a, agents=True)
                    for w, m, zl, a in zip(self.model.weights, mask, z, abar or [None] * len(z), strict=True)]
         losses = F.cross_entropy(self.model.forward(x, weights), y, reduction="none").view(agents, -1).mean(1)
@@ -104,7 +102,7 @@ class BatchedMasks:
         with torch.no_grad():
             for zl, g in zip(z, grads, strict=True):
                 zl.requires_grad_(False)
-                zl.sub_(config.lr * (g + config.wd_scores * zl if config.wd_scores else g))
+                descend(zl, g, config)
         for row, state in enumerate(states):
             state.z = [zl[row] for zl in z]
             state.grad = [g[row] for g in grads] if sends else None
@@ -128,7 +126,7 @@ class BatchedMasks:
         count_dtype = torch.uint8 if max(degree) <= 255 else torch.int32
         offsets = np.cumsum([0, *self.nbytes])
         counts = []
-        for layer, shape in enumerate(self._shapes()):
+        for layer, shape in enumerate(self.shapes):
             kept = bits.unpack(received[:, offsets[layer]:offsets[layer + 1]], (self.sizes[layer],))
             counts.append((who @ kept).round().to(count_dtype).view(len(states), *shape))  # exact integers
         for row, state in enumerate(states):

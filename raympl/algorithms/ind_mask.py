@@ -16,8 +16,8 @@ class IndMask(MCEPL):
         return None  # ā ≡ 0: no aggregation tensor
 
     def local(self, state: MaskState, data: LocalData, round_: int) -> np.ndarray | None:
-        self.backprop_step(state, *data.batch())
-        state.mask = self.current_mask(state)
+        self.backprop_step(state, None, *data.batch())
+        state.mask = self.current_mask(state, None)
         state.grad = None
         return None
 

@@ -54,6 +54,11 @@ class MaskState:
         self.mask_bits = [bits.pack(m) for m in layers]
 
 
+def descend(z: torch.Tensor, grad: torch.Tensor, config: RunConfig) -> None:
+    """z <- z - lr (G + wd z), in place (eq. 15, with the optional weight decay on the scores)."""
+    z.sub_(config.lr * (grad + config.wd_scores * z if config.wd_scores else grad))
+
+
 def neighbour_counts(messages: list[torch.Tensor]) -> torch.Tensor:
     """Sum of 0/1 uint8 masks, in uint8 while it cannot overflow."""
     dtype = torch.uint8 if len(messages) <= 255 else torch.int32
@@ -89,19 +94,21 @@ class MCEPL:
         gen = torch.Generator().manual_seed(agent_seed(self.config.seed, agent, SCORE_SEED))
         z = init_scores(self.model.layers, gen, str(self.device))
         state = MaskState(agent, self.layer_retention(agent), z, self.initial_counts, 1)
-        state.mask = self.current_mask(state)
+        state.mask = self.current_mask(state, state.abar)
         return state
 
-    def current_mask(self, state: MaskState) -> list[torch.Tensor]:
-        abar = state.abar or [None] * len(state.z)
+    def current_mask(self, state: MaskState, abar: list[torch.Tensor] | None) -> list[torch.Tensor]:
+        """MASK(z, ā) of every layer; ā = state.abar, passed in so a phase converts the counts once."""
+        abar = abar or [None] * len(state.z)
         return [binary_mask(z, a, r, self.config.fil_threshold)
                 for z, a, r in zip(state.z, abar, state.retention, strict=True)]
 
     # ---- phase 1 ---------------------------------------------------------
-    def backprop_step(self, state: MaskState, x: torch.Tensor, y: torch.Tensor) -> None:
+    def backprop_step(self, state: MaskState, abar: list[torch.Tensor] | None, x: torch.Tensor,
+                      y: torch.Tensor) -> None:
         """Eqs. 13-15: forward with the cached mask, STE gradient of CE + group lasso, step on z."""
         z = [t.requires_grad_(True) for t in state.z]
-        abar = state.abar or [None] * len(z)
+        abar = abar or [None] * len(z)
         weights = [w * straight_through(m, zl, a)
                    for w, m, zl, a in zip(self.model.weights, state.mask, z, abar, strict=True)]
         loss = F.cross_entropy(self.model.forward(x, weights), y)
@@ -111,12 +118,13 @@ class MCEPL:
         with torch.no_grad():
             for zl, g in zip(z, grads, strict=True):
                 zl.requires_grad_(False)
-                zl.sub_(self.config.lr * (g + self.config.wd_scores * zl if self.config.wd_scores else g))
+                descend(zl, g, self.config)
         state.grad = list(grads)
 
     def local(self, state: MaskState, data: LocalData, round_: int) -> np.ndarray | None:
-        self.backprop_step(state, *data.batch())
-        outgoing = self.current_mask(state)  # m^(k-1/2), built with the old ā (eq. 16)
+        abar = state.abar
+        self.backprop_step(state, abar, *data.batch())
+        outgoing = self.current_mask(state, abar)  # m^(k-1/2), built with the old ā (eq. 16)
         return codec.pack_mask([m.to("cpu", torch.uint8).numpy() for m in outgoing])
 
     # ---- phase 2 ---------------------------------------------------------
@@ -128,12 +136,12 @@ class MCEPL:
     def merge(self, state: MaskState, decoded: list[list[torch.Tensor]]) -> None:
         state.degree = len(decoded)
         state.counts = [neighbour_counts([msg[layer] for msg in decoded]) for layer in range(len(self.layer_sizes))]
-        step = self.config.effective_finetune_lr
+        step, abar = self.config.effective_finetune_lr, state.abar
         with torch.no_grad():
-            for zl, g, a in zip(state.z, state.grad, state.abar, strict=True):
+            for zl, g, a in zip(state.z, state.grad, abar, strict=True):
                 zl.sub_(step * g * a)  # eq. 17: only coordinates the neighbours kept move
         state.grad = None
-        state.mask = self.current_mask(state)  # m^(k), eqs. 18-19
+        state.mask = self.current_mask(state, abar)  # m^(k), eqs. 18-19
 
     # ---- evaluation --------------------------------------------------------
     def eval_params(self, state: MaskState) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
