@@ -7,7 +7,8 @@ lazy start-up, is left out):
 
 - conv floor: forward + backward of the model's own convolutions, at the same batch and input sizes
   (captured from one real forward pass), for as many agents as one host trains one after the other;
-- forward floor: the same convolutions forward only, no grad, per test image (evaluation's limit);
+- forward floor: the same convolutions forward only, no grad, in the host's evaluation chunks, per test image
+  (evaluation's limit);
 - FLOP limit: the FLOPs of one training step (torch's FLOP counter on a real step) for those agents,
   divided by the measured float32 matmul peak of these threads or this GPU;
 - peak host RSS and peak GPU memory allocated per host.
@@ -33,6 +34,8 @@ from raympl import models
 from raympl.config import resolve
 from raympl.data.datasets import write_fashion_mnist
 from raympl.metrics import atomic_write_bytes, write_table
+from raympl.runtime import allocator
+from raympl.runtime.host import EVAL_CHUNK
 
 BENCH_COLUMNS = ["model", "agents", "device", "engine", "executor", "hosts", "agents_per_host", "threads", "local_s",
                  "merge_s", "round_s", "conv_floor_s", "round_over_conv_floor", "flop_limit_s",
@@ -111,6 +114,13 @@ def conv_time(convs: list[Conv], device: torch.device, backward: bool, repeats: 
     return best_time(run, device, repeats)
 
 
+def eval_floor(model: models.MaskedNet, device: torch.device, repeats: int) -> float:
+    """Seconds of the forward convolutions for one agent's evaluation, in the host's chunks of images."""
+    step = EVAL_CHUNK[device.type]
+    chunks = [min(step, EVAL_SAMPLES - start) for start in range(0, EVAL_SAMPLES, step)]
+    return sum(conv_floor(model_convs(model, n), device, backward=False, repeats=repeats) for n in chunks)
+
+
 def step_flops(model: models.MaskedNet, batch: int, device: torch.device) -> int:
     """FLOPs of one training step (forward + backward with weight gradients), counted by torch."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -160,13 +170,13 @@ def bench_point(model_name: str, agents: int, device: str, engine: str, rounds: 
     threads = summary["threads_per_host"] if device == "cpu" else torch.get_num_threads()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    allocator.keep_freed_memory()  # the hosts' malloc settings (with --executor ray the floors run here)
     try:
         model = models.build(model_name, (1, 28, 28), 10, seed=0, device=device)
         convs = model_convs(model, config.batch_size)
         sequential = agents if executor == "inprocess" else summary["agents_per_actor"]
         conv_s = sequential * conv_floor(convs, torch_device, backward=True, repeats=repeats)
-        eval_convs = model_convs(model, EVAL_SAMPLES)
-        fwd_per_image = conv_floor(eval_convs, torch_device, backward=False, repeats=repeats) / EVAL_SAMPLES
+        fwd_per_image = eval_floor(model, torch_device, repeats) / EVAL_SAMPLES
         flops = sequential * step_flops(model, config.batch_size, torch_device)
         peak = matmul_peak_flops(torch_device)
     finally:

@@ -19,6 +19,7 @@ from raympl.masks.ops import (
     keep_count,
     straight_through,
     thres,
+    thres_rows,
     zero_group_fraction,
 )
 
@@ -34,6 +35,24 @@ def test_thres_keeps_largest_entries_per_layer():
     score = torch.tensor([[0.1, 0.9, 0.3], [0.5, 0.2, 0.8]])
     assert thres(score, 0.5).tolist() == [[0, 1, 0], [1, 0, 1]]
     assert thres(score, 1.0).sum() == 6
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(-3, 3), min_size=9, max_size=9), min_size=1, max_size=4),
+       st.data())
+def test_thres_keeps_exactly_k_and_breaks_ties_by_position(rows, data):
+    """Small integers make many ties: the kept entries are every one above the K-th largest value and
+    the first of those equal to it, in row order (what a stable descending sort keeps)."""
+    score = torch.tensor(rows, dtype=torch.float32)
+    keep = torch.tensor([data.draw(st.integers(1, 9)) for _ in rows])
+    got = thres_rows(score, keep)
+    for row, k, mask in zip(rows, keep.tolist(), got, strict=True):
+        order = sorted(range(len(row)), key=lambda i: -row[i])  # stable: equal values keep row order
+        expected = torch.zeros(len(row))
+        expected[order[:k]] = 1
+        assert mask.tolist() == expected.tolist()
+    r = keep[0].item() / 9  # the per-layer form agrees with the stacked one
+    assert torch.equal(thres(score[0], r), thres_rows(score[:1], torch.tensor([keep_count(9, r)]))[0])
 
 
 def test_fil_clears_groups_with_few_ones_and_zero_disables_it():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -19,21 +20,35 @@ def keep_count(numel: int, retention: float) -> int:
 
 def thres(score: torch.Tensor, retention: float) -> torch.Tensor:
     """Binary mask (same dtype/shape as score) with ones on the K_l largest entries of `score`."""
-    k = keep_count(score.numel(), retention)
-    flat = torch.zeros(score.numel(), dtype=score.dtype, device=score.device)
-    if k >= score.numel():
-        return flat.fill_(1.0).view_as(score)
-    flat[torch.topk(score.detach().flatten(), k, sorted=False).indices] = 1.0
-    return flat.view_as(score)
+    keep = torch.tensor([keep_count(score.numel(), retention)])
+    return top_entries(score.detach().reshape(1, -1), keep).to(score.dtype).view_as(score)
 
 
 def thres_rows(score: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Thres for stacked agents: row a of the result has ones on the keep[a] largest entries of score[a]."""
-    flat = score.detach().flatten(1)
-    most = int(keep.max())
-    top = torch.topk(flat, most, dim=1, sorted=True).indices
-    ones = (torch.arange(most, device=flat.device) < keep.view(-1, 1)).to(score.dtype)
-    return torch.zeros_like(flat).scatter_(1, top, ones).view_as(score)
+    return top_entries(score.detach().flatten(1), keep).to(score.dtype).view_as(score)
+
+
+def top_entries(flat: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Boolean (rows, n): exactly keep[a] (>= 1) trues in row a, on its largest entries. Of entries equal
+    to the threshold value the first ones in row order are kept, a rule that does not depend on the
+    device or the selection algorithm (torch.topk leaves that choice to its implementation)."""
+    keep = keep.to(flat.device).view(-1, 1)
+    threshold = kth_largest(flat, keep)
+    above, at = flat > threshold, flat == threshold
+    ties_kept = keep - above.sum(1, keepdim=True)  # >= 1: the threshold entry itself
+    return above | (at & (at.cumsum(1) <= ties_kept))
+
+
+def kth_largest(flat: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """(rows, 1): the keep[a]-th largest value of each row."""
+    if flat.device.type == "cpu":
+        # numpy's introselect: about 10x faster than torch.topk for K in the hundreds of thousands
+        n = flat.shape[1]
+        values = [np.partition(row, n - k)[n - k] for row, k in zip(flat.numpy(), keep.view(-1).tolist(), strict=True)]
+        return torch.from_numpy(np.array(values, dtype=values[0].dtype)).view(-1, 1)
+    top = torch.topk(flat, int(keep.max()), dim=1, sorted=True).values
+    return top.gather(1, keep - 1)
 
 
 def fil(mask: torch.Tensor, threshold: int, agents: bool = False) -> torch.Tensor:

@@ -101,26 +101,33 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Te
     return out.flatten(0, 1)
 
 
-def channel_window(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """out[:, c] = sum of t[:, c + o] for o = -before..after (zero outside), added in that order, in place
-    on one buffer: the sum F.local_response_norm takes over neighbouring channels, without its padding copy."""
-    channels = t.shape[1]
-    out = torch.zeros_like(t)
-    for o in range(-before, after + 1):
-        if o < 0:
-            out[:, -o:] += t[:, :channels + o]
-        else:
-            out[:, :channels - o] += t[:, o:]
+def window_sum(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """out[:, c] = sum of t[:, c + o] for o = -before..after (zero outside): LRN's sum over neighbouring
+    channels, added in place on one copy of t instead of F.local_response_norm's padded copy."""
+    channels, out = t.shape[1], t.clone()
+    for o in range(1, before + 1):
+        out[:, o:] += t[:, :channels - o]
+    for o in range(1, after + 1):
+        out[:, :channels - o] += t[:, o:]
     return out
+
+
+def inverse_power(d: torch.Tensor, beta: float) -> torch.Tensor:
+    """d ** -beta; for beta = 3/4 (every LRN here) as rsqrt(d) * sqrt(rsqrt(d)): square roots are
+    vector instructions, pow is not, and this is about 3x faster on a CPU (same value up to rounding)."""
+    if beta != 0.75:
+        return d.pow(-beta)
+    r = d.rsqrt()
+    return r.sqrt().mul_(r)
 
 
 class EluLrn(torch.autograd.Function):
     """y = LRN(ELU(x)) = e / (k + alpha/size * sum of e^2 over `size` channels)^beta, with e = ELU(x).
 
-    The forward pass adds the squares in the same order as raympl's earlier slice-sum LRN (bit-identical
-    to it, and equal to F.local_response_norm(F.elu(x)) up to rounding); the backward pass is analytic,
-    a few element-wise passes instead of autograd's chain (about a third faster for the block, forward
-    and backward, on the CPU):
+    Equal to F.local_response_norm(F.elu(x)) up to rounding, in fewer element-wise passes (each pass
+    over a large activation costs about as much as a small convolution on a CPU): the squares are summed
+    with addcmul straight into the denominator, and the backward pass is analytic instead of autograd's
+    chain (division, power, slice additions, padding, square, ELU):
         dL/de_j = g_j / p_j - (2 beta alpha / size) e_j * sum over the windows c holding j of g_c y_c / d_c
     with d = k + alpha/size * window(e^2), p = d^beta, then dL/dx = dL/de * ELU'(x).
     """
@@ -128,19 +135,25 @@ class EluLrn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, size: int, alpha: float, beta: float, k: float):
         e = F.elu(x)
-        d = channel_window(e * e, size // 2, (size - 1) // 2).mul_(alpha / size).add_(k)
-        p = d.pow(beta)
-        y = e / p
-        ctx.save_for_backward(x, e, y, d, p)
+        before, after, scale = size // 2, (size - 1) // 2, alpha / size
+        d = torch.addcmul(torch.tensor(k, dtype=e.dtype, device=e.device), e, e, value=scale)
+        channels = e.shape[1]
+        for o in range(1, before + 1):
+            d[:, o:].addcmul_(e[:, :channels - o], e[:, :channels - o], value=scale)
+        for o in range(1, after + 1):
+            d[:, :channels - o].addcmul_(e[:, o:], e[:, o:], value=scale)
+        inv_p = inverse_power(d, beta)
+        y = e * inv_p
+        ctx.save_for_backward(e, y, d, inv_p)
         ctx.constants = (size, alpha, beta)
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        x, e, y, d, p = ctx.saved_tensors
+        e, y, d, inv_p = ctx.saved_tensors
         size, alpha, beta = ctx.constants
-        through_window = channel_window((grad * y).div_(d), (size - 1) // 2, size // 2)
-        grad_e = (grad / p).addcmul_(e, through_window, value=-(2 * beta * alpha / size))
+        through_window = window_sum((grad * y).div_(d), (size - 1) // 2, size // 2)
+        grad_e = (grad * inv_p).addcmul_(e, through_window, value=-(2 * beta * alpha / size))
         # ELU'(x) = 1 for x > 0, else e + 1; min(e, 0) + 1 is the same value without a select
         return grad_e.mul_(e.clamp(max=0).add_(1)), None, None, None, None
 
