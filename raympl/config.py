@@ -51,6 +51,7 @@ NAMED_TOPOLOGIES = ("er", "ring", "paper20")
 WEIGHT_INITS = ("uniform_pm1", "torch_default")
 INIT_NEIGHBOR_MASKS = ("bernoulli_shared", "zeros")
 DEVICES = ("auto", "cpu", "cuda")
+CODECS = ("raw", "entropy", "delta")
 
 # Node-heterogeneous retention ratios of the paper (Table II, agents 1..20).
 PAPER_HETERO_RETENTION = (0.4, 0.4, 0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.4, 0.2,
@@ -152,6 +153,7 @@ class RunConfig:
     placement_timeout: float = 600.0  # seconds to wait for every host actor to be placed
     state_store: str = "memory"  # where agents' states live between uses: memory, or disk (runtime/state_store.py)
     engine: str = "per-agent"  # or batched: a host's agents stacked in one step (algorithms/batched_masks.py)
+    codec: str = "raw"  # mask messages: raw bits, entropy-coded, or delta-coded against the last message (wire/)
     address: str | None = None
     out: str | None = None
     executor: str = "ray"
@@ -186,6 +188,7 @@ class RunConfig:
                    "partition": PARTITIONS, "preset": tuple(PRESETS), "weight_init": WEIGHT_INITS,
                    "init_neighbor_masks": INIT_NEIGHBOR_MASKS, "executor": ("ray", "inprocess"),
                    "device": DEVICES, "state_store": ("memory", "disk"), "engine": ("per-agent", "batched"),
+                   "codec": CODECS,
                    "mixing": MIXINGS, **CHOICE_FIELDS}
         for name, allowed in choices.items():
             value = getattr(self, name)
@@ -317,6 +320,7 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "address": (("executor", ("ray",)),),
     "placement_timeout": (("executor", ("ray",)),),
     "engine": (("algorithm", ("mce-pl", "ind-mask")),),
+    "codec": (("algorithm", ("mce-pl",)),),
 }
 
 

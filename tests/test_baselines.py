@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from conftest import OneBatch, configure
 
 from raympl import algorithms, models, topologies
-from raympl.algorithms import payload
 from raympl.algorithms.base import AgentContext
 from raympl.algorithms.dis_pfl import erk_densities
 from raympl.algorithms.fedavg import FedAvg
@@ -23,6 +22,7 @@ from raympl.algorithms.real import RealValued, where_counted
 from raympl.config import ALGORITHMS
 from raympl.masks.ops import keep_count
 from raympl.runtime.driver import simulate
+from raympl.wire import floats
 
 CPU = torch.device("cpu")
 REAL_VALUED = [a for a in ALGORITHMS if a not in ("mce-pl", "ind-mask")]
@@ -295,12 +295,12 @@ def test_malcom_public_copies_agree_between_sender_and_receivers():
 def test_sparse_payload_round_trip_and_size():
     values = [torch.tensor([[0.5, 0.0], [-1.0, 2.0]]), torch.tensor([3.0, 0.0, 0.0])]
     masks = [(v != 0).float() for v in values]
-    message = payload.pack_sparse(values, masks)
+    message = floats.pack_sparse(values, masks)
     assert message.size == 1 + 1 + 4 * 4
-    back, back_masks = payload.unpack_sparse(message, [v.shape for v in values], CPU)
+    back, back_masks = floats.unpack_sparse(message, [v.shape for v in values], CPU)
     assert all(torch.equal(a, b) for a, b in zip(back + back_masks, values + masks, strict=True))
     with pytest.raises(ValueError, match="corrupt sparse payload"):
-        payload.unpack_sparse(message[:-1], [v.shape for v in values], CPU)
+        floats.unpack_sparse(message[:-1], [v.shape for v in values], CPU)
 
 
 @pytest.mark.parametrize("algorithm", REAL_VALUED)

@@ -8,8 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raympl.codes import qsgd, vector_code
-from raympl.masks.codec import PayloadError
+from raympl.wire import PayloadError, qsgd, vector_code
 
 
 def quantized(n: int, density: float, s: int, seed: int) -> qsgd.Quantized:

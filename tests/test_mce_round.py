@@ -10,7 +10,7 @@ from raympl.algorithms.base import AgentContext
 from raympl.algorithms.ind_mask import IndMask
 from raympl.algorithms.mce_pl import MCEPL
 from raympl.config import resolve
-from raympl.masks import codec
+from raympl.wire import bitmask
 
 
 def top_k(score: np.ndarray, k: int) -> np.ndarray:
@@ -47,13 +47,13 @@ def test_one_round_matches_the_equations_by_hand():
 
     # eq. 16: outgoing mask built with the OLD neighbour average, K = 3 ones
     out_mask = top_k(np.abs(z_half + np.abs(z_half).mean() * np.sign(z_half) * abar0), 3)
-    sent = codec.unpack_mask(message, [6])[0].reshape(2, 3)
+    sent = bitmask.unpack_mask(message, [6])[0].reshape(2, 3)
     np.testing.assert_array_equal(sent, out_mask)
 
     # eqs. 17-19 with two neighbours' masks
     n1 = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.uint8)
     n2 = np.array([[1, 1, 0], [0, 0, 1]], dtype=np.uint8)
-    algo.merge(state, [algo.decode(codec.pack_mask([n])) for n in (n1, n2)])
+    algo.merge(state, [algo.decode(bitmask.pack_mask([n])) for n in (n1, n2)])
     abar1 = (n1 + n2) / 2
     z1 = z_half - 0.25 * grad * abar1
     np.testing.assert_allclose(state.abar[0].numpy(), abar1)

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -18,7 +17,7 @@ from raympl.cli.main import app
 from raympl.config import resolve
 from raympl.runtime import checkpoint
 from raympl.runtime.driver import read_masks, simulate
-from raympl.runtime.host import AgentHost, link_dropped
+from raympl.runtime.links import Links, link_dropped
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,11 +63,15 @@ def kill_and_resume(overrides: dict, tmp_path: Path) -> None:
     assert not (tmp_path / "killed" / checkpoint.FILENAME).exists()  # removed once the run completed
 
 
-@pytest.mark.parametrize(("algorithm", "link_drop"), [("mce-pl", 0.3), ("dis-pfl", 0.3), ("malcom-psgd", 0.0),
-                                                     ("fedavg", 0.0), ("dsgd", 0.3)])
-def test_resume_after_sigkill_mid_round_equals_an_uninterrupted_run(algorithm, link_drop, tiny_overrides, tmp_path):
+@pytest.mark.parametrize(("algorithm", "link_drop", "codec"), [
+    ("mce-pl", 0.3, "delta"), ("dis-pfl", 0.3, None), ("malcom-psgd", 0.0, None), ("fedavg", 0.0, None),
+    ("dsgd", 0.3, None)])
+def test_resume_after_sigkill_mid_round_equals_an_uninterrupted_run(algorithm, link_drop, codec, tiny_overrides,
+                                                                    tmp_path):
+    """MCE-PL with delta-coded masks: senders and receivers resume holding the same references."""
+    codec_option = {"codec": codec} if codec else {}
     kill_and_resume({**tiny_overrides, "algorithm": algorithm, "rounds": 10, "eval_every": 1, "checkpoint_every": 3,
-                     "executor": "inprocess", "link_drop": link_drop}, tmp_path)
+                     "executor": "inprocess", "link_drop": link_drop, **codec_option}, tmp_path)
     assert algorithm not in ("mce-pl", "dis-pfl") or (tmp_path / "killed" / "masks.parquet").exists()
 
 
@@ -131,10 +134,10 @@ def test_link_drop_is_seeded_reused_and_accounted(tiny_overrides, tmp_path):
     assert 0.21 < sum(draws) / len(draws) < 0.29
     assert not any(link_dropped(config, 1, i, j) for i in range(6) for j in range(6))  # first messages arrive
 
-    fake = SimpleNamespace(config=config, last_received={})
+    links = Links(config, None, server=False)
     round_dropped = next(r for r in range(2, 50) if link_dropped(config, r, 1, 0))
-    first = AgentHost._receive(fake, 1, 0, 1, {1: np.array([1, 2], np.uint8)})
-    got = AgentHost._receive(fake, round_dropped, 0, 1, {1: np.array([7, 7], np.uint8)})
+    first = links.receive(1, 0, 1, {1: {0: np.array([1, 2], np.uint8)}}, {})
+    got = links.receive(round_dropped, 0, 1, {1: {0: np.array([7, 7], np.uint8)}}, {})
     assert got[0] == (1, 1) and got[1].tolist() == [1, 2] and first[0] == (1, 1)  # the last one that got through
 
     base = {**tiny_overrides, "rounds": 6, "eval_every": 1, "executor": "inprocess"}

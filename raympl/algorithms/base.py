@@ -42,6 +42,9 @@ class Algorithm(Protocol):
     name: str
     communicates: bool
     server: bool
+    # optional: the layer sizes when messages are bit-packed masks (raympl.wire.bitmask), so the mask
+    # codecs (--codec) and the flip rate apply; absent for every other kind of message
+    mask_layers: list[int] | None
 
     def __init__(self, model: MaskedNet, config: RunConfig, device: torch.device) -> None: ...
 

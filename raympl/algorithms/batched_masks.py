@@ -58,7 +58,7 @@ class BatchedMasks:
 
     @staticmethod
     def _pack(masks: list[torch.Tensor]) -> torch.Tensor:
-        """One row of bits per agent, layers side by side: the wire format of codec.pack_mask."""
+        """One row of bits per agent, layers side by side: the wire format of wire.bitmask.pack_mask."""
         return torch.cat([bits.pack(m, start_dim=1) for m in masks], dim=1)
 
     def _store_masks(self, states: list[MaskState], masks: list[torch.Tensor]) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from raympl.algorithms import payload
 from raympl.algorithms.base import LocalData, local_steps
 from raympl.algorithms.real import Params, RealState, RealValued
 from raympl.config import RunConfig
 from raympl.models import MaskedNet
+from raympl.wire import floats
 
 
 class DePRL(RealValued):
@@ -35,7 +35,7 @@ class DePRL(RealValued):
         return self.pack([state.params[k] for k in self.representation])
 
     def decode(self, message: np.ndarray) -> Params:
-        return payload.unpack_dense(message, [self.shapes[k] for k in self.representation], self.device)
+        return floats.unpack_dense(message, [self.shapes[k] for k in self.representation], self.device)
 
     def merge(self, state: RealState, decoded: list[Params]) -> None:
         mixed = self.mix(state.context, [state.params[k] for k in self.representation], decoded)

@@ -17,7 +17,7 @@ import torch
 
 from raympl.algorithms.base import AgentContext, LocalData, agent_seed, local_steps
 from raympl.algorithms.real import Params, RealState, RealValued
-from raympl.codes import qsgd, vector_code
+from raympl.wire import qsgd, vector_code
 
 DITHER_SEED = 31
 

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 
 from raympl.algorithms.base import AgentContext, LocalData, agent_seed, layer_retention
 from raympl.config import RunConfig
-from raympl.masks import bits, codec
+from raympl.masks import bits
 from raympl.masks.ops import binary_mask, group_lasso, straight_through, zero_group_fraction
 from raympl.models import MaskedNet, init_scores
+from raympl.wire import bitmask
 
 SCORE_SEED, INIT_MASK_SEED = 1, 2
 
@@ -73,6 +74,7 @@ class MCEPL:
     def __init__(self, model: MaskedNet, config: RunConfig, device: torch.device):
         self.model, self.config, self.device = model, config, device
         self.layer_sizes = [layer.numel for layer in model.layers]
+        self.mask_layers = self.layer_sizes  # messages are bit-packed masks of these layers (wire codecs apply)
         self.initial_counts = self._initial_neighbour_masks()
 
     # ---- set-up ---------------------------------------------------------
@@ -125,11 +127,11 @@ class MCEPL:
         abar = state.abar
         self.backprop_step(state, abar, *data.batch())
         outgoing = self.current_mask(state, abar)  # m^(k-1/2), built with the old ā (eq. 16)
-        return codec.pack_mask([m.to("cpu", torch.uint8).numpy() for m in outgoing])
+        return bitmask.pack_mask([m.to("cpu", torch.uint8).numpy() for m in outgoing])
 
     # ---- phase 2 ---------------------------------------------------------
     def decode(self, message: np.ndarray) -> list[torch.Tensor]:
-        layers = codec.unpack_mask(message, self.layer_sizes)
+        layers = bitmask.unpack_mask(message, self.layer_sizes)
         return [torch.from_numpy(m).view(layer.shape).to(self.device)
                 for m, layer in zip(layers, self.model.layers, strict=True)]
 

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raympl.algorithms import payload
 from raympl.algorithms.base import AgentContext, LocalData, layer_retention
 from raympl.config import RunConfig
 from raympl.masks.ops import thres, zero_group_fraction
 from raympl.models import MaskedNet
+from raympl.wire import floats
 
 Params = list[torch.Tensor]
 
@@ -126,12 +126,12 @@ class RealValued:
 
     # ---- messages -------------------------------------------------------------
     def pack(self, params: Params, mask: Params | None = None) -> np.ndarray:
-        return payload.pack_dense(params) if mask is None else payload.pack_sparse(params, mask)
+        return floats.pack_dense(params) if mask is None else floats.pack_sparse(params, mask)
 
     def decode(self, message: np.ndarray):
         if self.sparse_messages:
-            return payload.unpack_sparse(message, self.shapes, self.device)
-        return payload.unpack_dense(message, self.shapes, self.device)
+            return floats.unpack_sparse(message, self.shapes, self.device)
+        return floats.unpack_dense(message, self.shapes, self.device)
 
     # ---- evaluation -------------------------------------------------------------
     def eval_model(self, state: RealState) -> Params:

@@ -29,13 +29,13 @@ Opt = typer.Option
 @contextmanager
 def one_line_errors():
     """Known bad input -> one red line and exit 2; Ctrl-C -> exit 130. Results on disk stay."""
-    from raympl.codes.qsgd import DivergedError
     from raympl.data.datasets import DataError
-    from raympl.masks.codec import PayloadError
     from raympl.runtime.checkpoint import CheckpointError
     from raympl.runtime.executors import HostStartError, NoCapacity
     from raympl.runtime.host import DeviceError
     from raympl.topologies import TopologyError
+    from raympl.wire import PayloadError
+    from raympl.wire.qsgd import DivergedError
 
     try:
         yield
@@ -107,6 +107,8 @@ def simulate(
                                                  "node between uses, so RAM holds one agent at a time.")] = None,
     engine: Annotated[str | None, Opt(help="per-agent, or batched: each host trains all its agents in one step "
                                            "(mce-pl, ind-mask; made for GPUs).")] = None,
+    codec: Annotated[str | None, Opt(help="Mask messages (mce-pl): raw (1 bit per weight), entropy (arithmetic-"
+                                          "coded), or delta (coded against the previous message).")] = None,
     address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,
     executor: Annotated[str | None, Opt(help="ray, or inprocess (debugging, no Ray).")] = None,
     out_dir: Annotated[str | None, Opt("--out", help="Run directory (default runs/<timestamp>).")] = None,

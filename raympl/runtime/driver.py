@@ -16,17 +16,18 @@ from datetime import datetime
 from pathlib import Path
 
 import networkx as nx
+import numpy as np
 import pyarrow.parquet as pq
 
-from raympl import algorithms, topologies
+from raympl import algorithms, models, topologies
 from raympl.config import ConfigError, RunConfig
 from raympl.data import datasets
 from raympl.data import partition as partitioning
-from raympl.masks import codec
 from raympl.metrics import Recorder, atomic_write_bytes, write_table
 from raympl.runtime import checkpoint, gpu_memory
 from raympl.runtime.executors import HostLost, InProcessExecutor, RayExecutor
-from raympl.runtime.host import SERVER, AgentData, link_dropped
+from raympl.runtime.host import SERVER, AgentData
+from raympl.runtime.links import link_dropped
 from raympl.runtime.placement import (
     Placement,
     Resources,
@@ -61,10 +62,9 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(dataset, graph, parts)
 
 
-def write_masks(masks: dict[int, object], path: Path) -> None:
-    """Final personal masks, one bit-packed row per agent (decode with raympl.masks.codec)."""
-    agents = sorted(masks)
-    write_table(codec.encode(agents, [masks[a] for a in agents]).to_pylist(), path)
+def write_masks(masks: dict[int, np.ndarray], path: Path) -> None:
+    """Final personal masks, one bit-packed row per agent (decode with raympl.wire.bitmask.unpack_mask)."""
+    write_table([{"agent": a, "mask": masks[a].tobytes()} for a in sorted(masks)], path)
 
 
 def read_masks(path: Path) -> dict[int, bytes]:
@@ -278,16 +278,15 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
     algorithm = algorithms.get(config.algorithm)
     data_weights = {a: float(len(run.prepared.partition.train[a])) for a in range(config.agents)}
     degree = dict(run.prepared.graph.degree())
+    dataset = run.prepared.dataset
+    weights = models.build(config.model, dataset.input_shape, dataset.num_classes, seed=0).num_maskable
     round_ = run.last.round + 1
     while round_ <= config.rounds:
         try:
             t0 = time.perf_counter()
-            sizes = executor.local(round_)
-            # unicast: one copy per directed link; with a server, one upload and one download per agent
-            copies = {a: 1 if algorithm.server else degree[a] for a in sizes}
-            if algorithm.server:
-                download = executor.aggregate(algorithm.aggregate, data_weights)
-                sizes = {a: nbytes + download for a, nbytes in sizes.items()}
+            sent = executor.local(round_)
+            # each sender's bytes over its links; with a server, plus one download per agent
+            download = executor.aggregate(algorithm.aggregate, data_weights) if algorithm.server else 0
             t1 = time.perf_counter()
             executor.merge(round_)
             t2 = time.perf_counter()
@@ -298,8 +297,8 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
             round_ = recover(run, round_, lost, log)
             continue
         round_bits = 0
-        for agent, nbytes in sizes.items():
-            bits = 8 * nbytes * copies[agent]
+        for agent, out in sent.items():
+            bits = 8 * (out.link_bytes + download)
             run.bits_sent[agent] += bits
             round_bits += bits
         mean_acc = run.recorder.add_evaluation(evaluation, run.bits_sent) if evaluation is not None else None
@@ -307,8 +306,13 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
         # a dropped message was still sent: its bits count; receivers reuse the last one they got
         dropped = sum(link_dropped(config, round_, i, j) + link_dropped(config, round_, j, i)
                       for i, j in run.prepared.graph.edges) if config.link_drop else 0
+        messages = sum(2 if algorithm.server else degree[a] for a in sent)
+        compared = sum(out.compared for out in sent.values())
         run.recorder.add_round({"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2,
-                                "bytes": round_bits // 8, "bits": round_bits, "dropped_messages": dropped})
+                                "bytes": round_bits // 8, "bits": round_bits,
+                                "bits_per_weight": round_bits / (messages * weights) if messages else 0.0,
+                                "flip_rate": sum(out.flips for out in sent.values()) / compared if compared else None,
+                                "dropped_messages": dropped})
         checkpointing = config.checkpoint_every and round_ % config.checkpoint_every == 0 and round_ < config.rounds
         if mean_acc is not None or checkpointing:
             run.recorder.flush()  # before a checkpoint: after a resume, rows past it are dropped

@@ -17,9 +17,10 @@ import pyarrow as pa
 
 from raympl.config import RunConfig
 from raympl.data.datasets import Dataset
-from raympl.masks import codec
 from raympl.runtime.host import SERVER, AgentData, AgentHost
+from raympl.runtime.links import Sent
 from raympl.runtime.placement import Placement
+from raympl.wire import batch as wire_batch
 
 
 def _merge_dicts(parts: list[dict]) -> dict:
@@ -56,11 +57,10 @@ Combine = Callable[[list[np.ndarray], list[float]], np.ndarray]
 
 def server_payload(batches: list[pa.RecordBatch], combine: Combine, weights: dict[int, float]) -> pa.RecordBatch:
     """The simulated server: combine every agent's upload into one message, sent as agent SERVER."""
-    uploads = {}
-    for batch in batches:
-        uploads.update(codec.rows(batch))
+    uploads = {m.agent: m.payload for batch in batches for m in wire_batch.messages(batch)}
     agents = sorted(uploads)
-    return codec.encode([SERVER], [combine([uploads[a] for a in agents], [weights[a] for a in agents])])
+    combined = combine([uploads[a] for a in agents], [weights[a] for a in agents])
+    return wire_batch.encode([wire_batch.Message(SERVER, wire_batch.SELF_CONTAINED, combined)])
 
 
 class InProcessExecutor:
@@ -71,7 +71,7 @@ class InProcessExecutor:
                       for agents in hosts]
         self.payloads: list[Any] = []
 
-    def local(self, round_: int) -> dict[int, int]:
+    def local(self, round_: int) -> dict[int, Sent]:
         results = [host.local_phase(round_) for host in self.hosts]
         self.payloads = [payload for payload, _ in results]
         return _merge_dicts([sizes for _, sizes in results])
@@ -79,7 +79,7 @@ class InProcessExecutor:
     def aggregate(self, combine: Combine, weights: dict[int, float]) -> int:
         """Run the server on this round's uploads; returns the downlink message size in bytes."""
         self.payloads = [server_payload(self.payloads, combine, weights)]
-        return self.payloads[0].column(1)[0].as_buffer().size
+        return self.payloads[0].column(2)[0].as_buffer().size
 
     def merge(self, round_: int) -> None:
         for host, route in zip(self.hosts, self.routes, strict=True):
@@ -175,7 +175,7 @@ class RayExecutor:
                 raise error.cause from None
             raise
 
-    def local(self, round_: int) -> dict[int, int]:
+    def local(self, round_: int) -> dict[int, Sent]:
         pairs = [actor.local_phase.options(num_returns=2).remote(round_) for actor in self.actors]
         self.payload_refs = [payload for payload, _ in pairs]
         return _merge_dicts(self.get([sizes for _, sizes in pairs]))
@@ -183,7 +183,7 @@ class RayExecutor:
     def aggregate(self, combine: Combine, weights: dict[int, float]) -> int:
         batch = server_payload(self.get(self.payload_refs), combine, weights)
         self.payload_refs = [self.ray.put(batch)]
-        return batch.column(1)[0].as_buffer().size
+        return batch.column(2)[0].as_buffer().size
 
     def merge(self, round_: int) -> None:
         self.get([actor.merge_phase.remote(round_, *[self.payload_refs[h] for h in route])

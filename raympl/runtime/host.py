@@ -20,10 +20,11 @@ from raympl.algorithms.base import AgentContext, agent_seed
 from raympl.algorithms.batched_masks import BatchedMasks
 from raympl.config import RunConfig
 from raympl.data.datasets import Dataset, normalize
-from raympl.masks import codec
 from raympl.runtime import allocator, checkpoint, state_store
+from raympl.runtime.links import Links, Sent
+from raympl.wire import batch, bitmask
 
-BATCH_SEED, EVAL_SEED, LINK_SEED = 11, 12, 13
+BATCH_SEED, EVAL_SEED = 11, 12
 SERVER = -1  # the sender id of the simulated server's message
 # test images per evaluation forward pass: large chunks keep a GPU busy; on a CPU, chunks of 128 keep
 # each activation within the caches and below glibc's mmap threshold (32 MB), above which every
@@ -85,15 +86,6 @@ class AgentBatches:
         return self.host._batch(self.agent)
 
 
-def link_dropped(config: RunConfig, round_: int, sender: int, receiver: int) -> bool:
-    """Whether the directed message sender -> receiver of this round is lost: an independent seeded
-    draw per (round, link), the same on every host. The first message of a link always arrives."""
-    if config.link_drop == 0 or round_ == 1:
-        return False
-    rng = np.random.default_rng([config.seed, LINK_SEED, round_, sender, receiver])
-    return bool(rng.random() < config.link_drop)
-
-
 def eval_subset(test: np.ndarray, n: int | None, seed: int, agent: int) -> np.ndarray:
     """A fixed seeded subset of n test indices (all of them when n is None or larger)."""
     if n is None or n >= len(test):
@@ -132,7 +124,7 @@ class AgentHost:
         for agent, data in self.agents.items():
             self.states[agent] = self.algorithm.init_state(data.context())
         self.batch_rng = {a: np.random.default_rng(agent_seed(self.config.seed, a, BATCH_SEED)) for a in self.agents}
-        self.last_received: dict[int, dict[int, tuple[tuple[int, int], np.ndarray]]] = {}
+        self.links = Links(self.config, getattr(self.algorithm, "mask_layers", None), self.algorithm.server)
 
     def device_name(self) -> str:
         return str(self.device)
@@ -155,15 +147,15 @@ class AgentHost:
         x = normalize(torch.from_numpy(raw).to(self.device))
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
 
-    def local_phase(self, round_: int) -> tuple[pa.RecordBatch, dict[int, int]]:
-        """Phase 1 for every hosted agent: (payload batch, bytes per sending agent)."""
+    def local_phase(self, round_: int) -> tuple[pa.RecordBatch, dict[int, Sent]]:
+        """Phase 1 for every hosted agent: (message batch, what each sending agent sent)."""
         torch.set_num_threads(self.threads)
-        senders, packed = [], []
-        for agent, message in zip(sorted(self.agents), self._local_messages(round_), strict=True):
-            if message is not None:
-                senders.append(agent)
-                packed.append(message)
-        return codec.encode(senders, packed), {a: int(p.size) for a, p in zip(senders, packed, strict=True)}
+        messages, sent = [], {}
+        for agent, raw in zip(sorted(self.agents), self._local_messages(round_), strict=True):
+            if raw is not None:
+                out, sent[agent] = self.links.send(round_, agent, self.agents[agent].neighbours, raw)
+                messages.extend(out)
+        return batch.encode(messages), sent
 
     def _local_messages(self, round_: int) -> list[np.ndarray | None]:
         agents = sorted(self.agents)
@@ -182,10 +174,12 @@ class AgentHost:
         torch.set_num_threads(self.threads)
         if not self.algorithm.communicates:
             return
-        messages: dict[int, np.ndarray] = {}
-        for batch in payloads:
-            messages.update(codec.rows(batch))
-        inboxes = {agent: [self._receive(round_, agent, j, messages) for j in self.agents[agent].neighbours]
+        variants: dict[int, dict[int, np.ndarray]] = {}  # sender -> reference round -> payload
+        for payload in payloads:
+            for message in batch.messages(payload):
+                variants.setdefault(message.agent, {})[message.reference] = message.payload
+        raw: dict[tuple[int, int], np.ndarray] = {}
+        inboxes = {agent: [self.links.receive(round_, agent, j, variants, raw) for j in self.agents[agent].neighbours]
                    for agent in sorted(self.agents)}
         if self.batched:
             self.batched.merge([self.states[a] for a in inboxes], list(inboxes.values()))
@@ -198,18 +192,6 @@ class AgentHost:
             state = self.states[agent]
             self.algorithm.merge(state, [decoded[key] for key, _ in inbox])
             self.states[agent] = state
-
-    def _receive(self, round_: int, agent: int, sender: int,
-                 messages: dict[int, np.ndarray]) -> tuple[tuple[int, int], np.ndarray]:
-        """What `agent` gets from `sender` this round: the new message, or with --link-drop, when the
-        link drops it, the last one that got through (kept as bytes, part of the agent's checkpoint)."""
-        if self.config.link_drop == 0:
-            return (sender, round_), messages[sender]
-        last = self.last_received.setdefault(agent, {})
-        if sender in last and link_dropped(self.config, round_, sender, agent):
-            return last[sender]
-        last[sender] = ((sender, round_), messages[sender].copy())
-        return last[sender]
 
     @torch.no_grad()
     def evaluate(self, round_: int, full: bool) -> list[dict]:
@@ -237,7 +219,8 @@ class AgentHost:
     def snapshot(self) -> dict[int, bytes]:
         """Every hosted agent's full state (algorithm state and minibatch generator), one blob each."""
         return {a: checkpoint.to_bytes({"state": self.states[a], "batch_rng": self.batch_rng[a],
-                                        "last_received": self.last_received.get(a, {})})
+                                        "last_received": self.links.last_received.get(a, {}),
+                                        "last_sent": self.links.last_sent.get(a)})
                 for a in sorted(self.agents)}
 
     def restore(self, blobs: dict[int, bytes] | None) -> None:
@@ -250,13 +233,16 @@ class AgentHost:
             saved = checkpoint.from_bytes(blobs[agent])
             self.states[agent] = checkpoint.to_device(saved["state"], self.device)
             self.batch_rng[agent] = saved["batch_rng"]
-            self.last_received[agent] = saved["last_received"]
+            self.links.last_received[agent] = saved["last_received"]
+            self.links.last_sent.pop(agent, None)
+            if saved.get("last_sent") is not None:
+                self.links.last_sent[agent] = saved["last_sent"]
 
     def masks(self) -> dict[int, np.ndarray]:
-        """The agents' current personal masks (if the algorithm has them), bit-packed (codec.pack_mask)."""
+        """The agents' current personal masks (if the algorithm has them), bit-packed (wire.bitmask)."""
         packed = {}
         for agent in sorted(self.agents):  # one state at a time (a disk store loads each on access)
             mask = self.algorithm.personal_mask(self.states[agent])
             if mask is not None:
-                packed[agent] = codec.pack_mask([m.to("cpu", torch.uint8).numpy() for m in mask])
+                packed[agent] = bitmask.pack_mask([m.to("cpu", torch.uint8).numpy() for m in mask])
         return packed

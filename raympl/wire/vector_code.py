@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from raympl.codes.qsgd import Quantized
-from raympl.masks.codec import PayloadError
+from raympl.wire import PayloadError
+from raympl.wire.qsgd import Quantized
 
 K_BITS = 5
 

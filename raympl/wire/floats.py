@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from raympl.masks import codec
+from raympl.wire import PayloadError, bitmask
 
 
 def pack_dense(tensors: list[torch.Tensor]) -> np.ndarray:
@@ -19,13 +19,13 @@ def pack_dense(tensors: list[torch.Tensor]) -> np.ndarray:
 def unpack_dense(message: np.ndarray, shapes: list[torch.Size], device: torch.device) -> list[torch.Tensor]:
     sizes = [int(np.prod(s)) for s in shapes]
     if message.size != 4 * sum(sizes):
-        raise codec.PayloadError(f"corrupt dense payload: {message.size} bytes, expected {4 * sum(sizes)}")
+        raise PayloadError(f"corrupt dense payload: {message.size} bytes, expected {4 * sum(sizes)}")
     flat = torch.from_numpy(np.frombuffer(message.tobytes(), dtype=np.float32).copy()).to(device)
     return [part.view(shape) for part, shape in zip(flat.split(sizes), shapes, strict=True)]
 
 
 def pack_sparse(tensors: list[torch.Tensor], masks: list[torch.Tensor]) -> np.ndarray:
-    bits = codec.pack_mask([m.to("cpu", torch.bool).numpy() for m in masks])
+    bits = bitmask.pack_mask([m.to("cpu", torch.bool).numpy() for m in masks])
     values = torch.cat([t[m.bool()] for t, m in zip(tensors, masks, strict=True)])
     return np.concatenate([bits, values.to("cpu", torch.float32).numpy().view(np.uint8)])
 
@@ -34,13 +34,13 @@ def unpack_sparse(message: np.ndarray, shapes: list[torch.Size],
                   device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """(values with zeros off the support, float 0/1 masks)."""
     sizes = [int(np.prod(s)) for s in shapes]
-    mask_bytes = sum(codec.layer_nbytes(sizes))
+    mask_bytes = sum(bitmask.layer_nbytes(sizes))
     if message.size < mask_bytes:
-        raise codec.PayloadError(f"corrupt sparse payload: {message.size} bytes, mask alone needs {mask_bytes}")
-    masks = codec.unpack_mask(message[:mask_bytes], sizes)
+        raise PayloadError(f"corrupt sparse payload: {message.size} bytes, mask alone needs {mask_bytes}")
+    masks = bitmask.unpack_mask(message[:mask_bytes], sizes)
     kept = sum(int(m.sum()) for m in masks)
     if message.size != mask_bytes + 4 * kept:
-        raise codec.PayloadError(f"corrupt sparse payload: {message.size} bytes, expected {mask_bytes + 4 * kept}")
+        raise PayloadError(f"corrupt sparse payload: {message.size} bytes, expected {mask_bytes + 4 * kept}")
     flat = np.frombuffer(message[mask_bytes:].tobytes(), dtype=np.float32)
     values, masks_out, start = [], [], 0
     for m, shape in zip(masks, shapes, strict=True):

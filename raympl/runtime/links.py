@@ -1,0 +1,123 @@
+"""What each directed link carries, and what each receiver holds: the sender side and the receiver side
+of the mask codecs (--codec raw|entropy|delta), with --link-drop.
+
+Every algorithm's message leaves the algorithm as one uint8 array ("raw": for mask algorithms the
+bit-packed mask). With `entropy` a mask message is arithmetic-coded (raympl.wire.entropy); with
+`delta` it may be coded against the sender's previous message, which only receivers that got that
+message can decode. A sender therefore sends, per round, a delta-coded message to the neighbours that
+got its previous one and a self-contained one to the others (the first round, and after a dropped
+link); the two sides agree on who holds what because link drops are seeded draws both can make. Each
+link is charged the size of what it carried.
+
+Receivers keep, per neighbour, the last message that got through (as raw bytes, in their checkpoint):
+with --link-drop it replaces a dropped one, with `delta` it is the reference of the next one.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from raympl.config import RunConfig
+from raympl.wire import PayloadError, bitmask, entropy
+from raympl.wire.batch import SELF_CONTAINED, Message
+
+Received = tuple[tuple[int, int], np.ndarray]  # ((sender, round sent), raw message)
+
+
+class Sent(NamedTuple):
+    """One sender's round: bytes over all its links, and mask entries changed since its last message."""
+
+    link_bytes: int
+    flips: int
+    compared: int
+
+
+def link_dropped(config: RunConfig, round_: int, sender: int, receiver: int) -> bool:
+    """Whether the directed message sender -> receiver of this round is lost: an independent seeded
+    draw per (round, link), the same on every host. The first message of a link always arrives."""
+    if config.link_drop == 0 or round_ == 1:
+        return False
+    rng = np.random.default_rng([config.seed, LINK_SEED, round_, sender, receiver])
+    return bool(rng.random() < config.link_drop)
+
+
+LINK_SEED = 13
+
+
+class Links:
+    """One host's side of every link of its agents."""
+
+    def __init__(self, config: RunConfig, layer_sizes: list[int] | None, server: bool):
+        self.config, self.layer_sizes, self.server = config, layer_sizes, server
+        self.codec = config.codec if layer_sizes is not None else "raw"
+        self.last_sent: dict[int, tuple[int, np.ndarray]] = {}  # agent -> (round, raw message)
+        self.last_received: dict[int, dict[int, Received]] = {}  # agent -> sender -> what it holds
+
+    # ---- sender side ------------------------------------------------------
+    def send(self, round_: int, agent: int, neighbours: list[int], raw: np.ndarray) -> tuple[list[Message], Sent]:
+        """The messages `agent` puts in this round's batch for its neighbours (or the server)."""
+        previous = self.last_sent.get(agent)
+        if self.layer_sizes is not None:
+            self.last_sent[agent] = (round_, raw)
+        flips, compared = self._flips(raw, previous)
+        if self.server or self.codec == "raw":
+            copies = 1 if self.server else len(neighbours)
+            return [Message(agent, SELF_CONTAINED, raw)], Sent(raw.size * copies, flips, compared)
+        layers = bitmask.unpack_mask(raw, self.layer_sizes)
+        holders = [j for j in neighbours if self._holds_previous(round_, agent, j, previous)]
+        messages, link_bytes = [], 0
+        if holders:
+            payload = entropy.encode(layers, bitmask.unpack_mask(previous[1], self.layer_sizes))
+            messages.append(Message(agent, previous[0], payload))
+            link_bytes += payload.size * len(holders)
+        if len(holders) < len(neighbours):
+            payload = entropy.encode(layers)
+            messages.append(Message(agent, SELF_CONTAINED, payload))
+            link_bytes += payload.size * (len(neighbours) - len(holders))
+        return messages, Sent(link_bytes, flips, compared)
+
+    def _holds_previous(self, round_: int, sender: int, receiver: int, previous: tuple[int, np.ndarray] | None
+                        ) -> bool:
+        """Whether `receiver` got the sender's previous message (the reference of a delta)."""
+        return (self.codec == "delta" and previous is not None and previous[0] == round_ - 1
+                and not link_dropped(self.config, round_ - 1, sender, receiver))
+
+    def _flips(self, raw: np.ndarray, previous: tuple[int, np.ndarray] | None) -> tuple[int, int]:
+        if self.layer_sizes is None or previous is None:
+            return 0, 0
+        changed = np.unpackbits(np.bitwise_xor(raw, previous[1])).sum()  # padding bits are 0 in both
+        return int(changed), sum(self.layer_sizes)
+
+    # ---- receiver side ----------------------------------------------------
+    def receive(self, round_: int, agent: int, sender: int, inbox: dict[int, dict[int, np.ndarray]],
+                decoded: dict[tuple[int, int], np.ndarray]) -> Received:
+        """What `agent` gets from `sender` this round as a raw message: the new one, or with --link-drop,
+        when the link drops it, the last one that got through. `decoded` caches raw messages by
+        (sender, round) for the host's other receivers."""
+        keep = self.config.link_drop > 0 or self.codec == "delta"
+        last = self.last_received.setdefault(agent, {})
+        if sender in last and link_dropped(self.config, round_, sender, agent):
+            return last[sender]
+        key = (sender, round_)
+        if key not in decoded:
+            decoded[key] = self._decode(round_, sender, inbox[sender], last.get(sender))
+        if keep:
+            last[sender] = (key, decoded[key])
+        return key, decoded[key]
+
+    def _decode(self, round_: int, sender: int, variants: dict[int, np.ndarray], held: Received | None
+                ) -> np.ndarray:
+        if self.codec == "raw":
+            return variants[SELF_CONTAINED]
+        reference = held if held is not None and held[0][1] == round_ - 1 and round_ - 1 in variants else None
+        if reference is None:
+            if SELF_CONTAINED not in variants:
+                raise PayloadError(f"agent {sender} sent round {round_} only as a delta, which this receiver "
+                                   "cannot decode")
+            layers = entropy.decode(variants[SELF_CONTAINED], self.layer_sizes)
+        else:
+            previous = bitmask.unpack_mask(reference[1], self.layer_sizes)
+            layers = entropy.decode(variants[round_ - 1], self.layer_sizes, previous)
+        return bitmask.pack_mask(layers)
