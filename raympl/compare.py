@@ -1,6 +1,7 @@
 """`raympl compare`: several methods × columns × seeds on one configuration -> the paper's tables.
 
-A method is `algorithm[:retention]` (e.g. `mce-pl:0.3`, `dis-pfl:paper-hetero`). Columns are the
+A method is `algorithm[:retention][+codec]` (e.g. `mce-pl:0.3`, `dis-pfl:paper-hetero`, `mce-pl:0.3+delta`:
+the same method with another mask codec is another row, so the bits table compares codecs). Columns are the
 classes per agent c (Tables I and II) or topologies (Table III: ring, er:0.3, ...). Every run gets
 its own directory under out/runs; a run whose summary.json exists is read, not rerun, and an
 interrupted run continues from its checkpoint, so a stopped comparison goes on where it stopped.
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raympl.config import ALGORITHMS, ConfigError, RunConfig, load_toml, resolve_shared
+from raympl.config import ALGORITHMS, CODECS, ConfigError, RunConfig, load_toml, resolve_shared
 from raympl.metrics import atomic_write_bytes, write_table
 from raympl.runtime import checkpoint
 
@@ -39,13 +40,19 @@ class Variant:
 def parse_methods(text: str) -> list[Variant]:
     methods = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
-        name, _, retention = item.partition(":")
+        method, _, codec = item.partition("+")
+        name, _, retention = method.partition(":")
         if name not in ALGORITHMS:
             raise ConfigError(f"invalid algorithm {name!r}: choose one of {', '.join(ALGORITHMS)}")
+        if codec and codec not in CODECS:
+            raise ConfigError(f"invalid codec {codec!r} in {item!r}: choose one of {', '.join(CODECS)}")
         overrides: dict[str, Any] = {"algorithm": name}
         if retention:
             overrides["retention"] = retention
-        methods.append(Variant(f"{name} ({retention})" if retention else name, overrides))
+        if codec:
+            overrides["codec"] = codec
+        details = ", ".join(d for d in (retention, codec) if d)
+        methods.append(Variant(f"{name} ({details})" if details else name, overrides))
     if not methods:
         raise ConfigError(f"invalid algorithms {text!r}: empty list")
     return methods

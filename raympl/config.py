@@ -154,6 +154,7 @@ class RunConfig:
     state_store: str = "memory"  # where agents' states live between uses: memory, or disk (runtime/state_store.py)
     engine: str = "per-agent"  # or batched: a host's agents stacked in one step (algorithms/batched_masks.py)
     codec: str = "raw"  # mask messages: raw bits, entropy-coded, or delta-coded against the last message (wire/)
+    comm_model: str = "unicast"  # one copy per directed link, or broadcast: one transmission reaches all neighbours
     address: str | None = None
     out: str | None = None
     executor: str = "ray"
@@ -188,7 +189,7 @@ class RunConfig:
                    "partition": PARTITIONS, "preset": tuple(PRESETS), "weight_init": WEIGHT_INITS,
                    "init_neighbor_masks": INIT_NEIGHBOR_MASKS, "executor": ("ray", "inprocess"),
                    "device": DEVICES, "state_store": ("memory", "disk"), "engine": ("per-agent", "batched"),
-                   "codec": CODECS,
+                   "codec": CODECS, "comm_model": ("unicast", "broadcast"),
                    "mixing": MIXINGS, **CHOICE_FIELDS}
         for name, allowed in choices.items():
             value = getattr(self, name)
@@ -321,6 +322,7 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "placement_timeout": (("executor", ("ray",)),),
     "engine": (("algorithm", ("mce-pl", "ind-mask")),),
     "codec": (("algorithm", ("mce-pl",)),),
+    "comm_model": (("algorithm", GRAPH_METHODS),),
 }
 
 

@@ -78,6 +78,10 @@ class Recorder:
             "final_mean_accuracy": means[-1][1] if means else None,
             "mean_accuracy_last5": float(np.mean([m for _, m in means[-5:]])) if means else None,
             "total_bits": int(sum(r["bits"] for r in self.rounds)),
+            "bits_per_round": float(np.mean([r["bits"] for r in self.rounds])) if self.rounds else None,
+            "busiest_agent_bits_per_round": (float(np.mean([r["busiest_agent_bits"] for r in self.rounds]))
+                                             if self.rounds else None),
+            "bits_per_weight": float(np.mean([r["bits_per_weight"] for r in self.rounds])) if self.rounds else None,
             **extra,
         }
         atomic_write_bytes(self.out / "summary.json", json.dumps(summary, indent=2).encode())

@@ -46,3 +46,19 @@ def test_codec_is_refused_where_messages_are_not_masks(tiny_overrides):
         resolve({**tiny_overrides, "algorithm": "dsgd", "codec": "delta"})
     with pytest.raises(ConfigError, match="invalid codec 'zip': choose one of raw, entropy, delta"):
         resolve({**tiny_overrides, "codec": "zip"})
+
+
+def test_broadcast_charges_one_transmission_per_agent(tiny_overrides, tmp_path):
+    """On the ring every agent has two neighbours: unicast sends two copies of what broadcast sends once."""
+    overrides = {**tiny_overrides, "rounds": 3, "eval_every": 3, "executor": "inprocess", "codec": "delta"}
+    runs = {}
+    for model in ("unicast", "broadcast"):
+        runs[model] = tmp_path / model
+        summary = simulate(resolve({**overrides, "comm_model": model, "out": str(runs[model])}))
+        assert summary["busiest_agent_bits_per_round"] > 0 and summary["bits_per_round"] > 0
+    unicast, broadcast = (rows(runs[m], "rounds.parquet") for m in ("unicast", "broadcast"))
+    assert [r["bits"] for r in unicast] == [2 * r["bits"] for r in broadcast]
+    assert [r["busiest_agent_bits"] for r in unicast] == [2 * r["busiest_agent_bits"] for r in broadcast]
+    assert [r["bits_per_weight"] for r in unicast] == [r["bits_per_weight"] for r in broadcast]
+    with pytest.raises(ConfigError, match="invalid comm-model 'broadcast': it does nothing for algorithm fedavg"):
+        resolve({**tiny_overrides, "algorithm": "fedavg", "comm_model": "broadcast"})

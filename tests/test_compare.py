@@ -47,9 +47,22 @@ def test_compare_topologies_as_columns(fashion_dir, tmp_path):
     assert [r["column"] for r in table] == ["ring", "er p=0.6"]
 
 
+def test_compare_rows_per_codec_differ_in_bits_only(fashion_dir, tmp_path):
+    result = CliRunner().invoke(app, compare_args(fashion_dir, tmp_path / "codecs", "--algorithms",
+                                                  "mce-pl:0.3,mce-pl:0.3+entropy,mce-pl:0.3+delta", "--classes", "3",
+                                                  "--seeds", "0"))
+    assert result.exit_code == 0, result.output
+    table = {r["method"]: r for r in pq.read_table(tmp_path / "codecs" / "table.parquet").to_pylist()}
+    raw, entropy, delta = (table[m] for m in ("mce-pl (0.3)", "mce-pl (0.3, entropy)", "mce-pl (0.3, delta)"))
+    assert raw["accuracy_mean"] == entropy["accuracy_mean"] == delta["accuracy_mean"]
+    assert delta["total_bits_mean"] < entropy["total_bits_mean"] < raw["total_bits_mean"]
+
+
 def test_compare_rejects_bad_input_before_running(fashion_dir, tmp_path):
     runner = CliRunner()
     for extra, message in ((["--algorithms", "sgd"], "invalid algorithm 'sgd'"),
+                           (["--algorithms", "mce-pl+zip"], "invalid codec 'zip' in 'mce-pl+zip'"),
+                           (["--algorithms", "dsgd+delta"], "invalid codec 'delta': it does nothing for"),
                            (["--algorithms", "dsgd", "--set", "prox_mu=-1"], "invalid prox-mu -1"),
                            (["--algorithms", "dsgd", "--set", "nonsense"], "invalid set 'nonsense'"),
                            (["--algorithms", "dsgd", "--seeds", "a"], "invalid seeds 'a'")):

@@ -109,6 +109,8 @@ def simulate(
                                            "(mce-pl, ind-mask; made for GPUs).")] = None,
     codec: Annotated[str | None, Opt(help="Mask messages (mce-pl): raw (1 bit per weight), entropy (arithmetic-"
                                           "coded), or delta (coded against the previous message).")] = None,
+    comm_model: Annotated[str | None, Opt(help="unicast (one copy per directed link) or broadcast (one "
+                                               "transmission reaches all neighbours): how bits are counted.")] = None,
     address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,
     executor: Annotated[str | None, Opt(help="ray, or inprocess (debugging, no Ray).")] = None,
     out_dir: Annotated[str | None, Opt("--out", help="Run directory (default runs/<timestamp>).")] = None,
@@ -260,8 +262,8 @@ def parse_settings(items: list[str] | None) -> dict[str, object]:
 
 @app.command()
 def compare(
-    algorithms: Annotated[str, Opt(help="Methods: algorithm[:retention], comma separated "
-                                        "(e.g. dsgd,mce-pl:0.3,mce-pl:0.5).")],
+    algorithms: Annotated[str, Opt(help="Methods: algorithm[:retention][+codec], comma separated "
+                                        "(e.g. dsgd,mce-pl:0.3,mce-pl:0.3+delta).")],
     seeds: Annotated[str, Opt(help="Comma list of seeds.")] = "0,1,2",
     classes: Annotated[str, Opt(help="Columns: classes per agent c (Tables I and II).")] = "3,4,5",
     topologies: Annotated[str | None, Opt(help="Columns: topologies instead of c (Table III), e.g. "

@@ -27,7 +27,7 @@ from raympl.metrics import Recorder, atomic_write_bytes, write_table
 from raympl.runtime import checkpoint, gpu_memory
 from raympl.runtime.executors import HostLost, InProcessExecutor, RayExecutor
 from raympl.runtime.host import SERVER, AgentData
-from raympl.runtime.links import link_dropped
+from raympl.runtime.links import Sent, link_dropped
 from raympl.runtime.placement import (
     Placement,
     Resources,
@@ -277,18 +277,15 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
     config, executor = run.config, run.executor
     algorithm = algorithms.get(config.algorithm)
     data_weights = {a: float(len(run.prepared.partition.train[a])) for a in range(config.agents)}
-    degree = dict(run.prepared.graph.degree())
-    dataset = run.prepared.dataset
-    weights = models.build(config.model, dataset.input_shape, dataset.num_classes, seed=0).num_maskable
+    accounting = Accounting(run)
     round_ = run.last.round + 1
     while round_ <= config.rounds:
         try:
             t0 = time.perf_counter()
             sent = executor.local(round_)
-            # each sender's bytes over its links; with a server, plus one download per agent
             download = executor.aggregate(algorithm.aggregate, data_weights) if algorithm.server else 0
             t1 = time.perf_counter()
-            executor.merge(round_)
+            decoding_s = executor.merge(round_)
             t2 = time.perf_counter()
             final = round_ == config.rounds
             evaluation = (executor.evaluate(round_, full=final and config.eval_final_full)
@@ -296,23 +293,11 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
         except HostLost as lost:
             round_ = recover(run, round_, lost, log)
             continue
-        round_bits = 0
-        for agent, out in sent.items():
-            bits = 8 * (out.link_bytes + download)
-            run.bits_sent[agent] += bits
-            round_bits += bits
+        traffic = accounting.charge(round_, sent, download, decoding_s)
         mean_acc = run.recorder.add_evaluation(evaluation, run.bits_sent) if evaluation is not None else None
         t3 = time.perf_counter()
-        # a dropped message was still sent: its bits count; receivers reuse the last one they got
-        dropped = sum(link_dropped(config, round_, i, j) + link_dropped(config, round_, j, i)
-                      for i, j in run.prepared.graph.edges) if config.link_drop else 0
-        messages = sum(2 if algorithm.server else degree[a] for a in sent)
-        compared = sum(out.compared for out in sent.values())
         run.recorder.add_round({"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2,
-                                "bytes": round_bits // 8, "bits": round_bits,
-                                "bits_per_weight": round_bits / (messages * weights) if messages else 0.0,
-                                "flip_rate": sum(out.flips for out in sent.values()) / compared if compared else None,
-                                "dropped_messages": dropped})
+                                **traffic})
         checkpointing = config.checkpoint_every and round_ % config.checkpoint_every == 0 and round_ < config.rounds
         if mean_acc is not None or checkpointing:
             run.recorder.flush()  # before a checkpoint: after a resume, rows past it are dropped
@@ -322,6 +307,40 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
             progress(round_, mean_acc)
         round_ += 1
     run.recorder.flush()
+
+
+class Accounting:
+    """Bits charged per round: unicast (each directed link carries its copy) or broadcast (one
+    transmission reaches every neighbour); with a server, each agent's upload plus one download."""
+
+    def __init__(self, run: Run):
+        self.run, self.config = run, run.config
+        self.server = algorithms.get(self.config.algorithm).server
+        self.broadcast = self.config.comm_model == "broadcast"
+        self.degree = dict(run.prepared.graph.degree())
+        dataset = run.prepared.dataset
+        self.weights = models.build(self.config.model, dataset.input_shape, dataset.num_classes, seed=0).num_maskable
+
+    def charge(self, round_: int, sent: dict[int, Sent], download: int, decoding_s: float) -> dict:
+        """Adds each sender's bits to run.bits_sent; returns the round's traffic columns."""
+        per_agent = {a: 8 * ((out.broadcast_bytes if self.broadcast else out.link_bytes) + download)
+                     for a, out in sent.items()}
+        for agent, bits in per_agent.items():
+            self.run.bits_sent[agent] += bits
+        round_bits = sum(per_agent.values())
+        # the average message: per link copy (unicast), per transmitting agent (broadcast), per upload
+        # and download (server)
+        messages = sum(2 if self.server else 1 if self.broadcast else self.degree[a] for a in sent)
+        compared = sum(out.compared for out in sent.values())
+        # a dropped message was still sent: its bits count; receivers reuse the last one they got
+        dropped = sum(link_dropped(self.config, round_, i, j) + link_dropped(self.config, round_, j, i)
+                      for i, j in self.run.prepared.graph.edges) if self.config.link_drop else 0
+        return {"bytes": round_bits // 8, "bits": round_bits,
+                "busiest_agent_bits": max(per_agent.values(), default=0),
+                "bits_per_weight": round_bits / (messages * self.weights) if messages else 0.0,
+                "flip_rate": sum(out.flips for out in sent.values()) / compared if compared else None,
+                "coding_s": sum(out.coding_s for out in sent.values()) + decoding_s,  # all hosts together
+                "dropped_messages": dropped}
 
 
 def save_checkpoint(run: Run, round_: int) -> None:

@@ -1,8 +1,8 @@
 """Two ways to run the same AgentHost code: Ray actors, or plain objects in this process.
 
-Both expose: local(round) -> {agent: message bytes}; aggregate(combine, weights) for a server
-algorithm; merge(round); evaluate(round, full) -> rows; masks(); snapshot() / restore(blobs) of all
-agents' state; recover() after a lost host; shutdown().
+Both expose: local(round) -> {agent: what it sent (links.Sent)}; aggregate(combine, weights) for a
+server algorithm; merge(round) -> seconds spent decoding; evaluate(round, full) -> rows; masks();
+snapshot() / restore(blobs) of all agents' state; recover() after a lost host; shutdown().
 The in-process executor exists for debugging: same seed, same results.
 """
 
@@ -81,10 +81,12 @@ class InProcessExecutor:
         self.payloads = [server_payload(self.payloads, combine, weights)]
         return self.payloads[0].column(2)[0].as_buffer().size
 
-    def merge(self, round_: int) -> None:
-        for host, route in zip(self.hosts, self.routes, strict=True):
-            host.merge_phase(round_, *[self.payloads[h] for h in route])
+    def merge(self, round_: int) -> float:
+        """Phase 2 on every host; returns the seconds the hosts spent decoding, summed."""
+        decoding = sum(host.merge_phase(round_, *[self.payloads[h] for h in route])
+                       for host, route in zip(self.hosts, self.routes, strict=True))
         self.payloads = []
+        return decoding
 
     def evaluate(self, round_: int, full: bool) -> list[dict]:
         return [row for host in self.hosts for row in host.evaluate(round_, full)]
@@ -185,10 +187,12 @@ class RayExecutor:
         self.payload_refs = [self.ray.put(batch)]
         return batch.column(2)[0].as_buffer().size
 
-    def merge(self, round_: int) -> None:
-        self.get([actor.merge_phase.remote(round_, *[self.payload_refs[h] for h in route])
-                      for actor, route in zip(self.actors, self.routes, strict=True)])
+    def merge(self, round_: int) -> float:
+        """Phase 2 on every host; returns the seconds the hosts spent decoding, summed."""
+        decoding = sum(self.get([actor.merge_phase.remote(round_, *[self.payload_refs[h] for h in route])
+                                 for actor, route in zip(self.actors, self.routes, strict=True)]))
         self.payload_refs = []
+        return decoding
 
     def evaluate(self, round_: int, full: bool) -> list[dict]:
         return [row for rows in self.get([a.evaluate.remote(round_, full) for a in self.actors])

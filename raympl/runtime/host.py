@@ -169,11 +169,13 @@ class AgentHost:
             self.states[agent] = state  # written back: a disk store holds copies
         return messages
 
-    def merge_phase(self, round_: int, *payloads: pa.RecordBatch) -> None:
-        """Phase 2: decode each needed sender once, then let every hosted agent merge."""
+    def merge_phase(self, round_: int, *payloads: pa.RecordBatch) -> float:
+        """Phase 2: decode each needed sender once, then let every hosted agent merge. Returns the
+        seconds spent decoding the wire format (mask codecs)."""
         torch.set_num_threads(self.threads)
         if not self.algorithm.communicates:
-            return
+            return 0.0
+        self.links.decoding_s = 0.0
         variants: dict[int, dict[int, np.ndarray]] = {}  # sender -> reference round -> payload
         for payload in payloads:
             for message in batch.messages(payload):
@@ -183,7 +185,7 @@ class AgentHost:
                    for agent in sorted(self.agents)}
         if self.batched:
             self.batched.merge([self.states[a] for a in inboxes], list(inboxes.values()))
-            return
+            return self.links.decoding_s
         decoded: dict[tuple[int, int], object] = {}  # (sender, round the message was sent) -> decoded
         for agent, inbox in inboxes.items():
             for key, message in inbox:
@@ -192,6 +194,7 @@ class AgentHost:
             state = self.states[agent]
             self.algorithm.merge(state, [decoded[key] for key, _ in inbox])
             self.states[agent] = state
+        return self.links.decoding_s
 
     @torch.no_grad()
     def evaluate(self, round_: int, full: bool) -> list[dict]:

@@ -15,6 +15,7 @@ with --link-drop it replaces a dropped one, with `delta` it is the reference of 
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -27,11 +28,14 @@ Received = tuple[tuple[int, int], np.ndarray]  # ((sender, round sent), raw mess
 
 
 class Sent(NamedTuple):
-    """One sender's round: bytes over all its links, and mask entries changed since its last message."""
+    """One sender's round: bytes over all its links (unicast), bytes of its distinct transmissions
+    (broadcast: one reaches every neighbour), and mask entries changed since its last message."""
 
     link_bytes: int
+    broadcast_bytes: int
     flips: int
     compared: int
+    coding_s: float  # encoding time
 
 
 def link_dropped(config: RunConfig, round_: int, sender: int, receiver: int) -> bool:
@@ -54,6 +58,7 @@ class Links:
         self.codec = config.codec if layer_sizes is not None else "raw"
         self.last_sent: dict[int, tuple[int, np.ndarray]] = {}  # agent -> (round, raw message)
         self.last_received: dict[int, dict[int, Received]] = {}  # agent -> sender -> what it holds
+        self.decoding_s = 0.0  # decoding time of the current merge phase
 
     # ---- sender side ------------------------------------------------------
     def send(self, round_: int, agent: int, neighbours: list[int], raw: np.ndarray) -> tuple[list[Message], Sent]:
@@ -64,7 +69,8 @@ class Links:
         flips, compared = self._flips(raw, previous)
         if self.server or self.codec == "raw":
             copies = 1 if self.server else len(neighbours)
-            return [Message(agent, SELF_CONTAINED, raw)], Sent(raw.size * copies, flips, compared)
+            return [Message(agent, SELF_CONTAINED, raw)], Sent(raw.size * copies, raw.size, flips, compared, 0.0)
+        start = time.perf_counter()
         layers = bitmask.unpack_mask(raw, self.layer_sizes)
         holders = [j for j in neighbours if self._holds_previous(round_, agent, j, previous)]
         messages, link_bytes = [], 0
@@ -76,7 +82,8 @@ class Links:
             payload = entropy.encode(layers)
             messages.append(Message(agent, SELF_CONTAINED, payload))
             link_bytes += payload.size * (len(neighbours) - len(holders))
-        return messages, Sent(link_bytes, flips, compared)
+        return messages, Sent(link_bytes, sum(m.payload.size for m in messages), flips, compared,
+                              time.perf_counter() - start)
 
     def _holds_previous(self, round_: int, sender: int, receiver: int, previous: tuple[int, np.ndarray] | None
                         ) -> bool:
@@ -102,7 +109,9 @@ class Links:
             return last[sender]
         key = (sender, round_)
         if key not in decoded:
+            start = time.perf_counter()
             decoded[key] = self._decode(round_, sender, inbox[sender], last.get(sender))
+            self.decoding_s += time.perf_counter() - start
         if keep:
             last[sender] = (key, decoded[key])
         return key, decoded[key]
