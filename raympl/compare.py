@@ -101,6 +101,7 @@ def plan_runs(base: dict[str, Any], config_file: Path | None, methods: list[Vari
 def run_row(method: Variant, column: Variant, seed: int, summary: dict, run_dir: str) -> dict:
     return {"method": method.label, "algorithm": method.overrides["algorithm"], "column": column.label,
             "seed": seed, "final_accuracy": summary["final_mean_accuracy"], "total_bits": summary["total_bits"],
+            "bits_per_weight": summary.get("bits_per_weight"),  # absent in runs from before the codecs
             "wall_time_s": summary["wall_time_s"], "rounds": summary["rounds"], "run_dir": run_dir}
 
 
@@ -144,8 +145,13 @@ def summarize(rows: list[dict]) -> list[dict]:
                       "accuracy_mean": statistics.fmean(accuracy),
                       "accuracy_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
                       "total_bits_mean": statistics.fmean(r["total_bits"] for r in group),
+                      "bits_per_weight_mean": mean_or_none([r["bits_per_weight"] for r in group]),
                       "wall_time_s_mean": statistics.fmean(r["wall_time_s"] for r in group)})
     return table
+
+
+def mean_or_none(values: list[float | None]) -> float | None:
+    return None if None in values else statistics.fmean(values)
 
 
 def markdown(table: list[dict]) -> str:
@@ -166,5 +172,7 @@ def markdown(table: list[dict]) -> str:
         block(f"Final mean test accuracy (mean ± std over {'/'.join(map(str, seeds))} seeds)",
               lambda r: f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}"),
         block("Total bits sent per run (mean over seeds)", lambda r: f"{r['total_bits_mean']:.3g}"),
+        block("Bits per weight per message (mean over rounds and seeds)",
+              lambda r: "–" if r["bits_per_weight_mean"] is None else f"{r['bits_per_weight_mean']:.4f}"),
         block("Wall time per run, s (mean over seeds)", lambda r: f"{r['wall_time_s_mean']:.0f}"),
     ]) + "\n"

@@ -19,4 +19,4 @@ for r in 0.3 0.1 0.5; do
     "$RAYMPL" compare "${COMMON[@]}" --set lr=0.1 --algorithms dis-pfl,par-weipru --out "$OUT/baselines-lr0.1"
   fi
 done
-"$PYTHON" studies/codecs_report.py "$OUT" --out docs/communication
+"$PYTHON" studies/codecs_report.py "$OUT" --figures docs

@@ -56,6 +56,8 @@ def test_compare_rows_per_codec_differ_in_bits_only(fashion_dir, tmp_path):
     raw, entropy, delta = (table[m] for m in ("mce-pl (0.3)", "mce-pl (0.3, entropy)", "mce-pl (0.3, delta)"))
     assert raw["accuracy_mean"] == entropy["accuracy_mean"] == delta["accuracy_mean"]
     assert delta["total_bits_mean"] < entropy["total_bits_mean"] < raw["total_bits_mean"]
+    assert delta["bits_per_weight_mean"] < entropy["bits_per_weight_mean"] < 0.9 < raw["bits_per_weight_mean"]
+    assert "Bits per weight per message" in (tmp_path / "codecs" / "table.md").read_text()
 
 
 def test_compare_rejects_bad_input_before_running(fashion_dir, tmp_path):

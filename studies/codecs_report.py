@@ -1,0 +1,158 @@
+"""Tables and figures of docs/communication.md from `studies/codecs.sh`'s runs.
+
+Reads every finished run (a folder with summary.json) under the study folder and prints a Markdown
+table: accuracy, bits per weight, busiest agent's bits, flip rate and the share of round time spent
+coding, per run; then, for each MCE-PL retention, whether the entropy and delta runs ended with
+exactly the raw run's masks and accuracies. Writes two figures: bits per weight against the round
+for each codec and retention, and mean accuracy against cumulative bits sent (log scale).
+Usage: python studies/codecs_report.py runs/codecs [--figures docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+CODEC_STYLE = {"raw": "-", "entropy": "--", "delta": ":"}
+
+
+class Run:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.config = tomllib.loads((folder / "config.toml").read_text())
+        self.summary = json.loads((folder / "summary.json").read_text())
+        self.rounds = pq.read_table(folder / "rounds.parquet").to_pydict()
+        self.metrics = pq.read_table(folder / "metrics.parquet", columns=["round", "agent", "accuracy"]).to_pydict()
+        self.algorithm = self.config["algorithm"]
+        self.retention = self.config["retention"][0] if len(self.config["retention"]) == 1 else "hetero"
+        self.codec = self.config.get("codec", "raw") if self.algorithm == "mce-pl" else "-"
+        self.lr = self.config["lr"]
+
+    @property
+    def label(self) -> str:
+        if self.algorithm == "mce-pl":
+            return f"MCE-PL r={self.retention} {self.codec}"
+        return f"{self.algorithm} r={self.retention} η={self.lr:g}"
+
+    def accuracy_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean accuracy over agents at each evaluated round, against the network's cumulative bits."""
+        rounds = np.array(self.metrics["round"])
+        accuracy = np.array(self.metrics["accuracy"])
+        evaluated = np.unique(rounds)
+        mean = np.array([accuracy[rounds == r].mean() for r in evaluated])
+        cumulative = np.cumsum(self.rounds["bits"])
+        return cumulative[evaluated - 1], mean
+
+    def coding_share(self) -> float:
+        compute = sum(self.rounds["local_s"]) + sum(self.rounds["merge_s"])
+        return sum(self.rounds["coding_s"]) / compute
+
+    def masks(self) -> dict[int, bytes]:
+        table = pq.read_table(self.folder / "masks.parquet").to_pydict()
+        return dict(zip(table["agent"], table["mask"], strict=True))
+
+    def final_accuracies(self) -> list[float]:
+        last = max(self.metrics["round"])
+        return [a for r, a in zip(self.metrics["round"], self.metrics["accuracy"], strict=True) if r == last]
+
+
+def find_runs(study: Path) -> list[Run]:
+    runs = [Run(summary.parent) for summary in sorted(study.rglob("summary.json"))]
+    return sorted(runs, key=lambda r: (r.algorithm != "mce-pl", r.algorithm, str(r.retention),
+                                       list(CODEC_STYLE).index(r.codec) if r.codec in CODEC_STYLE else 0))
+
+
+def table(runs: list[Run]) -> str:
+    lines = ["| run | rounds | last-5 accuracy | bits/weight (mean) | bits/weight, last 10 rounds | "
+             "total Mbit | busiest agent kbit/round | flip rate, last round | coding share |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        s, r = run.summary, run.rounds
+        flip = r["flip_rate"][-1]
+        lines.append(f"| {run.label} | {s['rounds']} | {s['mean_accuracy_last5']:.4f} | {s['bits_per_weight']:.4f} | "
+                     f"{np.mean(r['bits_per_weight'][-10:]):.4f} | {s['total_bits'] / 1e6:,.1f} | "
+                     f"{s['busiest_agent_bits_per_round'] / 1e3:,.1f} | "
+                     f"{'–' if flip is None else f'{flip:.5f}'} | {100 * run.coding_share():.2f} % |")
+    return "\n".join(lines)
+
+
+def equality(runs: list[Run]) -> str:
+    """Lossless codecs: the same seed gives the same masks and accuracies whatever the codec."""
+    lines = []
+    for retention in sorted({r.retention for r in runs if r.algorithm == "mce-pl"}, key=str):
+        by_codec = {r.codec: r for r in runs if r.algorithm == "mce-pl" and r.retention == retention}
+        if "raw" not in by_codec:
+            continue
+        raw = by_codec["raw"]
+        for codec, run in by_codec.items():
+            if codec == "raw":
+                continue
+            a, b = raw.masks(), run.masks()
+            differing = sum(int(np.unpackbits(np.bitwise_xor(np.frombuffer(a[k], np.uint8),
+                                                             np.frombuffer(b[k], np.uint8))).sum()) for k in a)
+            same_accuracy = raw.final_accuracies() == run.final_accuracies()
+            lines.append(f"- r = {retention}, raw vs {codec}: {differing} final mask bits differ; per-agent "
+                         f"final accuracies {'identical' if same_accuracy else 'DIFFERENT'}")
+    return "\n".join(lines)
+
+
+def plot_bits(runs: list[Run], path: Path) -> None:
+    masks = [r for r in runs if r.algorithm == "mce-pl"]
+    retentions = sorted({r.retention for r in masks}, key=str)
+    fig, axes = plt.subplots(1, len(retentions), figsize=(4.2 * len(retentions), 3.6), sharey=True, squeeze=False)
+    for ax, retention in zip(axes[0], retentions, strict=True):
+        for run in (r for r in masks if r.retention == retention):
+            ax.plot(run.rounds["round"], run.rounds["bits_per_weight"], CODEC_STYLE[run.codec], label=run.codec)
+        ax.set_yscale("log")
+        ax.set_title(f"MCE-PL, r = {retention}")
+        ax.set_xlabel("round")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("bits per weight per message")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_accuracy(runs: list[Run], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run in runs:
+        bits, accuracy = run.accuracy_curve()
+        style = CODEC_STYLE.get(run.codec, "-.")
+        ax.plot(bits, accuracy, style, marker="." if run.algorithm == "mce-pl" else None, label=run.label)
+    ax.set_xscale("log")
+    ax.set_xlabel("bits sent by all agents (cumulative)")
+    ax.set_ylabel("mean test accuracy")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", type=Path)
+    parser.add_argument("--figures", type=Path, default=None, help="folder for the two PNG figures")
+    args = parser.parse_args()
+    runs = find_runs(args.study)
+    if not runs:
+        raise SystemExit(f"codecs_report: no finished run (summary.json) under {args.study}")
+    print(table(runs), "", equality(runs), sep="\n")
+    if args.figures:
+        args.figures.mkdir(parents=True, exist_ok=True)
+        plot_bits(runs, args.figures / "codecs-bits-per-weight.png")
+        plot_accuracy(runs, args.figures / "codecs-accuracy-vs-bits.png")
+
+
+if __name__ == "__main__":
+    main()
