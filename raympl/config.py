@@ -153,7 +153,7 @@ class RunConfig:
     placement_timeout: float = 600.0  # seconds to wait for every host actor to be placed
     state_store: str = "memory"  # where agents' states live between uses: memory, or disk (runtime/state_store.py)
     engine: str = "per-agent"  # or batched: a host's agents stacked in one step (algorithms/batched_masks.py)
-    codec: str = "raw"  # mask messages: raw bits, entropy-coded, or delta-coded against the last message (wire/)
+    codec: str = "raw"  # masks: raw bits, entropy-coded, or delta-coded against the last message (wire/)
     comm_model: str = "unicast"  # one copy per directed link, or broadcast: one transmission reaches all neighbours
     address: str | None = None
     out: str | None = None
@@ -255,6 +255,9 @@ class RunConfig:
         if self.link_drop > 0 and self.algorithm in ("fedavg", "malcom-psgd"):
             raise bad("link-drop", self.link_drop, f"{self.algorithm} needs reliable delivery (a server round, or "
                       "public copies every receiver must update identically)")
+        if self.codec == "delta" and self.algorithm in SPARSE_SENDERS:
+            raise bad("codec", self.codec, f"{self.algorithm} sends new float values every round, so only mce-pl's "
+                      "masks are delta-coded; use entropy to code its support mask")
         if self.local_steps < 1:
             raise bad("local-steps", self.local_steps, "must be >= 1")
         if self.local_epochs is not None and self.local_epochs <= 0:
@@ -293,6 +296,8 @@ REAL_METHODS = tuple(a for a in ALGORITHMS if a not in MASK_METHODS)
 # methods whose agents exchange messages with graph neighbours (fedavg talks to a server only)
 GRAPH_METHODS = tuple(a for a in ALGORITHMS if a not in ("ind-mask", "ind-weipru", "fedavg"))
 WEIPRU = ("ind-weipru", "avr-weipru", "par-weipru")
+# methods that send a sparse model (support mask + kept values): --codec entropy codes the support
+SPARSE_SENDERS = ("lottery-dsgd", "dis-pfl", "avr-weipru", "par-weipru")
 Condition = tuple[str, tuple[Any, ...]]
 APPLIES: dict[str, tuple[Condition, ...]] = {
     "retention": (("algorithm", MASK_METHODS + PRUNING_METHODS + ("dis-pfl",)),),
@@ -321,7 +326,7 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "address": (("executor", ("ray",)),),
     "placement_timeout": (("executor", ("ray",)),),
     "engine": (("algorithm", ("mce-pl", "ind-mask")),),
-    "codec": (("algorithm", ("mce-pl",)),),
+    "codec": (("algorithm", ("mce-pl",) + SPARSE_SENDERS),),
     "comm_model": (("algorithm", GRAPH_METHODS),),
 }
 

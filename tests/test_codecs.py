@@ -62,3 +62,16 @@ def test_broadcast_charges_one_transmission_per_agent(tiny_overrides, tmp_path):
     assert [r["bits_per_weight"] for r in unicast] == [r["bits_per_weight"] for r in broadcast]
     with pytest.raises(ConfigError, match="invalid comm-model 'broadcast': it does nothing for algorithm fedavg"):
         resolve({**tiny_overrides, "algorithm": "fedavg", "comm_model": "broadcast"})
+
+
+@pytest.mark.parametrize("algorithm", ["dis-pfl", "lottery-dsgd"])
+def test_entropy_coded_support_of_sparse_models(tiny_overrides, tmp_path, algorithm):
+    """Sparse senders send a support mask and the kept values: entropy coding shrinks the mask part only."""
+    overrides = {**tiny_overrides, "algorithm": algorithm, "rounds": 3, "eval_every": 3, "executor": "inprocess"}
+    runs = {codec: run(overrides, tmp_path, codec) for codec in ("raw", "entropy")}
+    metrics = {c: [(r["agent"], r["accuracy"], r["loss"]) for r in rows(d, "metrics.parquet")] for c, d in runs.items()}
+    assert metrics["raw"] == metrics["entropy"]
+    bits = {c: sum(r["bits"] for r in rows(d, "rounds.parquet")) for c, d in runs.items()}
+    assert 0.8 * bits["raw"] < bits["entropy"] < bits["raw"]  # the 32-bit values dominate
+    with pytest.raises(ConfigError, match="invalid codec 'delta': dis-pfl sends new float values every round"):
+        resolve({**tiny_overrides, "algorithm": "dis-pfl", "codec": "delta"})

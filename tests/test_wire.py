@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raympl.wire import PayloadError, bitmask, entropy
+from raympl.wire import PayloadError, bitmask, entropy, floats
 from raympl.wire.batch import SELF_CONTAINED, Message, encode, messages
 
 LAYER_SIZES = st.lists(st.integers(1, 300), min_size=1, max_size=5)  # includes 1 and non-multiples of 8
@@ -91,3 +92,25 @@ def test_corrupt_entropy_payloads_are_errors():
     delta = entropy.encode(layers, previous=layers)
     with pytest.raises(PayloadError, match="without a reference"):
         entropy.decode(delta, [10, 20])
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=LAYER_SIZES, density=DENSITY, entropy_coded=st.booleans(), seed=st.integers(0, 2**16))
+def test_sparse_models_round_trip_with_either_support_coding(sizes, density, entropy_coded, seed):
+    rng = np.random.default_rng(seed)
+    shapes = [torch.Size([n]) for n in sizes]
+    masks = [torch.from_numpy(m.astype(np.float32)) for m in random_layers(rng, sizes, density)]
+    values = [torch.from_numpy(rng.standard_normal(n).astype(np.float32)) * m
+              for n, m in zip(sizes, masks, strict=True)]
+    message = floats.pack_sparse(values, masks, entropy_coded=entropy_coded)
+    back, back_masks = floats.unpack_sparse(message, shapes, torch.device("cpu"), entropy_coded=entropy_coded)
+    assert all(torch.equal(a, b) for a, b in zip(values + masks, back + back_masks, strict=True))
+    kept = int(sum(m.sum() for m in masks))
+    support_bits = 8 * (message.size - 4 * kept)
+    if entropy_coded:
+        ideal = sum(entropy.coded_bits(n, int(m.sum())) for n, m in zip(sizes, masks, strict=True))
+        assert support_bits <= ideal + 40 * len(sizes) + 64  # headers and the stream's last word
+    else:
+        assert support_bits == 8 * sum(bitmask.layer_nbytes(sizes))
+    with pytest.raises(PayloadError, match="corrupt"):
+        floats.unpack_sparse(message[:-1], shapes, torch.device("cpu"), entropy_coded=entropy_coded)

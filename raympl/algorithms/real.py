@@ -126,11 +126,13 @@ class RealValued:
 
     # ---- messages -------------------------------------------------------------
     def pack(self, params: Params, mask: Params | None = None) -> np.ndarray:
-        return floats.pack_dense(params) if mask is None else floats.pack_sparse(params, mask)
+        if mask is None:
+            return floats.pack_dense(params)
+        return floats.pack_sparse(params, mask, entropy_coded=self.config.codec == "entropy")
 
     def decode(self, message: np.ndarray):
         if self.sparse_messages:
-            return floats.unpack_sparse(message, self.shapes, self.device)
+            return floats.unpack_sparse(message, self.shapes, self.device, entropy_coded=self.config.codec == "entropy")
         return floats.unpack_dense(message, self.shapes, self.device)
 
     # ---- evaluation -------------------------------------------------------------
