@@ -52,9 +52,8 @@ def test_empty_batch_is_valid():
 @settings(max_examples=80, deadline=None)
 @given(sizes=LAYER_SIZES, density=DENSITY, seed=st.integers(0, 2**16))
 def test_entropy_coded_masks_round_trip_bit_exactly(sizes, density, seed):
-    layers = random_layers(np.random.default_rng(seed), sizes, density)
-    back = entropy.decode(entropy.encode(layers), sizes)
-    assert [b.tolist() for b in back] == [m.tolist() for m in layers]
+    raw = bitmask.pack_mask(random_layers(np.random.default_rng(seed), sizes, density))
+    np.testing.assert_array_equal(entropy.decode(entropy.encode(raw, sizes), sizes), raw)
 
 
 @settings(max_examples=40, deadline=None)
@@ -64,32 +63,37 @@ def test_delta_coded_masks_round_trip_over_many_rounds(sizes, density, flip, rou
     """A chain of messages, each coded against the one before it, as a receiver decodes them."""
     rng = np.random.default_rng(seed)
     sent = random_layers(rng, sizes, density)
-    held = entropy.decode(entropy.encode(sent), sizes)
+    held = entropy.decode(entropy.encode(bitmask.pack_mask(sent), sizes), sizes)
     for _ in range(rounds):
         sent = [m ^ (rng.random(m.size) < flip).astype(np.uint8) for m in sent]
-        held = entropy.decode(entropy.encode(sent, previous=held), sizes, previous=held)
-        assert [h.tolist() for h in held] == [m.tolist() for m in sent]
+        raw = bitmask.pack_mask(sent)
+        held = entropy.decode(entropy.encode(raw, sizes, previous=held), sizes, previous=held)
+        np.testing.assert_array_equal(held, raw)
 
 
 def test_entropy_coding_costs_about_n_times_the_binary_entropy():
     rng = np.random.default_rng(0)
     n = 200_000
     mask = (rng.random(n) < 0.3).astype(np.uint8)
-    bits = 8 * entropy.encode([mask]).size
+    bits = 8 * entropy.encode(bitmask.pack_mask([mask]), [n]).size
     assert abs(bits - entropy.coded_bits(n, int(mask.sum()))) < 0.002 * n  # ~0.881 bits per weight
     changed = mask ^ (rng.random(n) < 0.002).astype(np.uint8)
-    delta_bits = 8 * entropy.encode([changed], previous=[mask]).size
+    delta_bits = 8 * entropy.encode(bitmask.pack_mask([changed]), [n], previous=bitmask.pack_mask([mask])).size
     assert delta_bits < 0.03 * n  # H(0.002) = 0.021 bits per weight, plus header and stream end
 
 
 def test_corrupt_entropy_payloads_are_errors():
-    layers = [np.ones(10, np.uint8), (np.arange(20) % 3 == 0).astype(np.uint8)]
-    payload = entropy.encode(layers)
+    layers = bitmask.pack_mask([np.ones(10, np.uint8), (np.arange(20) % 3 == 0).astype(np.uint8)])
+    payload = entropy.encode(layers, [10, 20])
     with pytest.raises(PayloadError, match="corrupt entropy-coded mask"):
         entropy.decode(payload[:-1], [10, 20])
     with pytest.raises(PayloadError, match=r"count 10\) for a layer of 9"):
         entropy.decode(payload, [9, 20])
-    delta = entropy.encode(layers, previous=layers)
+    garbled = payload.copy()
+    garbled[-3] ^= 0x5A  # inside the ANS stream: the layer no longer decodes to its count of ones
+    with pytest.raises(PayloadError, match="corrupt entropy-coded mask"):
+        entropy.decode(garbled, [10, 20])
+    delta = entropy.encode(layers, [10, 20], previous=layers)
     with pytest.raises(PayloadError, match="without a reference"):
         entropy.decode(delta, [10, 20])
 

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from raympl.config import RunConfig
-from raympl.wire import PayloadError, bitmask, entropy
+from raympl.wire import PayloadError, entropy
 from raympl.wire.batch import SELF_CONTAINED, Message
 
 Received = tuple[tuple[int, int], np.ndarray]  # ((sender, round sent), raw message)
@@ -71,15 +71,14 @@ class Links:
             copies = 1 if self.server else len(neighbours)
             return [Message(agent, SELF_CONTAINED, raw)], Sent(raw.size * copies, raw.size, flips, compared, 0.0)
         start = time.perf_counter()
-        layers = bitmask.unpack_mask(raw, self.layer_sizes)
         holders = [j for j in neighbours if self._holds_previous(round_, agent, j, previous)]
         messages, link_bytes = [], 0
         if holders:
-            payload = entropy.encode(layers, bitmask.unpack_mask(previous[1], self.layer_sizes))
+            payload = entropy.encode(raw, self.layer_sizes, previous[1])
             messages.append(Message(agent, previous[0], payload))
             link_bytes += payload.size * len(holders)
         if len(holders) < len(neighbours):
-            payload = entropy.encode(layers)
+            payload = entropy.encode(raw, self.layer_sizes)
             messages.append(Message(agent, SELF_CONTAINED, payload))
             link_bytes += payload.size * (len(neighbours) - len(holders))
         return messages, Sent(link_bytes, sum(m.payload.size for m in messages), flips, compared,
@@ -125,8 +124,5 @@ class Links:
             if SELF_CONTAINED not in variants:
                 raise PayloadError(f"agent {sender} sent round {round_} only as a delta, which this receiver "
                                    "cannot decode")
-            layers = entropy.decode(variants[SELF_CONTAINED], self.layer_sizes)
-        else:
-            previous = bitmask.unpack_mask(reference[1], self.layer_sizes)
-            layers = entropy.decode(variants[round_ - 1], self.layer_sizes, previous)
-        return bitmask.pack_mask(layers)
+            return entropy.decode(variants[SELF_CONTAINED], self.layer_sizes)
+        return entropy.decode(variants[round_ - 1], self.layer_sizes, reference[1])

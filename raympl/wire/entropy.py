@@ -9,15 +9,22 @@ Payload: per layer a 5-byte header (mode: FULL or DELTA, uint8; count of ones or
 little-endian), then one ANS stream of 32-bit words holding every coded layer. A layer whose count is 0
 or n needs no stream at all. Per layer the encoder picks the mode whose estimated length n·H(count/n)
 is shorter; the receiver learns it from the header.
+
+The coder takes a layer 8 entries at a time: a byte with k ones is one symbol of probability
+q^k (1 − q)^(8 − k), q = count/n. That is the same i.i.d. Bernoulli(q) model, so the same n·H(q) bits,
+in an eighth of the coder steps (3.7× faster encoding, 2× faster decoding than one binary symbol
+per entry, measured). The model is built with plain float multiplications, which IEEE 754 rounds the
+same way everywhere, so a sender and a receiver on different machines build the same model.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from raympl.wire import PayloadError
+from raympl.wire import PayloadError, bitmask
 
 HEADER = np.dtype([("mode", "u1"), ("count", "<u4")])
 FULL, DELTA = 0, 1
@@ -39,54 +46,79 @@ def _stream():
     return constriction.stream
 
 
+POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(1)
+
+
+@functools.lru_cache(maxsize=4096)  # at a fixed retention every full layer has the same count
 def _model(n: int, count: int):
-    return _stream().model.Bernoulli(count / n, perfect=False)
+    """Categorical model of a byte of 8 Bernoulli(count/n) entries (constriction normalizes it)."""
+    q = count / n
+    ones, zeros = [1.0], [1.0]
+    for _ in range(8):
+        ones.append(ones[-1] * q)
+        zeros.append(zeros[-1] * (1.0 - q))
+    probabilities = np.array([ones[k] * zeros[8 - k] for k in POPCOUNT.tolist()])
+    return _stream().model.Categorical(probabilities, perfect=False)
 
 
-def encode(layers: list[np.ndarray], previous: list[np.ndarray] | None = None) -> np.ndarray:
-    """0/1 uint8 layers -> payload; with `previous` (the layers the receiver holds) a layer may be
-    coded as its flips against them."""
+def _layers(raw: np.ndarray, layer_sizes: list[int]) -> list[np.ndarray]:
+    """Views of each layer's bytes in a bit-packed mask (wire/bitmask.py layout)."""
+    nbytes = bitmask.layer_nbytes(layer_sizes)
+    if raw.size != sum(nbytes):
+        raise PayloadError(f"corrupt mask payload: {raw.size} bytes, expected {sum(nbytes)}")
+    bounds = np.cumsum([0, *nbytes])
+    return [raw[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def encode(raw: np.ndarray, layer_sizes: list[int], previous: np.ndarray | None = None) -> np.ndarray:
+    """A bit-packed mask -> payload; with `previous` (the bit-packed mask the receiver holds) a layer may
+    be coded as its flips against it. Works on the packed bytes throughout: no per-entry arrays."""
+    layers = _layers(raw, layer_sizes)
+    held = _layers(previous, layer_sizes) if previous is not None else None
     header = np.zeros(len(layers), dtype=HEADER)
     symbols = []
-    for k, layer in enumerate(layers):
-        layer = layer.astype(np.uint8, copy=False)
-        chosen, mode = layer, FULL
-        if previous is not None:
-            flips = layer ^ previous[k]
-            if coded_bits(layer.size, int(flips.sum())) < coded_bits(layer.size, int(layer.sum())):
-                chosen, mode = flips, DELTA
-        header[k] = (mode, int(chosen.sum()))
+    for k, (layer, n) in enumerate(zip(layers, layer_sizes, strict=True)):
+        chosen, mode, count = layer, FULL, int(POPCOUNT[layer].sum())  # padding bits are 0
+        if held is not None:
+            flips = layer ^ held[k]
+            changed = int(POPCOUNT[flips].sum())
+            if coded_bits(n, changed) < coded_bits(n, count):
+                chosen, mode, count = flips, DELTA, changed
+        header[k] = (mode, count)
         symbols.append(chosen)
     coder = _stream().stack.AnsCoder()
     for k in reversed(range(len(layers))):  # a stack: the last layer first, so the first decodes first
-        n, count = symbols[k].size, int(header[k]["count"])
+        n, count = layer_sizes[k], int(header[k]["count"])
         if 0 < count < n:
             coder.encode_reverse(symbols[k].astype(np.int32), _model(n, count))
     words = coder.get_compressed().astype("<u4")
     return np.concatenate([header.view(np.uint8), words.view(np.uint8)])
 
 
-def decode(payload: np.ndarray, layer_sizes: list[int], previous: list[np.ndarray] | None = None
-           ) -> list[np.ndarray]:
-    """Inverse of encode: 0/1 uint8 layers. `previous` must be what the encoder was given."""
+def decode(payload: np.ndarray, layer_sizes: list[int], previous: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of encode: the bit-packed mask. `previous` must be what the encoder was given."""
     head = len(layer_sizes) * HEADER.itemsize
     if payload.size < head or (payload.size - head) % 4:
         raise PayloadError(f"corrupt entropy-coded mask: {payload.size} bytes for {len(layer_sizes)} layers")
     header = payload[:head].view(HEADER)
     coder = _stream().stack.AnsCoder(np.ascontiguousarray(payload[head:]).view("<u4").astype(np.uint32))
+    held = _layers(previous, layer_sizes) if previous is not None else None
     layers = []
-    for (mode, count), n in zip(header.tolist(), layer_sizes, strict=True):
+    for k, ((mode, count), n) in enumerate(zip(header.tolist(), layer_sizes, strict=True)):
         if count > n or mode not in (FULL, DELTA):
             raise PayloadError(f"corrupt entropy-coded mask: header (mode {mode}, count {count}) for a layer of {n}")
         if count in (0, n):
-            symbols = np.full(n, 1 if count else 0, dtype=np.uint8)
+            layer = np.packbits(np.full(n, count == n))
         else:
-            symbols = coder.decode(_model(n, count), n).astype(np.uint8)
+            layer = coder.decode(_model(n, count), (n + 7) // 8).astype(np.uint8)
+            padding = layer[-1] & ((1 << (-n % 8)) - 1)
+            if padding or int(POPCOUNT[layer].sum()) != count:
+                raise PayloadError(f"corrupt entropy-coded mask: a layer of {n} decodes to other than {count} ones")
         if mode == DELTA:
-            if previous is None:
+            if held is None:
                 raise PayloadError("corrupt entropy-coded mask: a delta-coded layer without a reference")
-            symbols ^= previous[len(layers)]
-        layers.append(symbols)
+            layer = layer ^ held[k]
+        layers.append(layer)
     if not coder.is_empty():
         raise PayloadError("corrupt entropy-coded mask: data left after the last layer")
-    return layers
+    return np.concatenate(layers) if layers else np.zeros(0, np.uint8)

@@ -27,11 +27,9 @@ def unpack_dense(message: np.ndarray, shapes: list[torch.Size], device: torch.de
 
 
 def pack_sparse(tensors: list[torch.Tensor], masks: list[torch.Tensor], entropy_coded: bool = False) -> np.ndarray:
-    support = [m.to("cpu", torch.bool).numpy() for m in masks]
+    bits = bitmask.pack_mask([m.to("cpu", torch.bool).numpy() for m in masks])
     if entropy_coded:
-        bits = entropy.encode([m.reshape(-1).view(np.uint8) for m in support])
-    else:
-        bits = bitmask.pack_mask(support)
+        bits = entropy.encode(bits, [m.numel() for m in masks])
     values = torch.cat([t[m.bool()] for t, m in zip(tensors, masks, strict=True)])
     return np.concatenate([bits, values.to("cpu", torch.float32).numpy().view(np.uint8)])
 
@@ -66,7 +64,7 @@ def unpack_support(message: np.ndarray, sizes: list[int], entropy_coded: bool) -
         mask_bytes = message.size - 4 * kept
         if mask_bytes < head:
             raise PayloadError(f"corrupt sparse payload: {message.size} bytes for {kept} kept values")
-        return entropy.decode(message[:mask_bytes], sizes), mask_bytes
+        return bitmask.unpack_mask(entropy.decode(message[:mask_bytes], sizes), sizes), mask_bytes
     mask_bytes = sum(bitmask.layer_nbytes(sizes))
     if message.size < mask_bytes:
         raise PayloadError(f"corrupt sparse payload: {message.size} bytes, mask alone needs {mask_bytes}")
