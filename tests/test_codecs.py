@@ -21,13 +21,17 @@ def run(overrides: dict, tmp_path: Path, codec: str) -> Path:
     return out
 
 
-@pytest.mark.parametrize("link_drop", [0.0, 0.3])
-def test_codecs_change_the_bits_and_nothing_else(tiny_overrides, tmp_path, link_drop):
-    overrides = {**tiny_overrides, "rounds": 8, "eval_every": 2, "executor": "inprocess", "link_drop": link_drop}
+# Fil (fil_threshold > 0) zeroes whole filters, so the ones count of a layer varies by agent and round
+@pytest.mark.parametrize(("link_drop", "fil_threshold"), [(0.0, 0), (0.3, 0), (0.0, 2)])
+def test_codecs_change_the_bits_and_nothing_else(tiny_overrides, tmp_path, link_drop, fil_threshold):
+    overrides = {**tiny_overrides, "rounds": 8, "eval_every": 2, "executor": "inprocess", "link_drop": link_drop,
+                 "fil_threshold": fil_threshold}
     runs = {codec: run(overrides, tmp_path, codec) for codec in ("raw", "entropy", "delta")}
     metrics = {c: [(r["round"], r["agent"], r["accuracy"], r["loss"], r["density"]) for r in rows(d, "metrics.parquet")]
                for c, d in runs.items()}
     assert metrics["raw"] == metrics["entropy"] == metrics["delta"]
+    # without Fil every agent's layers hold exactly their K ones; with it, filters go and counts vary
+    assert (len({m[4] for m in metrics["raw"]}) > 1) == bool(fil_threshold)
     assert read_masks(runs["raw"] / "masks.parquet") == read_masks(runs["delta"] / "masks.parquet")
 
     bits = {c: [r["bits"] for r in rows(d, "rounds.parquet")] for c, d in runs.items()}
