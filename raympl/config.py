@@ -360,6 +360,17 @@ def parse_retention(value: str | float | list) -> list[float]:
         raise ConfigError(f"invalid retention {value!r}: expected numbers like 0.3 or 0.3,0.5,...") from None
 
 
+def int_list(value: str | list[int] | tuple[int, ...], name: str) -> list[int]:
+    """A comma string ("0,1,2") or a sequence of integers."""
+    try:
+        items = [int(v) for v in (value.split(",") if isinstance(value, str) else value) if str(v).strip()]
+    except ValueError:
+        raise ConfigError(f"invalid {name} {value!r}: expected integers like 20,50,100") from None
+    if not items:
+        raise ConfigError(f"invalid {name} {value!r}: empty list")
+    return items
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:

@@ -194,16 +194,6 @@ study_app = typer.Typer(no_args_is_help=True, help="Studies that run many simula
 app.add_typer(study_app, name="study")
 
 
-def int_list(value: str, name: str) -> list[int]:
-    try:
-        items = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise cfg.ConfigError(f"invalid {name} {value!r}: expected integers like 20,50,100") from None
-    if not items:
-        raise cfg.ConfigError(f"invalid {name} {value!r}: empty list")
-    return items
-
-
 @study_app.command("scaling")
 def study_scaling(
     agents: Annotated[str, Opt(help="Comma list of agent counts.")] = "20,50,100,200,500",
@@ -226,7 +216,7 @@ def study_scaling(
 ) -> None:
     """Time per round and bytes per round over agent counts and topologies -> scaling.parquet/.png."""
     with one_line_errors():
-        counts = int_list(agents, "agents")
+        counts = cfg.int_list(agents, "agents")
         names = [t for t in topology.split(",") if t.strip()]
         overrides = {"agents": min(counts), "topology": names[0], "degree": degree if p is None else None, "p": p,
                      "rounds": rounds, "model": model, "dataset": dataset, "data_dir": data_dir,
@@ -289,21 +279,13 @@ def compare(
 ) -> None:
     """Several methods x columns x seeds -> table.md and table.parquet (mean ± std, total bits)."""
     with one_line_errors():
-        from raympl import compare as comparing
+        from raympl import comparison as comparing
 
-        methods = comparing.parse_methods(algorithms)
-        class_values = int_list(classes, "classes")
-        if topologies:
-            columns = comparing.parse_topologies(topologies)
-            base_classes = {"classes_per_agent": class_values[0]}
-        else:
-            columns, base_classes = comparing.class_columns(class_values), {}
-        base = {"model": model, "rounds": rounds, "agents": agents, "topology": topology, "p": p,
-                "retention": retention, "preset": preset, "batch_size": batch_size, "eval_every": eval_every,
-                "eval_samples": eval_samples, "dataset": dataset, "data_dir": data_dir, "executor": executor,
-                "address": address, **base_classes, **parse_settings(set_)}
-        runs = comparing.plan_runs({k: v for k, v in base.items() if v is not None}, config, methods, columns,
-                                   int_list(seeds, "seeds"), out_dir)
+        settings = {"model": model, "rounds": rounds, "agents": agents, "topology": topology, "p": p,
+                    "retention": retention, "preset": preset, "batch_size": batch_size, "eval_every": eval_every,
+                    "eval_samples": eval_samples, "dataset": dataset, "data_dir": data_dir, "executor": executor,
+                    "address": address, **parse_settings(set_)}
+        runs = comparing.plan(algorithms, seeds, classes, topologies, settings, config, out_dir)
         out.print(f"raympl compare: {len(runs)} runs -> {out_dir}", highlight=False)
         table = comparing.compare(runs, out_dir, log=lambda line: out.print(line, highlight=False))
         out.print(comparing.markdown(table), highlight=False)
@@ -348,7 +330,7 @@ def bench(
         for name in engine_names or ("",):
             if name not in ("per-agent", "batched"):
                 raise cfg.ConfigError(f"invalid engines {name!r}: choose from per-agent, batched")
-        counts = int_list(agents, "agents")
+        counts = cfg.int_list(agents, "agents")
         if min(counts) < 2:
             raise cfg.ConfigError(f"invalid agents {min(counts)}: need at least 2 agents")
         from raympl.bench import bench as run_bench

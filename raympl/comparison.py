@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raympl.config import ALGORITHMS, CODECS, ConfigError, RunConfig, load_toml, resolve_shared
+from raympl.config import ALGORITHMS, CODECS, ConfigError, RunConfig, int_list, load_toml, resolve_shared
 from raympl.metrics import atomic_write_bytes, write_table
 from raympl.runtime import checkpoint
 
@@ -75,6 +75,23 @@ def parse_topologies(text: str) -> list[Variant]:
 
 def class_columns(classes: list[int]) -> list[Variant]:
     return [Variant(f"c={c}", {"classes_per_agent": c}) for c in classes]
+
+
+PlannedRun = tuple[Variant, Variant, int, RunConfig]  # method, column, seed, configuration
+
+
+def plan(algorithms: str, seeds: str | list[int], classes: str | list[int], topologies: str | None,
+         settings: dict[str, Any], config_file: Path | None, out: Path) -> list[PlannedRun]:
+    """Methods × columns (classes per agent, or topologies at the first classes value) × seeds, validated."""
+    methods = parse_methods(algorithms)
+    class_values = int_list(classes, "classes")
+    if topologies:
+        columns = parse_topologies(topologies)
+        settings = {"classes_per_agent": class_values[0], **settings}
+    else:
+        columns = class_columns(class_values)
+    return plan_runs({k: v for k, v in settings.items() if v is not None}, config_file, methods, columns,
+                     int_list(seeds, "seeds"), out)
 
 
 def plan_runs(base: dict[str, Any], config_file: Path | None, methods: list[Variant], columns: list[Variant],

@@ -1,0 +1,124 @@
+"""The Python API, for notebooks and scripts: the CLI's options as keyword arguments, results as pandas.
+
+    import raympl
+    run = raympl.simulate(algorithm="mce-pl", agents=20, rounds=50, out="runs/mce")
+    run.summary["final_mean_accuracy"], run.metrics, run.rounds
+    again = raympl.load("runs/mce")
+    table = raympl.compare("mce-pl:0.3,ind-mask:0.3", seeds=[0, 1], classes=[4], rounds=50)
+
+Keyword arguments are the keys of a TOML config (the CLI's options with underscores); `config` names
+a TOML file whose keys the arguments override. Bad input raises raympl.config.ConfigError with the
+same one-line message the CLI prints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.parquet as pq
+
+from raympl.config import ConfigError, load_toml, resolve
+
+if TYPE_CHECKING:
+    import pandas
+
+
+class Run:
+    """A finished (or stopped) run's directory: its configuration, summary and per-round tables."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        if not (self.directory / "config.toml").is_file():
+            raise ConfigError(f"invalid run directory {str(directory)!r}: no config.toml there")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration the run used (its config.toml)."""
+        return load_toml(self.directory / "config.toml")
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json; empty while the run has not finished."""
+        path = self.directory / "summary.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @property
+    def metrics(self) -> pandas.DataFrame:
+        """One row per evaluated (round, agent): accuracy, loss, density, bits sent so far, ..."""
+        return self._table("metrics.parquet")
+
+    @property
+    def rounds(self) -> pandas.DataFrame:
+        """One row per round: phase times, bits, bits per weight, flip rate, ..."""
+        return self._table("rounds.parquet")
+
+    def _table(self, name: str) -> pandas.DataFrame:
+        path = self.directory / name
+        if not path.is_file():
+            raise ConfigError(f"invalid run directory {str(self.directory)!r}: no {name} yet")
+        return pq.read_table(path).to_pandas()
+
+    def __repr__(self) -> str:
+        accuracy = self.summary.get("final_mean_accuracy")
+        state = f"final mean accuracy {accuracy:.4f}" if accuracy is not None else "not finished"
+        return f"Run({str(self.directory)!r}: {self.config.get('algorithm')}, {state})"
+
+
+def load(run_dir: str | Path) -> Run:
+    """A run written by `raympl simulate`, raympl.simulate or a comparison."""
+    return Run(run_dir)
+
+
+def simulate(config: str | Path | None = None, *, progress: bool = True, **options: Any) -> Run:
+    """Run one simulation (same keys as the CLI and TOML) and return it once finished."""
+    from raympl.runtime.driver import check_out_dir, default_out_dir
+    from raympl.runtime.driver import simulate as run_simulation
+
+    run_config = resolve(options, config)
+    run_dir = Path(run_config.out or default_out_dir())
+    check_out_dir(run_dir)
+    with round_progress(run_config.rounds, enabled=progress) as on_round:
+        run_simulation(run_config, run_dir, progress=on_round, log=print)
+    return Run(run_dir)
+
+
+def compare(algorithms: str, *, seeds: str | list[int] = (0, 1, 2), classes: str | list[int] = (3, 4, 5),
+            topologies: str | None = None, config: str | Path | None = None, out: str | Path = "runs/compare",
+            **options: Any) -> pandas.DataFrame:
+    """`raympl compare` from Python: methods (algorithm[:retention][+codec], comma separated) × columns
+    × seeds; returns the table (one row per method and column). Finished runs are read, not rerun."""
+    from raympl import comparison as comparing
+
+    runs = comparing.plan(algorithms, list(seeds) if not isinstance(seeds, str) else seeds,
+                          list(classes) if not isinstance(classes, str) else classes, topologies, options,
+                          Path(config) if config else None, Path(out))
+    comparing.compare(runs, Path(out), log=print)
+    return pq.read_table(Path(out) / "table.parquet").to_pandas()
+
+
+@contextmanager
+def round_progress(rounds: int, enabled: bool) -> Iterator[Callable[[int, float | None], None]]:
+    """A progress bar over rounds: a widget in Jupyter, plain text elsewhere (tqdm.auto)."""
+    if not enabled:
+        yield lambda round_, accuracy: None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=rounds, unit="round")
+    done = 0
+
+    def on_round(round_: int, accuracy: float | None) -> None:
+        nonlocal done
+        bar.update(round_ - done)
+        done = round_
+        if accuracy is not None:
+            bar.set_postfix(accuracy=f"{accuracy:.4f}")
+
+    try:
+        yield on_round
+    finally:
+        bar.close()
