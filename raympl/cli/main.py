@@ -294,6 +294,20 @@ def compare(
 
 
 @app.command()
+def plot(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (runs differing only in seed form one "
+                                                        "curve).")],
+    out_dir: Annotated[Path, Opt("--out", help="Folder for the figures (PNG and SVG).")] = Path("plots"),
+) -> None:
+    """Accuracy by round and by bits sent, mask density, per-agent accuracy and first-layer masks."""
+    with one_line_errors():
+        from raympl.plots import plot as draw
+
+        paths = draw(run_dirs, out_dir)
+    out.print(f"wrote {len(paths)} files to {out_dir}: {', '.join(sorted({p.stem for p in paths}))}", highlight=False)
+
+
+@app.command()
 def bench(
     models: Annotated[str, Opt(help="Comma list of models.")] = "small-cnn,alexnet",
     agents: Annotated[str, Opt(help="Comma list of agent counts.")] = "20",
