@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup data simulate test lint install-check gpu-check bench
+.PHONY: setup data browser simulate test lint install-check gpu-check bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,7 +28,15 @@ simulate: setup data
 		--classes-per-agent 4 --retention 0.3 --rounds 200 --eval-every 10 --eval-samples 500 \
 		--out runs/default-$$(date +%Y%m%d-%H%M%S)
 
-test: setup
+# Debian's Chromium, for the test that renders `raympl report` headless (no-op when already there or when
+# apt is absent; the test then fails saying what to install, it is never skipped).
+browser:
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: setup browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 

@@ -50,8 +50,8 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     groups: dict[str, list[Run]] = {}
     for name, clashing in by_label.items():
         configs = [members[0].config for members in clashing]
-        differing = sorted(k for k in set().union(*configs) - NOT_THE_SETTING
-                           if len({repr(c.get(k)) for c in configs}) > 1)[:2]
+        shared = set.intersection(*(set(c) for c in configs)) - NOT_THE_SETTING  # older runs lack newer keys
+        differing = sorted(k for k in shared if len({repr(c[k]) for c in configs}) > 1)[:2]
         for members, config in zip(clashing, configs, strict=True):
             detail = ", ".join(f"{k}={config.get(k)}" for k in differing)
             groups[f"{name} [{detail}]" if detail else name] = members

@@ -308,6 +308,19 @@ def plot(
 
 
 @app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories.")],
+    out_file: Annotated[Path, Opt("--out", help="The HTML file to write.")] = Path("report.html"),
+) -> None:
+    """One self-contained HTML file: runs table, figures, configurations, versions, revision."""
+    with one_line_errors():
+        from raympl.report import report as write_report
+
+        path = write_report(run_dirs, out_file)
+    out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False)
+
+
+@app.command()
 def bench(
     models: Annotated[str, Opt(help="Comma list of models.")] = "small-cnn,alexnet",
     agents: Annotated[str, Opt(help="Comma list of agent counts.")] = "20",

@@ -19,7 +19,7 @@ import networkx as nx
 import numpy as np
 import pyarrow.parquet as pq
 
-from raympl import algorithms, models, topologies
+from raympl import algorithms, models, provenance, topologies
 from raympl.config import ConfigError, RunConfig
 from raympl.data import datasets
 from raympl.data import partition as partitioning
@@ -386,6 +386,7 @@ def finish(run: Run, wall_s: float, setup_s: float) -> dict:
         "cross_host_link_share": cross_host_share(run.prepared.graph, placement.groups),
         "final_evaluation": ("full test set" if config.eval_final_full else f"{config.eval_samples} test samples")
         + " of every agent, personalized model after aggregation",
+        "driver_machine": provenance.machine(), "revision": provenance.revision(), "versions": provenance.versions(),
     })
     (run.out / checkpoint.FILENAME).unlink(missing_ok=True)  # the run is complete; free the disk
     return summary
