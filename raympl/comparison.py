@@ -37,13 +37,23 @@ class Variant:
         return re.sub(r"[^A-Za-z0-9.]+", "-", self.label).strip("-")
 
 
+def split_retention(method: str) -> tuple[str, str]:
+    """`algorithm[:retention]`; a plug-in's `module:Class` has a colon too, so the part after the last
+    colon is a retention only when it reads as one."""
+    name, _, last = method.rpartition(":")
+    if name and (last == "paper-hetero" or last.replace(".", "", 1).isdigit()):
+        return name, last
+    return method, ""
+
+
 def parse_methods(text: str) -> list[Variant]:
     methods = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
         method, _, codec = item.partition("+")
-        name, _, retention = method.partition(":")
-        if name not in ALGORITHMS:
-            raise ConfigError(f"invalid algorithm {name!r}: choose one of {', '.join(ALGORITHMS)}")
+        name, retention = split_retention(method)
+        if name not in ALGORITHMS and ":" not in name:
+            raise ConfigError(f"invalid algorithm {name!r}: choose one of {', '.join(ALGORITHMS)}, or a "
+                              "plug-in as module:Class")
         if codec and codec not in CODECS:
             raise ConfigError(f"invalid codec {codec!r} in {item!r}: choose one of {', '.join(CODECS)}")
         overrides: dict[str, Any] = {"algorithm": name}

@@ -153,6 +153,7 @@ class RunConfig:
     placement_timeout: float = 600.0  # seconds to wait for every host actor to be placed
     state_store: str = "memory"  # where agents' states live between uses: memory, or disk (runtime/state_store.py)
     engine: str = "per-agent"  # or batched: a host's agents stacked in one step (algorithms/batched_masks.py)
+    algorithm_options: dict[str, Any] = field(default_factory=dict)  # a plug-in algorithm's own (plugins.py)
     codec: str = "raw"  # masks: raw bits, entropy-coded, or delta-coded against the last message (wire/)
     comm_model: str = "unicast"  # one copy per directed link, or broadcast: one transmission reaches all neighbours
     address: str | None = None
@@ -185,7 +186,11 @@ class RunConfig:
         def bad(name: str, value: Any, why: str) -> ConfigError:
             return ConfigError(f"invalid {name} {value!r}: {why}")
 
-        choices = {"algorithm": ALGORITHMS, "dataset": tuple(DATASETS), "model": MODELS,
+        if self.algorithm not in ALGORITHMS:
+            check_plugin(self.algorithm, self.algorithm_options)
+        elif self.algorithm_options:
+            raise bad("algorithm-options", self.algorithm_options, f"{self.algorithm} is built in and takes none")
+        choices = {"dataset": tuple(DATASETS), "model": MODELS,
                    "partition": PARTITIONS, "preset": tuple(PRESETS), "weight_init": WEIGHT_INITS,
                    "init_neighbor_masks": INIT_NEIGHBOR_MASKS, "executor": ("ray", "inprocess"),
                    "device": DEVICES, "state_store": ("memory", "disk"), "engine": ("per-agent", "batched"),
@@ -282,7 +287,7 @@ class RunConfig:
     def to_toml(self) -> str:
         """The options this run uses (those that do not apply to its algorithm or model are left out)."""
         return tomli_w.dumps({k: v for k, v in dataclasses.asdict(self).items()
-                              if v is not None and inapplicable(k, self) is None})
+                              if v is not None and v != {} and inapplicable(k, self) is None})
 
 
 FIELD_NAMES = {f.name for f in fields(RunConfig)}
@@ -331,9 +336,38 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
 }
 
 
+def plugins():
+    """raympl.algorithms.plugins, imported when a plug-in is named (it imports this module)."""
+    from raympl.algorithms import plugins as loaded
+
+    return loaded
+
+
+def check_plugin(name: str, given: dict[str, Any]) -> None:
+    """The plug-in loads, and each of its options has the type of its default."""
+    declared = plugins().options(name)
+    if not isinstance(given, dict):
+        raise ConfigError(f"invalid algorithm-options {given!r}: expected a table of {name}'s options")
+    for key, value in given.items():
+        if key not in declared:
+            raise ConfigError(f"invalid config key {key!r}: not an option of {name}")
+        default = declared[key]
+        ok = isinstance(value, type(default)) or (isinstance(default, float) and isinstance(value, int))
+        if default is not None and (not ok or isinstance(value, bool) != isinstance(default, bool)):
+            raise ConfigError(f"invalid {key} {value!r}: expected {type(default).__name__}, as its default "
+                              f"{default!r}")
+    check = getattr(plugins().load(name), "check_options", None)
+    if check is not None:
+        check({**declared, **given})
+
+
 def inapplicable(name: str, config: RunConfig) -> str | None:
     """Why option `name` does nothing in this run, or None when it applies."""
     for attribute, allowed in APPLIES.get(name, ()):
+        if attribute == "algorithm" and config.algorithm not in ALGORITHMS:  # a plug-in says what it reads
+            if name in plugins().uses(config.algorithm):
+                continue
+            return f"it does nothing for algorithm {config.algorithm} (not in its `uses`)"
         value = getattr(config, attribute)
         if value not in allowed:
             if None in allowed:
@@ -421,21 +455,37 @@ def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) ->
 def resolve_shared(shared: dict[str, Any], own: dict[str, Any]) -> tuple[RunConfig, set[str]]:
     """One run of several (raympl compare): settings shared by every run plus the run's own. Shared
     settings that do nothing for this run are left out and returned; the run's own must apply."""
+    algorithm = own.get("algorithm", shared.get("algorithm", RunConfig.algorithm))
+    known = FIELD_NAMES | (set(plugins().options(algorithm)) if algorithm not in ALGORITHMS else set())
+    foreign = {k for k in shared if k not in known and k not in own}  # another method's plug-in options
+    shared = {k: v for k, v in shared.items() if k not in foreign}
     trial, _, _ = _resolve({**shared, **own})
-    dropped = {k for k in shared if k not in own and inapplicable(k, trial) is not None}
+    dropped = {k for k in shared if k not in own and inapplicable(k, trial) is not None} | foreign
     return resolve({**{k: v for k, v in shared.items() if k not in dropped}, **own}), dropped
 
 
 def _resolve(values: dict[str, Any]) -> tuple[RunConfig, RunConfig, dict[str, Any]]:
     """(the configuration, what it would be with no option given, the type-checked options)."""
-    unknown = sorted(set(values) - FIELD_NAMES)
+    algorithm = values.get("algorithm", RunConfig.algorithm)
+    plugin = isinstance(algorithm, str) and algorithm not in ALGORITHMS
+    own = plugins().options(algorithm) if plugin else {}
+    extra = set(values) - FIELD_NAMES
+    unknown = sorted(extra - set(own))
     if unknown:
-        raise ConfigError(f"invalid config key {unknown[0]!r}: not a known option")
+        raise ConfigError(f"invalid config key {unknown[0]!r}: not a known option"
+                          + (f" of raympl or of {algorithm}" if plugin else ""))
+    if extra:  # a plug-in's own options, given as keys like any other
+        given = {**values.get("algorithm_options", {}), **{k: values[k] for k in extra}}
+        values = {**{k: v for k, v in values.items() if k not in extra}, "algorithm_options": given}
     values = {k: check_type(k, v) for k, v in values.items()}
     preset = values.get("preset", "paper")
     if preset not in PRESETS:
         raise ConfigError(f"invalid preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    defaults = {**PRESETS[preset], **ALGORITHM_DEFAULTS.get(values.get("algorithm", RunConfig.algorithm), {})}
+    chosen = plugins().defaults(algorithm) if plugin else ALGORITHM_DEFAULTS.get(algorithm, {})
+    defaults = {**PRESETS[preset], **chosen}
+    if plugin:
+        defaults["algorithm_options"] = own
+        values = {**values, "algorithm_options": {**own, **values.get("algorithm_options", {})}}
     return build({**defaults, **values}), RunConfig(**defaults), values
 
 

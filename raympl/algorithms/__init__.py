@@ -21,4 +21,9 @@ REGISTRY: dict[str, type[Algorithm]] = {cls.name: cls for cls in (
 
 
 def get(name: str) -> type[Algorithm]:
-    return REGISTRY[name]
+    """A built-in algorithm, or a plug-in (`module:Class` or an entry point; plugins.py)."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    from raympl.algorithms import plugins
+
+    return plugins.load(name)

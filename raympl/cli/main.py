@@ -50,7 +50,9 @@ def one_line_errors():
 
 @app.command()
 def simulate(
-    algorithm: Annotated[str | None, Opt(help=f"One of {', '.join(cfg.ALGORITHMS)}.")] = None,
+    algorithm: Annotated[str | None, Opt(help=f"One of {', '.join(cfg.ALGORITHMS)}; or a plug-in: "
+                                              "package.module:Class, or a name registered under the entry-point "
+                                              "group raympl.algorithms (docs/extending.md).")] = None,
     dataset: Annotated[str | None, Opt(help="fashion-mnist or cifar10.")] = None,
     data_dir: Annotated[str | None, Opt(help="Folder with the data (else $RAYMPL_DATA, else Debian path).")] = None,
     model: Annotated[str | None, Opt(help="alexnet (the paper's) or small-cnn.")] = None,
@@ -117,12 +119,16 @@ def simulate(
     checkpoint_every: Annotated[int | None, Opt(help="Checkpoint every this many rounds (0 = never).")] = None,
     link_drop: Annotated[float | None, Opt(help="Probability that a directed message is lost (seeded).")] = None,
     config: Annotated[Path | None, Opt(help="TOML file with the same keys; flags override it.")] = None,
+    set_: Annotated[list[str] | None, Opt("--set", help="Any option as KEY=VALUE (repeatable), including a "
+                                                        "plug-in algorithm's own.")] = None,
     resume: Annotated[Path | None, Opt(help="Continue the run in this directory from its last checkpoint.")] = None,
     dry_run: Annotated[bool, Opt("--dry-run", help="Print the resolved configuration and the placement; "
                                                    "write nothing.")] = False,
 ) -> None:
     """Run one simulation and write config, topology, partition, metrics and summary to --out."""
-    overrides = {k: v for k, v in locals().items() if k not in ("config", "out_dir", "resume", "dry_run")}
+    overrides = {k: v for k, v in locals().items() if k not in ("config", "out_dir", "resume", "dry_run", "set_")}
+    with one_line_errors():
+        overrides.update(parse_settings(set_))
     overrides["out"] = out_dir
     overrides["gpus_per_agent"] = gpus_amount(gpus_per_agent)
     with one_line_errors():
