@@ -8,6 +8,7 @@ rest of the code can trust it.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -156,6 +157,7 @@ class RunConfig:
     algorithm_options: dict[str, Any] = field(default_factory=dict)  # a plug-in algorithm's own (plugins.py)
     codec: str = "raw"  # masks: raw bits, entropy-coded, or delta-coded against the last message (wire/)
     comm_model: str = "unicast"  # one copy per directed link, or broadcast: one transmission reaches all neighbours
+    tensorboard: str | None = None  # also write the per-round numbers as TensorBoard scalars there
     address: str | None = None
     out: str | None = None
     executor: str = "ray"
@@ -200,6 +202,12 @@ class RunConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise bad(name.replace("_", "-"), value, f"choose one of {', '.join(allowed)}")
+        if self.tensorboard is not None:
+            if importlib.util.find_spec("tensorboard") is None:
+                raise bad("tensorboard", self.tensorboard, "needs the tensorboard package: "
+                          "pip install 'raympl[tensorboard]'")
+            if Path(self.tensorboard).is_file():
+                raise bad("tensorboard", self.tensorboard, "a file; give a folder for the event files")
         if self.topology not in NAMED_TOPOLOGIES and not Path(self.topology).is_file():
             raise bad("topology", self.topology,
                       f"not one of {', '.join(NAMED_TOPOLOGIES)} and no such edge-list file")

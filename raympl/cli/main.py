@@ -113,6 +113,8 @@ def simulate(
                                           "coded), or delta (coded against the previous message).")] = None,
     comm_model: Annotated[str | None, Opt(help="unicast (one copy per directed link) or broadcast (one "
                                                "transmission reaches all neighbours): how bits are counted.")] = None,
+    tensorboard: Annotated[str | None, Opt(help="Also write the per-round numbers as TensorBoard scalars to this "
+                                                "folder (needs raympl[tensorboard]).")] = None,
     address: Annotated[str | None, Opt(help="Ray cluster address; default starts a local one.")] = None,
     executor: Annotated[str | None, Opt(help="ray, or inprocess (debugging, no Ray).")] = None,
     out_dir: Annotated[str | None, Opt("--out", help="Run directory (default runs/<timestamp>).")] = None,
@@ -177,7 +179,7 @@ def gpus_amount(value: str | None) -> float | str | None:
 
 # Options that may differ when a run continues: where and how it runs, never what it computes.
 RESUMABLE = {"address", "executor", "agents_per_actor", "cpus_per_agent", "gpus_per_agent", "device",
-             "placement_timeout", "state_store", "engine"}
+             "placement_timeout", "state_store", "engine", "tensorboard"}
 
 
 def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> cfg.RunConfig:

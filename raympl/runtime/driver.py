@@ -37,6 +37,7 @@ from raympl.runtime.placement import (
     plan,
     ray_resources,
 )
+from raympl.tensorboard import TensorBoardLog
 
 ProgressFn = Callable[[int, float | None], None]
 
@@ -219,6 +220,7 @@ class Run:
     checkpoint_s: float = 0.0
     checkpoint_bytes: int = 0
     recoveries: int = 0
+    tensorboard: TensorBoardLog | None = None
 
 
 def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | None = None,
@@ -243,6 +245,8 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
         return finish(run, wall_s=time.perf_counter() - start, setup_s=setup_s)
     finally:
         run.executor.shutdown()
+        if run.tensorboard:
+            run.tensorboard.close()
 
 
 def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: bool,
@@ -269,7 +273,8 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
         if asked:
             request_nodes(None, log)
     recorder = Recorder(out, resume_round=saved.round if saved else None)
-    return Run(config, out, prepared, placement, memory, executor, recorder, saved)
+    board = TensorBoardLog(config.tensorboard, saved.round if saved else None) if config.tensorboard else None
+    return Run(config, out, prepared, placement, memory, executor, recorder, saved, tensorboard=board)
 
 
 def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]) -> None:
@@ -296,8 +301,10 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
         traffic = accounting.charge(round_, sent, download, decoding_s)
         mean_acc = run.recorder.add_evaluation(evaluation, run.bits_sent) if evaluation is not None else None
         t3 = time.perf_counter()
-        run.recorder.add_round({"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2,
-                                **traffic})
+        row = {"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2, **traffic}
+        run.recorder.add_round(row)
+        if run.tensorboard:
+            run.tensorboard.round(row, evaluation, sum(run.bits_sent.values()))
         checkpointing = config.checkpoint_every and round_ % config.checkpoint_every == 0 and round_ < config.rounds
         if mean_acc is not None or checkpointing:
             run.recorder.flush()  # before a checkpoint: after a resume, rows past it are dropped
