@@ -328,6 +328,35 @@ def report(
     out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", highlight=False)
 
 
+@app.command("verify-dslth")
+def verify_dslth(
+    retentions: Annotated[str, Opt(help="One agent per retention r (comma list).")] = "0.1,0.3,0.5",
+    steps: Annotated[int, Opt(help="Training steps (one minibatch each).")] = 300,
+    eval_every: Annotated[int, Opt(help="Evaluate every this many steps.")] = 3,
+    lr_weights: Annotated[float, Opt(help="SGD step size of the weight update (the mask update uses the "
+                                          "preset's).")] = 0.001,
+    model: Annotated[str, Opt()] = "small-cnn",
+    classes: Annotated[int, Opt(help="Labels per agent.")] = 3,
+    eval_samples: Annotated[int | None, Opt(help="Test samples per evaluation (default: all of the agent's).")
+                            ] = None,
+    seed: Annotated[int, Opt()] = 0,
+    data_dir: Annotated[str | None, Opt()] = None,
+    executor: Annotated[str, Opt(help="inprocess or ray.")] = "inprocess",
+    out_dir: Annotated[Path, Opt("--out", help="Folder for both runs, dslth.md/.parquet/.png/.svg.")] = Path(
+        "runs/dslth"),
+) -> None:
+    """The paper's Fig. 4: per agent, weights trained by SGD against a mask learned over the same fixed weights."""
+    with one_line_errors():
+        from raympl.dslth import markdown, verify
+
+        settings = {"model": model, "classes_per_agent": classes, "eval_samples": eval_samples, "seed": seed,
+                    "data_dir": data_dir, "executor": executor}
+        result = verify(cfg.parse_retention(retentions), steps, eval_every, out_dir, lr_weights,
+                        {k: v for k, v in settings.items() if v is not None})
+    out.print(markdown(result), highlight=False)
+    out.print(f"wrote {out_dir}/dslth.md, dslth.parquet, dslth.png and dslth.svg", highlight=False)
+
+
 @app.command()
 def bench(
     models: Annotated[str, Opt(help="Comma list of models.")] = "small-cnn,alexnet",
