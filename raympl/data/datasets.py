@@ -164,7 +164,7 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
     """Load once per process (the cache makes every later call free)."""
     if data_dir is not None and not Path(data_dir).is_dir():
         raise DataError(f"invalid data-dir {data_dir!r}: no such folder")
-    key = (name, data_dir)
+    key = (name, _user_folder(data_dir))  # $RAYMPL_DATA may change between calls (a notebook, tests)
     if key not in _CACHE:
         _CACHE[key] = LOADERS[name](data_dir)
     return _CACHE[key]
