@@ -33,15 +33,19 @@ class Run:
         self.rounds = pq.read_table(folder / "rounds.parquet").to_pydict()
         self.metrics = pq.read_table(folder / "metrics.parquet", columns=["round", "agent", "accuracy"]).to_pydict()
         self.algorithm = self.config["algorithm"]
-        self.retention = self.config["retention"][0] if len(self.config["retention"]) == 1 else "hetero"
+        retention = self.config.get("retention", [])  # config.toml lists only the options a run uses
+        self.retention = "-" if not retention else retention[0] if len(retention) == 1 else "hetero"
         self.codec = self.config.get("codec", "raw") if self.algorithm == "mce-pl" else "-"
         self.lr = self.config["lr"]
+        self.model = self.config["model"]
 
     @property
     def label(self) -> str:
+        model = "" if self.model == "small-cnn" else f"{self.model} "
         if self.algorithm == "mce-pl":
-            return f"MCE-PL r={self.retention} {self.codec}"
-        return f"{self.algorithm} r={self.retention} η={self.lr:g}"
+            return f"{model}MCE-PL r={self.retention} {self.codec}"
+        shown = f" r={self.retention}" if self.retention != "-" else ""
+        return f"{self.algorithm}{shown} η={self.lr:g}"
 
     def accuracy_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean accuracy over agents at each evaluated round, against the network's cumulative bits."""
@@ -125,10 +129,13 @@ def plot_bits(runs: list[Run], path: Path) -> None:
 
 def plot_accuracy(runs: list[Run], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    settings = list(dict.fromkeys((r.algorithm, str(r.retention)) for r in runs))  # one colour per setting
     for run in runs:
         bits, accuracy = run.accuracy_curve()
         style = CODEC_STYLE.get(run.codec, "-.")
-        ax.plot(bits, accuracy, style, marker="." if run.algorithm == "mce-pl" else None, label=run.label)
+        colour = plt.cm.tab10(settings.index((run.algorithm, str(run.retention))) % 10)
+        ax.plot(bits, accuracy, style, color=colour, marker="." if run.algorithm == "mce-pl" else None,
+                label=run.label)
     ax.set_xscale("log")
     ax.set_xlabel("bits sent by all agents (cumulative)")
     ax.set_ylabel("mean test accuracy")
@@ -148,6 +155,7 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"codecs_report: no finished run (summary.json) under {args.study}")
     print(table(runs), "", equality(runs), sep="\n")
+    runs = [r for r in runs if r.model == "small-cnn"]  # the figures compare one model
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
         plot_bits(runs, args.figures / "codecs-bits-per-weight.png")
