@@ -98,6 +98,8 @@ def accuracy_vs_bits(groups: dict[str, list[Run]], out: Path) -> list[Path]:
         rounds, mean, _ = mean_and_band(runs, "accuracy")
         totals = [run.rounds["bits"].cumsum().to_numpy() for run in runs]
         cumulative = np.mean([t[:min(map(len, totals))] for t in totals], axis=0)
+        if not cumulative.any():  # sends nothing (ind-mask): no place on a log axis
+            continue
         ax.plot(cumulative[rounds - 1], mean, marker=".", label=name)
     ax.set_xscale("log")
     ax.set(xlabel="bits sent by all agents (cumulative)", ylabel="test accuracy (mean over agents)",
