@@ -242,6 +242,41 @@ def study_scaling(
     out.print(f"wrote {out_dir / 'scaling.parquet'} and {out_dir / 'scaling.png'}", highlight=False)
 
 
+@study_app.command("cooperation")
+def study_cooperation(
+    cells: Annotated[str, Opt(help="Comma list of cells, or all: paper preset, train-fraction 0.2, "
+                                   "train-fraction 0.05, torch-default weights, lr 3, lr 10, paper r_i list, ring, "
+                                   "er p=0.3, er p=0.7.")] = "all",
+    seeds: Annotated[str, Opt(help="Comma list of seeds (paired: both methods get each).")] = "0,1,2,3,4",
+    rounds: Annotated[int, Opt()] = 300,
+    model: Annotated[str, Opt()] = "small-cnn",
+    eval_every: Annotated[int, Opt()] = 10,
+    eval_samples: Annotated[int | None, Opt()] = 500,
+    data_dir: Annotated[str | None, Opt()] = None,
+    executor: Annotated[str, Opt(help="inprocess (one run at a time, fastest on small machines) or ray.")
+                        ] = "inprocess",
+    set_: Annotated[list[str] | None, Opt("--set", help="Any option for every run, as KEY=VALUE.")] = None,
+    out_dir: Annotated[Path, Opt("--out", help="Study folder (reruns skip finished runs).")] = Path(
+        "runs/cooperation"),
+) -> None:
+    """MCE-PL vs ind-mask, paired seeds, one factor at a time -> cooperation.md/.parquet with CIs."""
+    with one_line_errors():
+        from raympl import cooperation
+
+        chosen = list(cooperation.CELLS) if cells == "all" else [c.strip() for c in cells.split(",") if c.strip()]
+        unknown = [c for c in chosen if c not in cooperation.CELLS]
+        if unknown or not chosen:
+            raise cfg.ConfigError(f"invalid cells {cells!r}: choose from {', '.join(cooperation.CELLS)}, or all")
+        base = {"model": model, "rounds": rounds, "eval_every": eval_every, "eval_samples": eval_samples,
+                "data_dir": data_dir, "executor": executor, "agents": 20, "topology": "er", "p": 0.5,
+                "classes_per_agent": 4, "retention": "0.3", **parse_settings(set_)}
+        cooperation.run_cells(chosen, cfg.int_list(seeds, "seeds"), {k: v for k, v in base.items() if v is not None},
+                              out_dir, log=lambda line: out.print(line, highlight=False))
+        table = cooperation.report(out_dir)
+    out.print(cooperation.markdown(table), highlight=False)
+    out.print(f"wrote {out_dir / 'cooperation.md'} and {out_dir / 'cooperation.parquet'}", highlight=False)
+
+
 def parse_settings(items: list[str] | None) -> dict[str, object]:
     """KEY=VALUE pairs (values parsed as TOML scalars where possible: 0.01, true, "x")."""
     import tomllib

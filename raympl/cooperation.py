@@ -1,0 +1,175 @@
+"""`raympl study cooperation`: when does exchanging masks (MCE-PL) beat learning them alone (ind-mask)?
+
+Cells change one factor at a time from the paper preset (small CNN, 20 agents, ER p = 0.5, c = 4,
+r = 0.3, η = 1, U[-1, 1] weights, all local data). In every cell both methods run with the same seeds,
+so a seed gives both the same graph, partition, fixed weights and minibatches: the comparison is
+paired. Runs go through `raympl compare` (one folder per cell), so a stopped study goes on where it
+stopped. The table is computed from the runs' files, never typed:
+  per cell and method: mean ± 95 % t-interval over seeds of the last-5 mean accuracy, rounds to reach
+  0.8 of the final accuracy, bits sent, and the mean pairwise Jaccard similarity of the agents' final
+  masks (mask consensus); per cell: the paired difference MCE-PL − ind-mask with a bootstrap 95 % CI;
+  and each method at its own best cell.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raympl.api import Run
+from raympl.metrics import atomic_write_bytes
+
+METHODS = ("mce-pl", "ind-mask")
+CELLS: dict[str, dict[str, Any]] = {
+    "paper preset": {},
+    "train-fraction 0.2": {"train_fraction": 0.2},
+    "train-fraction 0.05": {"train_fraction": 0.05},
+    "torch-default weights": {"weight_init": "torch_default"},
+    "lr 3": {"lr": 3.0},
+    "lr 10": {"lr": 10.0},
+    "paper r_i list": {"retention": "paper-hetero"},
+    "ring": {"topology": "ring"},
+    "er p=0.3": {"p": 0.3},
+    "er p=0.7": {"p": 0.7},
+}
+
+
+def slug(cell: str) -> str:
+    return "".join(c if c.isalnum() or c == "." else "-" for c in cell)
+
+
+def cell_settings(base: dict[str, Any], cell: str) -> dict[str, Any]:
+    settings = {**base, **CELLS[cell]}
+    if settings.get("topology") != "er":  # the edge probability means nothing on a ring
+        settings.pop("p", None)
+    return settings
+
+
+def run_cells(cells: list[str], seeds: list[int], base: dict[str, Any], out: Path,
+              log: Callable[[str], None] = print) -> None:
+    """Every cell's runs (skipping finished ones); seeds are the outer loop inside each cell."""
+    from raympl import comparison
+
+    plans = {cell: comparison.plan(",".join(METHODS), seeds, [base.get("classes_per_agent", 4)], None,
+                                   cell_settings(base, cell), None, out / slug(cell)) for cell in cells}
+    for cell, runs in plans.items():  # every cell validated before the first run
+        log(f"cell {cell!r}: {len(runs)} runs")
+        comparison.compare(runs, out / slug(cell), log=log)
+
+
+def jaccard(run: Run) -> float | None:
+    """Mean over agent pairs of |m_i ∧ m_j| / |m_i ∨ m_j| of the final masks."""
+    path = run.directory / "masks.parquet"
+    if not path.is_file():
+        return None
+    rows = pd.read_parquet(path)
+    bits = [np.unpackbits(np.frombuffer(m, np.uint8)).astype(bool) for m in rows["mask"]]
+    scores = [(a & b).sum() / max(1, (a | b).sum()) for a, b in combinations(bits, 2)]
+    return float(np.mean(scores)) if scores else None
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    summary = run.summary
+    means = run.metrics.groupby("round")["accuracy"].mean()
+    final = summary["final_mean_accuracy"]
+    reached = means[means >= 0.8 * final]
+    return {"seed": run.config["seed"], "last5": summary["mean_accuracy_last5"], "final": final,
+            "rounds_to_80pct": float(reached.index[0]) if len(reached) else float("nan"),
+            "total_bits": summary["total_bits"], "jaccard": jaccard(run) or float("nan")}
+
+
+def collect(out: Path) -> pd.DataFrame:
+    """One row per finished run: cell, method, seed and its numbers."""
+    rows = []
+    for cell in CELLS:
+        for summary in sorted((out / slug(cell)).glob("runs/*/*/seed*/summary.json")):
+            run = Run(summary.parent)
+            rows.append({"cell": cell, "method": run.config["algorithm"], **run_row(run)})
+    return pd.DataFrame(rows)
+
+
+def t_interval(values: np.ndarray) -> tuple[float, float]:
+    """(low, high) of the 95 % t-interval of the mean; (nan, nan) below two values."""
+    from scipy import stats
+
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    return float(low), float(high)
+
+
+def bootstrap_interval(differences: np.ndarray) -> tuple[float, float]:
+    """95 % bootstrap (BCa) interval of the mean paired difference; (nan, nan) below three pairs."""
+    from scipy import stats
+
+    if len(differences) < 3 or np.all(differences == differences[0]):
+        return float("nan"), float("nan")
+    result = stats.bootstrap((differences,), np.mean, confidence_level=0.95, n_resamples=10_000,
+                             random_state=np.random.default_rng(0))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: both methods' means and intervals, and the paired difference."""
+    rows = []
+    for cell in (c for c in CELLS if c in set(runs["cell"])):
+        here = runs[runs["cell"] == cell]
+        row: dict[str, Any] = {"cell": cell}
+        for method in METHODS:
+            own = here[here["method"] == method]
+            row[f"{method} seeds"] = len(own)
+            row[f"{method} last5"] = own["last5"].mean()
+            row[f"{method} ci"] = t_interval(own["last5"].to_numpy())
+            row[f"{method} rounds to 0.8"] = own["rounds_to_80pct"].mean()
+            row[f"{method} Mbit"] = own["total_bits"].mean() / 1e6
+            row[f"{method} jaccard"] = own["jaccard"].mean()
+        paired = here.pivot(index="seed", columns="method", values="last5").dropna()
+        differences = (paired["mce-pl"] - paired["ind-mask"]).to_numpy() if set(METHODS) <= set(paired) else []
+        row["pairs"] = len(differences)
+        row["difference"] = float(np.mean(differences)) if len(differences) else float("nan")
+        row["difference ci"] = bootstrap_interval(np.asarray(differences, dtype=float))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_cells(table: pd.DataFrame) -> dict[str, str]:
+    return {method: table.loc[table[f"{method} last5"].idxmax(), "cell"] for method in METHODS}
+
+
+def interval(ci: tuple[float, float]) -> str:
+    return "–" if np.isnan(ci[0]) else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def markdown(table: pd.DataFrame) -> str:
+    lines = ["| cell | seeds | MCE-PL last-5 (95 % CI) | ind-mask last-5 (95 % CI) | MCE-PL − ind-mask (bootstrap "
+             "95 % CI) | rounds to 0.8·final (MCE-PL / ind) | mask Jaccard (MCE-PL / ind) | MCE-PL Mbit |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in table.to_dict("records"):
+        lines.append(
+            f"| {r['cell']} | {r['pairs']} | {r['mce-pl last5']:.4f} {interval(r['mce-pl ci'])} | "
+            f"{r['ind-mask last5']:.4f} {interval(r['ind-mask ci'])} | {r['difference']:+.4f} "
+            f"{interval(r['difference ci'])} | {r['mce-pl rounds to 0.8']:.0f} / {r['ind-mask rounds to 0.8']:.0f} | "
+            f"{r['mce-pl jaccard']:.3f} / {r['ind-mask jaccard']:.3f} | {r['mce-pl Mbit']:,.0f} |")
+    best = best_cells(table)
+    lines += ["", "Each method at its own best cell: " + "; ".join(
+        f"{m} in {c!r}: {table.set_index('cell').loc[c, f'{m} last5']:.4f}" for m, c in best.items())]
+    return "\n".join(lines) + "\n"
+
+
+def report(out: Path) -> pd.DataFrame:
+    """Collect the finished runs under `out`, write cooperation.parquet/.md, return the table."""
+    runs = collect(out)
+    if runs.empty:
+        return pd.DataFrame()
+    table = summarize(runs)
+    flat = table.assign(**{c: table[c].map(json.dumps) for c in table.columns if c.endswith("ci")})
+    flat.to_parquet(out / "cooperation.parquet", index=False)
+    runs.to_parquet(out / "cooperation-runs.parquet", index=False)
+    atomic_write_bytes(out / "cooperation.md", markdown(table).encode())
+    return table
