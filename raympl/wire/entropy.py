@@ -61,6 +61,20 @@ def _model(n: int, count: int):
     return _stream().model.Categorical(probabilities, perfect=False)
 
 
+def _complement(layer: np.ndarray, n: int) -> np.ndarray:
+    """Every entry of a packed layer flipped; the padding bits of its last byte stay zero."""
+    flipped = layer ^ np.uint8(0xFF)
+    flipped[-1] &= np.uint8((0xFF << (-n % 8)) & 0xFF)
+    return flipped
+
+
+def _mostly_zeros(layer: np.ndarray, n: int, count: int) -> tuple[np.ndarray, int]:
+    """A packed layer with more ones than zeros is coded as its complement, so the zero padding of its
+    last byte is the likely symbol (at q = 0.9 padding with zeros cost 3.3 bits per padding bit).
+    Returns (layer to code, its count of ones)."""
+    return (layer, count) if 2 * count <= n else (_complement(layer, n), n - count)
+
+
 def _layers(raw: np.ndarray, layer_sizes: list[int]) -> list[np.ndarray]:
     """Views of each layer's bytes in a bit-packed mask (wire/bitmask.py layout)."""
     nbytes = bitmask.layer_nbytes(layer_sizes)
@@ -90,7 +104,8 @@ def encode(raw: np.ndarray, layer_sizes: list[int], previous: np.ndarray | None 
     for k in reversed(range(len(layers))):  # a stack: the last layer first, so the first decodes first
         n, count = layer_sizes[k], int(header[k]["count"])
         if 0 < count < n:
-            coder.encode_reverse(symbols[k].astype(np.int32), _model(n, count))
+            coded, coded_count = _mostly_zeros(symbols[k], n, count)
+            coder.encode_reverse(coded.astype(np.int32), _model(n, coded_count))
     words = coder.get_compressed().astype("<u4")
     return np.concatenate([header.view(np.uint8), words.view(np.uint8)])
 
@@ -110,10 +125,12 @@ def decode(payload: np.ndarray, layer_sizes: list[int], previous: np.ndarray | N
         if count in (0, n):
             layer = np.packbits(np.full(n, count == n))
         else:
-            layer = coder.decode(_model(n, count), (n + 7) // 8).astype(np.uint8)
+            coded_count = min(count, n - count)
+            layer = coder.decode(_model(n, coded_count), (n + 7) // 8).astype(np.uint8)
             padding = layer[-1] & ((1 << (-n % 8)) - 1)
-            if padding or int(POPCOUNT[layer].sum()) != count:
+            if padding or int(POPCOUNT[layer].sum()) != coded_count:
                 raise PayloadError(f"corrupt entropy-coded mask: a layer of {n} decodes to other than {count} ones")
+            layer = _complement(layer, n) if coded_count != count else layer
         if mode == DELTA:
             if held is None:
                 raise PayloadError("corrupt entropy-coded mask: a delta-coded layer without a reference")
