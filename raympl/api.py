@@ -13,6 +13,7 @@ same one-line message the CLI prints.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,12 +33,13 @@ class Run:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
+        self._tables: dict[str, tuple[int, pandas.DataFrame]] = {}  # file name -> (mtime, table)
         if not (self.directory / "config.toml").is_file():
             raise ConfigError(f"invalid run directory {str(directory)!r}: no config.toml there")
 
-    @property
+    @functools.cached_property
     def config(self) -> dict[str, Any]:
-        """The resolved configuration the run used (its config.toml)."""
+        """The resolved configuration the run used (its config.toml, written once when the run starts)."""
         return load_toml(self.directory / "config.toml")
 
     @property
@@ -57,10 +59,14 @@ class Run:
         return self._table("rounds.parquet")
 
     def _table(self, name: str) -> pandas.DataFrame:
+        """The table as on disk now: read again only when the file changed (a run still going appends)."""
         path = self.directory / name
         if not path.is_file():
             raise ConfigError(f"invalid run directory {str(self.directory)!r}: no {name} yet")
-        return pq.read_table(path).to_pandas()
+        stamp = path.stat().st_mtime_ns
+        if self._tables.get(name, (None,))[0] != stamp:
+            self._tables[name] = (stamp, pq.read_table(path).to_pandas())
+        return self._tables[name][1]
 
     def __repr__(self) -> str:
         accuracy = self.summary.get("final_mean_accuracy")
@@ -93,9 +99,8 @@ def compare(algorithms: str, *, seeds: str | list[int] = (0, 1, 2), classes: str
     × seeds; returns the table (one row per method and column). Finished runs are read, not rerun."""
     from raympl import comparison as comparing
 
-    runs = comparing.plan(algorithms, list(seeds) if not isinstance(seeds, str) else seeds,
-                          list(classes) if not isinstance(classes, str) else classes, topologies, options,
-                          Path(config) if config else None, Path(out))
+    runs = comparing.plan(algorithms, seeds, classes, topologies, options, Path(config) if config else None,
+                          Path(out))
     comparing.compare(runs, Path(out), log=print)
     return pq.read_table(Path(out) / "table.parquet").to_pandas()
 

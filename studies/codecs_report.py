@@ -11,8 +11,6 @@ Usage: python studies/codecs_report.py runs/codecs [--figures docs]
 from __future__ import annotations
 
 import argparse
-import json
-import tomllib
 from pathlib import Path
 
 import matplotlib
@@ -20,18 +18,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from raympl.api import Run  # noqa: E402
+from raympl.runtime.driver import read_masks  # noqa: E402
 
 CODEC_STYLE = {"raw": "-", "entropy": "--", "delta": ":"}
 
 
-class Run:
+class CodecRun(Run):
+    """A run of the study, with what its rows and labels need."""
+
     def __init__(self, folder: Path):
-        self.folder = folder
-        self.config = tomllib.loads((folder / "config.toml").read_text())
-        self.summary = json.loads((folder / "summary.json").read_text())
-        self.rounds = pq.read_table(folder / "rounds.parquet").to_pydict()
-        self.metrics = pq.read_table(folder / "metrics.parquet", columns=["round", "agent", "accuracy"]).to_pydict()
+        super().__init__(folder)
         self.algorithm = self.config["algorithm"]
         retention = self.config.get("retention", [])  # config.toml lists only the options a run uses
         self.retention = "-" if not retention else retention[0] if len(retention) == 1 else "hetero"
@@ -49,47 +48,42 @@ class Run:
 
     def accuracy_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean accuracy over agents at each evaluated round, against the network's cumulative bits."""
-        rounds = np.array(self.metrics["round"])
-        accuracy = np.array(self.metrics["accuracy"])
-        evaluated = np.unique(rounds)
-        mean = np.array([accuracy[rounds == r].mean() for r in evaluated])
-        cumulative = np.cumsum(self.rounds["bits"])
-        return cumulative[evaluated - 1], mean
+        means = self.metrics.groupby("round")["accuracy"].mean()
+        cumulative = self.rounds["bits"].cumsum().to_numpy()
+        return cumulative[means.index.to_numpy() - 1], means.to_numpy()
 
     def coding_share(self) -> float:
-        compute = sum(self.rounds["local_s"]) + sum(self.rounds["merge_s"])
-        return sum(self.rounds["coding_s"]) / compute
+        return self.rounds["coding_s"].sum() / (self.rounds["local_s"].sum() + self.rounds["merge_s"].sum())
 
     def masks(self) -> dict[int, bytes]:
-        table = pq.read_table(self.folder / "masks.parquet").to_pydict()
-        return dict(zip(table["agent"], table["mask"], strict=True))
+        return read_masks(self.directory / "masks.parquet")
 
     def final_accuracies(self) -> list[float]:
-        last = max(self.metrics["round"])
-        return [a for r, a in zip(self.metrics["round"], self.metrics["accuracy"], strict=True) if r == last]
+        metrics = self.metrics
+        return metrics[metrics["round"] == metrics["round"].max()].sort_values("agent")["accuracy"].tolist()
 
 
-def find_runs(study: Path) -> list[Run]:
-    runs = [Run(summary.parent) for summary in sorted(study.rglob("summary.json"))]
+def find_runs(study: Path) -> list[CodecRun]:
+    runs = [CodecRun(summary.parent) for summary in sorted(study.rglob("summary.json"))]
     return sorted(runs, key=lambda r: (r.algorithm != "mce-pl", r.algorithm, str(r.retention),
                                        list(CODEC_STYLE).index(r.codec) if r.codec in CODEC_STYLE else 0))
 
 
-def table(runs: list[Run]) -> str:
+def table(runs: list[CodecRun]) -> str:
     lines = ["| run | rounds | last-5 accuracy | bits/weight (mean) | bits/weight, last 10 rounds | "
              "total Mbit | busiest agent kbit/round | flip rate, last round | coding share |",
              "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         s, r = run.summary, run.rounds
-        flip = r["flip_rate"][-1]
+        flip = r["flip_rate"].iloc[-1]
         lines.append(f"| {run.label} | {s['rounds']} | {s['mean_accuracy_last5']:.4f} | {s['bits_per_weight']:.4f} | "
-                     f"{np.mean(r['bits_per_weight'][-10:]):.4f} | {s['total_bits'] / 1e6:,.1f} | "
+                     f"{r['bits_per_weight'].iloc[-10:].mean():.4f} | {s['total_bits'] / 1e6:,.1f} | "
                      f"{s['busiest_agent_bits_per_round'] / 1e3:,.1f} | "
-                     f"{'–' if flip is None else f'{flip:.5f}'} | {100 * run.coding_share():.2f} % |")
+                     f"{'–' if pd.isna(flip) else f'{flip:.5f}'} | {100 * run.coding_share():.2f} % |")
     return "\n".join(lines)
 
 
-def equality(runs: list[Run]) -> str:
+def equality(runs: list[CodecRun]) -> str:
     """Lossless codecs: the same seed gives the same masks and accuracies whatever the codec."""
     lines = []
     for retention in sorted({r.retention for r in runs if r.algorithm == "mce-pl"}, key=str):
@@ -109,7 +103,7 @@ def equality(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
-def plot_bits(runs: list[Run], path: Path) -> None:
+def plot_bits(runs: list[CodecRun], path: Path) -> None:
     masks = [r for r in runs if r.algorithm == "mce-pl"]
     retentions = sorted({r.retention for r in masks}, key=str)
     fig, axes = plt.subplots(1, len(retentions), figsize=(4.2 * len(retentions), 3.6), sharey=True, squeeze=False)
@@ -127,7 +121,7 @@ def plot_bits(runs: list[Run], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_accuracy(runs: list[Run], path: Path) -> None:
+def plot_accuracy(runs: list[CodecRun], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     settings = list(dict.fromkeys((r.algorithm, str(r.retention)) for r in runs))  # one colour per setting
     for run in runs:

@@ -25,6 +25,7 @@ from raympl.wire import PayloadError, entropy
 from raympl.wire.batch import SELF_CONTAINED, Message
 
 Received = tuple[tuple[int, int], np.ndarray]  # ((sender, round sent), raw message)
+LINK_SEED = 13
 
 
 class Sent(NamedTuple):
@@ -47,8 +48,6 @@ def link_dropped(config: RunConfig, round_: int, sender: int, receiver: int) -> 
     return bool(rng.random() < config.link_drop)
 
 
-LINK_SEED = 13
-
 
 class Links:
     """One host's side of every link of its agents."""
@@ -59,6 +58,8 @@ class Links:
         self.last_sent: dict[int, tuple[int, np.ndarray]] = {}  # agent -> (round, raw message)
         self.last_received: dict[int, dict[int, Received]] = {}  # agent -> sender -> what it holds
         self.decoding_s = 0.0  # decoding time of the current merge phase
+        # receivers keep the last message of each link: it stands in for a dropped one, or is a delta's reference
+        self.keeps = config.link_drop > 0 or self.codec == "delta"
 
     # ---- sender side ------------------------------------------------------
     def send(self, round_: int, agent: int, neighbours: list[int], raw: np.ndarray) -> tuple[list[Message], Sent]:
@@ -93,7 +94,7 @@ class Links:
     def _flips(self, raw: np.ndarray, previous: tuple[int, np.ndarray] | None) -> tuple[int, int]:
         if self.layer_sizes is None or previous is None:
             return 0, 0
-        changed = np.unpackbits(np.bitwise_xor(raw, previous[1])).sum()  # padding bits are 0 in both
+        changed = entropy.POPCOUNT[np.bitwise_xor(raw, previous[1])].sum()  # padding bits are 0 in both
         return int(changed), sum(self.layer_sizes)
 
     # ---- receiver side ----------------------------------------------------
@@ -102,7 +103,6 @@ class Links:
         """What `agent` gets from `sender` this round as a raw message: the new one, or with --link-drop,
         when the link drops it, the last one that got through. `decoded` caches raw messages by
         (sender, round) for the host's other receivers."""
-        keep = self.config.link_drop > 0 or self.codec == "delta"
         last = self.last_received.setdefault(agent, {})
         if sender in last and link_dropped(self.config, round_, sender, agent):
             return last[sender]
@@ -111,14 +111,16 @@ class Links:
             start = time.perf_counter()
             decoded[key] = self._decode(round_, sender, inbox[sender], last.get(sender))
             self.decoding_s += time.perf_counter() - start
-        if keep:
+        if self.keeps:
             last[sender] = (key, decoded[key])
         return key, decoded[key]
 
     def _decode(self, round_: int, sender: int, variants: dict[int, np.ndarray], held: Received | None
                 ) -> np.ndarray:
         if self.codec == "raw":
-            return variants[SELF_CONTAINED]
+            # a kept message is copied out of the round's batch, which would otherwise stay pinned in
+            # Ray's object store for as long as the link keeps it
+            return variants[SELF_CONTAINED].copy() if self.keeps else variants[SELF_CONTAINED]
         reference = held if held is not None and held[0][1] == round_ - 1 and round_ - 1 in variants else None
         if reference is None:
             if SELF_CONTAINED not in variants:
