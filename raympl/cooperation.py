@@ -7,14 +7,17 @@ paired. Runs go through `raympl compare` (one folder per cell), so a stopped stu
 stopped. The table is computed from the runs' files, never typed:
   per cell and method: mean ± 95 % t-interval over seeds of the last-5 mean accuracy, rounds to reach
   0.8 of the final accuracy, bits sent, and the mean pairwise Jaccard similarity of the agents' final
-  masks (mask consensus); per cell: the paired difference MCE-PL − ind-mask with a bootstrap 95 % CI;
+  masks (mask consensus); per cell: the paired difference MCE-PL − ind-mask with a bootstrap (BCa) and a
+  paired-t 95 % CI;
   and each method at its own best cell.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
+from dataclasses import asdict
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from raympl import comparison
 from raympl.api import Run
+from raympl.config import ConfigError, RunConfig
 from raympl.metrics import atomic_write_bytes
+from raympl.plots import mean_and_band, plt, save
 
 METHODS = ("mce-pl", "ind-mask")
 CELLS: dict[str, dict[str, Any]] = {
@@ -53,14 +59,50 @@ def cell_settings(base: dict[str, Any], cell: str) -> dict[str, Any]:
 
 def run_cells(cells: list[str], seeds: list[int], base: dict[str, Any], out: Path,
               log: Callable[[str], None] = print) -> None:
-    """Every cell's runs (skipping finished ones); seeds are the outer loop inside each cell."""
-    from raympl import comparison
+    """Every cell's runs (skipping finished ones); seeds are the outer loop inside each cell. A run whose
+    configuration equals one planned in an earlier cell, or one finished in any cell's folder, is not run
+    again: its folder becomes a link to that run. (ind-mask sends nothing, so the graph options are dropped
+    from its configuration and the graph cells share the paper preset's ind-mask runs.)"""
+    plans = {cell: plan(cell, seeds, base, out) for cell in cells}  # every cell validated before the first run
+    first = finished_runs(seeds, base, out, skip=set(cells))
+    for cell, runs in plans.items():
+        own = []
+        for run in runs:
+            where = Path(run[-1].out)
+            original = first.setdefault(run_key(run[-1]), where)
+            if original == where:
+                own.append(run)
+            elif not where.exists() and not where.is_symlink():
+                where.parent.mkdir(parents=True, exist_ok=True)
+                where.symlink_to(os.path.relpath(original, where.parent))
+        shared = f" ({len(runs) - len(own)} shared with another cell)" if len(own) < len(runs) else ""
+        log(f"cell {cell!r}: {len(own)} runs{shared}")
+        if own:
+            comparison.compare(own, out / slug(cell), log=log)
 
-    plans = {cell: comparison.plan(",".join(METHODS), seeds, [base.get("classes_per_agent", 4)], None,
-                                   cell_settings(base, cell), None, out / slug(cell)) for cell in cells}
-    for cell, runs in plans.items():  # every cell validated before the first run
-        log(f"cell {cell!r}: {len(runs)} runs")
-        comparison.compare(runs, out / slug(cell), log=log)
+
+def plan(cell: str, seeds: list[int], base: dict[str, Any], out: Path) -> list:
+    return comparison.plan(",".join(METHODS), seeds, [base.get("classes_per_agent", 4)], None,
+                           cell_settings(base, cell), None, out / slug(cell))
+
+
+def run_key(config: RunConfig) -> str:
+    """A run's configuration without its folder: equal keys give identical runs."""
+    return json.dumps({**asdict(config), "out": None}, sort_keys=True, default=str)
+
+
+def finished_runs(seeds: list[int], base: dict[str, Any], out: Path, skip: set[str]) -> dict[str, Path]:
+    """The finished runs of the cells not asked for this time, by configuration."""
+    found: dict[str, Path] = {}
+    for cell in (c for c in CELLS if c not in skip):
+        try:
+            runs = plan(cell, seeds, base, out)
+        except ConfigError:  # the given settings do not apply to that cell: nothing to share
+            continue
+        for run in runs:
+            if (Path(run[-1].out) / "summary.json").is_file():
+                found.setdefault(run_key(run[-1]), Path(run[-1].out))
+    return found
 
 
 def jaccard(run: Run) -> float | None:
@@ -84,14 +126,16 @@ def run_row(run: Run) -> dict[str, Any]:
             "total_bits": summary["total_bits"], "jaccard": jaccard(run) or float("nan")}
 
 
+def cell_runs(out: Path, cell: str, method: str) -> list[Run]:
+    """The finished runs of one method in one cell, by seed."""
+    found = [Run(p.parent) for p in sorted((out / slug(cell)).glob("runs/*/*/seed*/summary.json"))]
+    return sorted((r for r in found if r.config["algorithm"] == method), key=lambda r: r.config["seed"])
+
+
 def collect(out: Path) -> pd.DataFrame:
     """One row per finished run: cell, method, seed and its numbers."""
-    rows = []
-    for cell in CELLS:
-        for summary in sorted((out / slug(cell)).glob("runs/*/*/seed*/summary.json")):
-            run = Run(summary.parent)
-            rows.append({"cell": cell, "method": run.config["algorithm"], **run_row(run)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"cell": cell, "method": method, **run_row(run)}
+                         for cell in CELLS for method in METHODS for run in cell_runs(out, cell, method)])
 
 
 def t_interval(values: np.ndarray) -> tuple[float, float]:
@@ -134,6 +178,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         row["pairs"] = len(differences)
         row["difference"] = float(np.mean(differences)) if len(differences) else float("nan")
         row["difference ci"] = bootstrap_interval(np.asarray(differences, dtype=float))
+        row["difference t ci"] = t_interval(np.asarray(differences, dtype=float))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -147,14 +192,16 @@ def interval(ci: tuple[float, float]) -> str:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    lines = ["| cell | seeds | MCE-PL last-5 (95 % CI) | ind-mask last-5 (95 % CI) | MCE-PL − ind-mask (bootstrap "
-             "95 % CI) | rounds to 0.8·final (MCE-PL / ind) | mask Jaccard (MCE-PL / ind) | MCE-PL Mbit |",
+    lines = ["| cell | seeds | MCE-PL last-5 (95 % CI) | ind-mask last-5 (95 % CI) | MCE-PL − ind-mask "
+             "(bootstrap 95 % CI; paired t 95 % CI) | rounds to 0.8·final (MCE-PL / ind) | "
+             "mask Jaccard (MCE-PL / ind) | MCE-PL Mbit |",
              "|---|---|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
         lines.append(
             f"| {r['cell']} | {r['pairs']} | {r['mce-pl last5']:.4f} {interval(r['mce-pl ci'])} | "
             f"{r['ind-mask last5']:.4f} {interval(r['ind-mask ci'])} | {r['difference']:+.4f} "
-            f"{interval(r['difference ci'])} | {r['mce-pl rounds to 0.8']:.0f} / {r['ind-mask rounds to 0.8']:.0f} | "
+            f"{interval(r['difference ci'])}; {interval(r['difference t ci'])} | "
+            f"{r['mce-pl rounds to 0.8']:.0f} / {r['ind-mask rounds to 0.8']:.0f} | "
             f"{r['mce-pl jaccard']:.3f} / {r['ind-mask jaccard']:.3f} | {r['mce-pl Mbit']:,.0f} |")
     best = best_cells(table)
     lines += ["", "Each method at its own best cell: " + "; ".join(
@@ -162,8 +209,51 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curves_figure(out: Path, cells: list[str]) -> None:
+    """Accuracy by round in every cell: each method's mean over seeds, band ± std over seeds."""
+    columns = min(3, len(cells))
+    rows = -(-len(cells) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), sharey=True, squeeze=False)
+    for ax, cell in zip(axes.flat, cells, strict=False):
+        for method in METHODS:
+            runs = cell_runs(out, cell, method)
+            if runs:
+                rounds, mean, band = mean_and_band(runs, "accuracy")
+                ax.plot(rounds, mean, label=f"{method} ({len(runs)} seeds)")
+                ax.fill_between(rounds, mean - band, mean + band, alpha=0.2)
+        ax.set_title(cell, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("round")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy (mean over agents)")
+    save(fig, out, "cooperation-curves")
+
+
+def difference_figure(table: pd.DataFrame, out: Path) -> None:
+    """Left: MCE-PL − ind-mask per cell with its bootstrap CI. Right: mask consensus (Jaccard) per cell."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.45 * len(table) + 1.6), sharey=True)
+    y = np.arange(len(table))[::-1]
+    low, high = (np.array([ci[k] for ci in table["difference ci"]]) for k in (0, 1))
+    left.errorbar(table["difference"], y, xerr=[table["difference"] - low, high - table["difference"]],
+                  fmt="o", capsize=3)
+    left.axvline(0, color="grey", lw=1)
+    left.set(yticks=y, yticklabels=table["cell"], xlabel="MCE-PL − ind-mask, last-5 accuracy (95 % bootstrap CI)")
+    for method, marker in zip(METHODS, "os", strict=True):
+        right.plot(table[f"{method} jaccard"], y, marker, label=method)
+    right.set(xlabel="mean pairwise Jaccard of the agents' final masks")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    save(fig, out, "cooperation-difference")
+
+
 def report(out: Path) -> pd.DataFrame:
-    """Collect the finished runs under `out`, write cooperation.parquet/.md, return the table."""
+    """Collect the finished runs under `out`, write cooperation.parquet/.md and the two figures (PNG and
+    SVG), return the table."""
     runs = collect(out)
     if runs.empty:
         return pd.DataFrame()
@@ -172,4 +262,6 @@ def report(out: Path) -> pd.DataFrame:
     flat.to_parquet(out / "cooperation.parquet", index=False)
     runs.to_parquet(out / "cooperation-runs.parquet", index=False)
     atomic_write_bytes(out / "cooperation.md", markdown(table).encode())
+    curves_figure(out, list(table["cell"]))
+    difference_figure(table, out)
     return table

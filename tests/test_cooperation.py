@@ -24,14 +24,26 @@ def test_study_runs_paired_cells_and_prints_the_table(fashion_dir, tmp_path):
     assert list(table["cell"]) == ["paper preset", "ring"] and list(table["pairs"]) == [3, 3]
     paper = runs[runs["cell"] == "paper preset"].pivot(index="seed", columns="method", values="last5")
     assert table.loc[0, "difference"] == pytest.approx((paper["mce-pl"] - paper["ind-mask"]).mean())
-    # ind-mask ignores the graph, so the ring cell gives it the same runs as the paper cell
+    # ind-mask sends nothing: the graph options leave its configuration, so the ring cell links to the
+    # paper cell's ind-mask runs instead of repeating them
+    assert all((out / "ring" / "runs" / "ind-mask" / "c-3" / f"seed{s}").is_symlink() for s in range(3))
+    assert not any((out / "ring" / "runs" / "mce-pl" / "c-3" / f"seed{s}").is_symlink() for s in range(3))
     ind = runs[runs["method"] == "ind-mask"].pivot(index="seed", columns="cell", values="last5")
     assert list(ind["ring"]) == list(ind["paper preset"])
     assert "MCE-PL − ind-mask" in (out / "cooperation.md").read_text()
+    for name in ("cooperation-curves", "cooperation-difference"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / f"{name}.svg").stat().st_size > 10_000
 
     stamp = {p: p.stat().st_mtime_ns for p in out.glob("*/runs/*/*/seed*/summary.json")}
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and {p: p.stat().st_mtime_ns for p in stamp} == stamp  # nothing rerun
+
+    # a later call for another graph cell also finds the paper cell's finished ind-mask run
+    later = CliRunner().invoke(app, [*args[:2], "--cells", "er p=0.3", "--seeds", "0", *args[6:]])
+    assert later.exit_code == 0 and "1 runs (1 shared with another cell)" in later.output, later.output
+    assert (out / "er-p-0.3" / "runs" / "ind-mask" / "c-3" / "seed0").resolve() == \
+        (out / "paper-preset" / "runs" / "ind-mask" / "c-3" / "seed0").resolve()
 
 
 def test_intervals():

@@ -274,7 +274,8 @@ def study_cooperation(
                               out_dir, log=lambda line: out.print(line, highlight=False))
         table = cooperation.report(out_dir)
     out.print(cooperation.markdown(table), highlight=False)
-    out.print(f"wrote {out_dir / 'cooperation.md'} and {out_dir / 'cooperation.parquet'}", highlight=False)
+    out.print(f"wrote cooperation.md, cooperation.parquet and the figures cooperation-curves.png and "
+              f"cooperation-difference.png (also SVG) in {out_dir}", highlight=False)
 
 
 def parse_settings(items: list[str] | None) -> dict[str, object]:
