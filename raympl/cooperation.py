@@ -43,6 +43,10 @@ CELLS: dict[str, dict[str, Any]] = {
     "ring": {"topology": "ring"},
     "er p=0.3": {"p": 0.3},
     "er p=0.7": {"p": 0.7},
+    # every reference-code value at once (η = 10), and with η = 1 as the paper's text gives it: the
+    # reference code with its learning-rate argument set to 1 is the likeliest setting of the paper's tables
+    "reference-code preset": {"preset": "reference-code"},
+    "reference-code lr 1": {"preset": "reference-code", "lr": 1.0},
 }
 
 
