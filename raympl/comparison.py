@@ -15,12 +15,22 @@ import json
 import re
 import shutil
 import statistics
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raympl.config import ALGORITHMS, CODECS, ConfigError, RunConfig, int_list, load_toml, resolve_shared
+from raympl.config import (
+    ALGORITHMS,
+    CODECS,
+    PLACEMENT_OPTIONS,
+    ConfigError,
+    RunConfig,
+    int_list,
+    load_toml,
+    resolve_shared,
+)
 from raympl.metrics import atomic_write_bytes, write_table
 from raympl.runtime import checkpoint
 
@@ -136,6 +146,9 @@ def compare(runs: list[tuple[Variant, Variant, int, RunConfig]], out: Path,
             log: Callable[[str], None] = print) -> list[dict]:
     from raympl.runtime.driver import simulate
 
+    for *_, config in runs:  # before anything runs
+        if (Path(config.out) / "config.toml").exists():
+            check_same_run(Path(config.out), config)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for k, (method, column, seed, config) in enumerate(runs, 1):
@@ -158,6 +171,18 @@ def compare(runs: list[tuple[Variant, Variant, int, RunConfig]], out: Path,
         write_table(table, out / "table.parquet")
         atomic_write_bytes(out / "table.md", markdown(table).encode())
     return table
+
+
+def check_same_run(run_dir: Path, config: RunConfig) -> None:
+    """A run folder found in place must hold this run: reusing another configuration's run would be a
+    silent mistake. Options only one side lists (runs from other raympl versions) are not compared."""
+    stored = load_toml(run_dir / "config.toml")
+    planned = {k.replace("-", "_"): v for k, v in tomllib.loads(config.to_toml()).items()}
+    for key in sorted((set(stored) & set(planned)) - PLACEMENT_OPTIONS):
+        if stored[key] != planned[key]:
+            out = run_dir.parents[3]
+            raise ConfigError(f"invalid out {str(out)!r}: {str(run_dir.relative_to(out))!r} holds a run with "
+                              f"{key} = {stored[key]!r}, not {planned[key]!r}; choose another --out")
 
 
 def summarize(rows: list[dict]) -> list[dict]:

@@ -90,6 +90,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# options that change where or how fast a run goes, but not its result
+PLACEMENT_OPTIONS = frozenset({"out", "data_dir", "executor", "address", "agents_per_actor", "cpus_per_agent",
+                               "gpus_per_agent", "device", "placement_timeout", "state_store", "engine",
+                               "checkpoint_every", "tensorboard"})
+
+
 class ConfigError(ValueError):
     """A bad configuration value; the message is one line that names it."""
 

@@ -18,12 +18,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from raympl.api import Run  # noqa: E402
-from raympl.config import ConfigError  # noqa: E402
+from raympl.config import PLACEMENT_OPTIONS, ConfigError  # noqa: E402
 
-# options that change where or how fast a run goes, or its seed, but not which curve it belongs to
-NOT_THE_SETTING = {"seed", "out", "data_dir", "executor", "address", "agents_per_actor", "cpus_per_agent",
-                   "gpus_per_agent", "device", "placement_timeout", "state_store", "engine", "checkpoint_every",
-                   "tensorboard"}
+NOT_THE_SETTING = PLACEMENT_OPTIONS | {"seed"}  # what does not decide which curve a run belongs to
 INPUT_SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
