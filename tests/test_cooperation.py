@@ -30,7 +30,9 @@ def test_study_runs_paired_cells_and_prints_the_table(fashion_dir, tmp_path):
     assert not any((out / "ring" / "runs" / "mce-pl" / "c-3" / f"seed{s}").is_symlink() for s in range(3))
     ind = runs[runs["method"] == "ind-mask"].pivot(index="seed", columns="cell", values="last5")
     assert list(ind["ring"]) == list(ind["paper preset"])
-    assert "MCE-PL − ind-mask" in (out / "cooperation.md").read_text()
+    text = (out / "cooperation.md").read_text()
+    assert "MCE-PL − ind-mask" in text and "MCE-PL's best − ind-mask's best, paired by seed (3 pairs)" in text
+    assert "own best cell" in result.output  # the CLI prints the file
     for name in ("cooperation-curves", "cooperation-difference"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / f"{name}.svg").stat().st_size > 10_000

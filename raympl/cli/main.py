@@ -273,7 +273,8 @@ def study_cooperation(
         cooperation.run_cells(chosen, cfg.int_list(seeds, "seeds"), {k: v for k, v in base.items() if v is not None},
                               out_dir, log=lambda line: out.print(line, highlight=False))
         table = cooperation.report(out_dir)
-    out.print(cooperation.markdown(table), highlight=False)
+    if not table.empty:
+        out.print((out_dir / "cooperation.md").read_text(), highlight=False)
     out.print(f"wrote cooperation.md, cooperation.parquet and the figures cooperation-curves.png and "
               f"cooperation-difference.png (also SVG) in {out_dir}", highlight=False)
 
