@@ -1,15 +1,15 @@
 """`raympl study cooperation`: when does exchanging masks (MCE-PL) beat learning them alone (ind-mask)?
 
-Cells change one factor at a time from the paper preset (small CNN, 20 agents, ER p = 0.5, c = 4,
-r = 0.3, η = 1, U[-1, 1] weights, all local data). In every cell both methods run with the same seeds,
-so a seed gives both the same graph, partition, fixed weights and minibatches: the comparison is
-paired. Runs go through `raympl compare` (one folder per cell), so a stopped study goes on where it
-stopped. The table is computed from the runs' files, never typed:
+Cells change one factor at a time from the paper's text (small CNN, 20 agents, ER p = 0.5, c = 4,
+r = 0.3, η = 1, U[-1, 1] weights, all local data); two more cells run the reference code's settings.
+In every cell both methods run with the same seeds, so a seed gives both the same graph, partition,
+fixed weights and minibatches: the comparison is paired. Runs go through `raympl compare` (one folder
+per cell), so a stopped study goes on where it stopped. The table is computed from the runs' files,
+never typed:
   per cell and method: mean ± 95 % t-interval over seeds of the last-5 mean accuracy, rounds to reach
   0.8 of the final accuracy, bits sent, and the mean pairwise Jaccard similarity of the agents' final
   masks (mask consensus); per cell: the paired difference MCE-PL − ind-mask with a bootstrap (BCa) and a
-  paired-t 95 % CI;
-  and each method at its own best cell.
+  paired-t 95 % CI; and each method at its own best cell.
 """
 
 from __future__ import annotations
@@ -32,17 +32,20 @@ from raympl.metrics import atomic_write_bytes
 from raympl.plots import mean_and_band, plt, save
 
 METHODS = ("mce-pl", "ind-mask")
+# The study's base is the paper's text: the paper preset with the U[-1, 1] weights of the paper's Section
+# V-A (the preset itself has used PyTorch-default weights since this study's weights cell decided it).
+PAPER_TEXT = {"weight_init": "uniform_pm1"}
 CELLS: dict[str, dict[str, Any]] = {
-    "paper preset": {},
-    "train-fraction 0.2": {"train_fraction": 0.2},
-    "train-fraction 0.05": {"train_fraction": 0.05},
-    "torch-default weights": {"weight_init": "torch_default"},
-    "lr 3": {"lr": 3.0},
-    "lr 10": {"lr": 10.0},
-    "paper r_i list": {"retention": "paper-hetero"},
-    "ring": {"topology": "ring"},
-    "er p=0.3": {"p": 0.3},
-    "er p=0.7": {"p": 0.7},
+    "paper text": PAPER_TEXT,
+    "train-fraction 0.2": {**PAPER_TEXT, "train_fraction": 0.2},
+    "train-fraction 0.05": {**PAPER_TEXT, "train_fraction": 0.05},
+    "torch-default weights": {"weight_init": "torch_default"},  # = today's paper preset
+    "lr 3": {**PAPER_TEXT, "lr": 3.0},
+    "lr 10": {**PAPER_TEXT, "lr": 10.0},
+    "paper r_i list": {**PAPER_TEXT, "retention": "paper-hetero"},
+    "ring": {**PAPER_TEXT, "topology": "ring"},
+    "er p=0.3": {**PAPER_TEXT, "p": 0.3},
+    "er p=0.7": {**PAPER_TEXT, "p": 0.7},
     # every reference-code value at once (η = 10), and with η = 1 as the paper's text gives it: the
     # reference code with its learning-rate argument set to 1 is the likeliest setting of the paper's tables
     "reference-code preset": {"preset": "reference-code"},
@@ -66,7 +69,7 @@ def run_cells(cells: list[str], seeds: list[int], base: dict[str, Any], out: Pat
     """Every cell's runs (skipping finished ones); seeds are the outer loop inside each cell. A run whose
     configuration equals one planned in an earlier cell, or one finished in any cell's folder, is not run
     again: its folder becomes a link to that run. (ind-mask sends nothing, so the graph options are dropped
-    from its configuration and the graph cells share the paper preset's ind-mask runs.)"""
+    from its configuration and the graph cells share the paper-text cell's ind-mask runs.)"""
     plans = {cell: plan(cell, seeds, base, out) for cell in cells}  # every cell validated before the first run
     first = finished_runs(seeds, base, out, skip=set(cells))
     for cell, runs in plans.items():

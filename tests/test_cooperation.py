@@ -13,7 +13,7 @@ from raympl.cli.main import app
 
 def test_study_runs_paired_cells_and_prints_the_table(fashion_dir, tmp_path):
     out = tmp_path / "coop"
-    args = ["study", "cooperation", "--cells", "paper preset,ring", "--seeds", "0,1,2", "--rounds", "4",
+    args = ["study", "cooperation", "--cells", "paper text,ring", "--seeds", "0,1,2", "--rounds", "4",
             "--eval-every", "2", "--eval-samples", "50", "--data-dir", str(fashion_dir), "--set", "agents=6",
             "--set", "classes_per_agent=3", "--set", "batch_size=16", "--out", str(out)]
     result = CliRunner().invoke(app, args)
@@ -21,15 +21,15 @@ def test_study_runs_paired_cells_and_prints_the_table(fashion_dir, tmp_path):
     runs = pd.read_parquet(out / "cooperation-runs.parquet")
     assert len(runs) == 2 * 2 * 3 and set(runs["method"]) == {"mce-pl", "ind-mask"}
     table = cooperation.summarize(runs)
-    assert list(table["cell"]) == ["paper preset", "ring"] and list(table["pairs"]) == [3, 3]
-    paper = runs[runs["cell"] == "paper preset"].pivot(index="seed", columns="method", values="last5")
+    assert list(table["cell"]) == ["paper text", "ring"] and list(table["pairs"]) == [3, 3]
+    paper = runs[runs["cell"] == "paper text"].pivot(index="seed", columns="method", values="last5")
     assert table.loc[0, "difference"] == pytest.approx((paper["mce-pl"] - paper["ind-mask"]).mean())
     # ind-mask sends nothing: the graph options leave its configuration, so the ring cell links to the
     # paper cell's ind-mask runs instead of repeating them
     assert all((out / "ring" / "runs" / "ind-mask" / "c-3" / f"seed{s}").is_symlink() for s in range(3))
     assert not any((out / "ring" / "runs" / "mce-pl" / "c-3" / f"seed{s}").is_symlink() for s in range(3))
     ind = runs[runs["method"] == "ind-mask"].pivot(index="seed", columns="cell", values="last5")
-    assert list(ind["ring"]) == list(ind["paper preset"])
+    assert list(ind["ring"]) == list(ind["paper text"])
     text = (out / "cooperation.md").read_text()
     assert "MCE-PL − ind-mask" in text and "MCE-PL's best − ind-mask's best, paired by seed (3 pairs)" in text
     assert "own best cell" in result.output  # the CLI prints the file
@@ -45,7 +45,7 @@ def test_study_runs_paired_cells_and_prints_the_table(fashion_dir, tmp_path):
     later = CliRunner().invoke(app, [*args[:2], "--cells", "er p=0.3", "--seeds", "0", *args[6:]])
     assert later.exit_code == 0 and "1 runs (1 shared with another cell)" in later.output, later.output
     assert (out / "er-p-0.3" / "runs" / "ind-mask" / "c-3" / "seed0").resolve() == \
-        (out / "paper-preset" / "runs" / "ind-mask" / "c-3" / "seed0").resolve()
+        (out / "paper-text" / "runs" / "ind-mask" / "c-3" / "seed0").resolve()
 
 
 def test_intervals():

@@ -244,7 +244,7 @@ def study_scaling(
 
 @study_app.command("cooperation")
 def study_cooperation(
-    cells: Annotated[str, Opt(help="Comma list of cells, or all: paper preset, train-fraction 0.2, "
+    cells: Annotated[str, Opt(help="Comma list of cells, or all: paper text, train-fraction 0.2, "
                                    "train-fraction 0.05, torch-default weights, lr 3, lr 10, paper r_i list, ring, "
                                    "er p=0.3, er p=0.7, reference-code preset, reference-code lr 1.")] = "all",
     seeds: Annotated[str, Opt(help="Comma list of seeds (paired: both methods get each).")] = "0,1,2,3,4",
