@@ -50,6 +50,12 @@ CELLS: dict[str, dict[str, Any]] = {
     # reference code with its learning-rate argument set to 1 is the likeliest setting of the paper's tables
     "reference-code preset": {"preset": "reference-code"},
     "reference-code lr 1": {"preset": "reference-code", "lr": 1.0},
+    # the regime where cooperation paid, moved one factor at a time: is it about slow local learning
+    # (then a larger step should close the gap) and does it survive less data or a sparser graph?
+    "torch-default + lr 10": {"weight_init": "torch_default", "lr": 10.0},
+    "torch-default + train-fraction 0.2": {"weight_init": "torch_default", "train_fraction": 0.2},
+    "torch-default + ring": {"weight_init": "torch_default", "topology": "ring"},
+    "torch-default + er p=0.3": {"weight_init": "torch_default", "p": 0.3},
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from raympl import cooperation
@@ -60,3 +61,11 @@ def test_intervals():
 def test_bad_cell_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["study", "cooperation", "--cells", "moon", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "invalid cells 'moon'" in result.output
+
+
+def test_every_cell_is_a_valid_configuration_and_listed_in_the_help(tmp_path):
+    command = typer.main.get_command(app).commands["study"].commands["cooperation"]
+    help_text = next(p.help for p in command.params if p.name == "cells")
+    for cell in cooperation.CELLS:
+        assert cell in help_text, cell
+        cooperation.plan(cell, [0], {"rounds": 2}, tmp_path)  # raises ConfigError on a bad setting

@@ -246,7 +246,9 @@ def study_scaling(
 def study_cooperation(
     cells: Annotated[str, Opt(help="Comma list of cells, or all: paper text, train-fraction 0.2, "
                                    "train-fraction 0.05, torch-default weights, lr 3, lr 10, paper r_i list, ring, "
-                                   "er p=0.3, er p=0.7, reference-code preset, reference-code lr 1.")] = "all",
+                                   "er p=0.3, er p=0.7, reference-code preset, reference-code lr 1, "
+                                   "torch-default + lr 10, torch-default + train-fraction 0.2, "
+                                   "torch-default + ring, torch-default + er p=0.3.")] = "all",
     seeds: Annotated[str, Opt(help="Comma list of seeds (paired: both methods get each).")] = "0,1,2,3,4",
     rounds: Annotated[int, Opt()] = 300,
     model: Annotated[str, Opt()] = "small-cnn",
