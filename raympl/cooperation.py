@@ -56,6 +56,7 @@ CELLS: dict[str, dict[str, Any]] = {
     "torch-default + train-fraction 0.2": {"weight_init": "torch_default", "train_fraction": 0.2},
     "torch-default + ring": {"weight_init": "torch_default", "topology": "ring"},
     "torch-default + er p=0.3": {"weight_init": "torch_default", "p": 0.3},
+    "torch-default + paper r_i list": {"weight_init": "torch_default", "retention": "paper-hetero"},  # Table II
 }
 
 

@@ -248,7 +248,8 @@ def study_cooperation(
                                    "train-fraction 0.05, torch-default weights, lr 3, lr 10, paper r_i list, ring, "
                                    "er p=0.3, er p=0.7, reference-code preset, reference-code lr 1, "
                                    "torch-default + lr 10, torch-default + train-fraction 0.2, "
-                                   "torch-default + ring, torch-default + er p=0.3.")] = "all",
+                                   "torch-default + ring, torch-default + er p=0.3, "
+                                   "torch-default + paper r_i list.")] = "all",
     seeds: Annotated[str, Opt(help="Comma list of seeds (paired: both methods get each).")] = "0,1,2,3,4",
     rounds: Annotated[int, Opt()] = 300,
     model: Annotated[str, Opt()] = "small-cnn",
