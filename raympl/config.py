@@ -69,10 +69,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lam": 0.001,
         "wd_scores": 0.0,
         "train_fraction": 1.0,
-        # The paper states U[-1, 1] only for its Fig. 4 check (`raympl verify-dslth` keeps it); its tables
-        # were most likely made with PyTorch-default weights, and only with them does cooperation pay here
-        # (docs/algorithms.md "Which setting produced which result", docs/results.md §7).
-        "weight_init": "torch_default",
+        # The paper's text: U[-1, 1] with λ = 0.001. PyTorch-default weights with that λ make MCE-PL
+        # collapse after ~400 rounds (docs/results.md §7); the code's pairing of them with λ = 0 is
+        # `--preset reference-code --lr 1`.
+        "weight_init": "uniform_pm1",
         # The code's ELU on the logits is not in the paper's architecture; with U[-1,1] weights it even
         # stops training: the logits start in the hundreds and ELU clamps every class to -1 (docs/results.md).
         "final_elu": False,
@@ -127,7 +127,7 @@ class RunConfig:
     linear_retention: float | None = None
     wd_scores: float = 0.0
     train_fraction: float = 1.0
-    weight_init: str = "torch_default"
+    weight_init: str = "uniform_pm1"
     final_elu: bool = True
     init_neighbor_masks: str = "bernoulli_shared"
     # ---- baselines (docs/algorithms.md §3-4); unknowns of the paper are options with documented defaults

@@ -32,14 +32,14 @@ from raympl.metrics import atomic_write_bytes
 from raympl.plots import mean_and_band, plt, save
 
 METHODS = ("mce-pl", "ind-mask")
-# The study's base is the paper's text: the paper preset with the U[-1, 1] weights of the paper's Section
-# V-A (the preset itself has used PyTorch-default weights since this study's weights cell decided it).
+# The study's base is the paper's text, which is the paper preset; the weights are pinned so the cells keep
+# their meaning whatever the preset's default (it briefly was PyTorch's default, before §7's 600 rounds).
 PAPER_TEXT = {"weight_init": "uniform_pm1"}
 CELLS: dict[str, dict[str, Any]] = {
     "paper text": PAPER_TEXT,
     "train-fraction 0.2": {**PAPER_TEXT, "train_fraction": 0.2},
     "train-fraction 0.05": {**PAPER_TEXT, "train_fraction": 0.05},
-    "torch-default weights": {"weight_init": "torch_default"},  # = today's paper preset
+    "torch-default weights": {"weight_init": "torch_default"},
     "lr 3": {**PAPER_TEXT, "lr": 3.0},
     "lr 10": {**PAPER_TEXT, "lr": 10.0},
     "paper r_i list": {**PAPER_TEXT, "retention": "paper-hetero"},

@@ -21,7 +21,7 @@ def test_paper_preset_defaults():
     config = resolve({})
     assert (config.lr, config.lam, config.fil_threshold, config.linear_retention) == (1.0, 0.001, 0, None)
     assert config.effective_finetune_lr == 1.0
-    assert (config.weight_init, config.final_elu) == ("torch_default", False)  # results.md §7
+    assert (config.weight_init, config.final_elu) == ("uniform_pm1", False)  # results.md §3, §7
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):

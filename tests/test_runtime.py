@@ -68,8 +68,8 @@ def test_eval_samples_subset_then_full_final_evaluation(ray_session, tiny_overri
 
 
 def test_training_learns_on_separable_data(ray_session, tiny_overrides):
-    # U[-1, 1] fixed weights: masks learn in a few rounds with them; with the default preset's small
-    # PyTorch-default weights, lr 1 needs ~200 rounds (docs/algorithms.md), too slow for a unit test
+    # pinned U[-1, 1] fixed weights (the paper preset's): masks learn in a few rounds with them; with
+    # PyTorch-default weights lr 1 needs ~200 rounds (docs/results.md §7), too slow for a unit test
     config = resolve({**tiny_overrides, "rounds": 30, "eval_every": 30, "batch_size": 32,
                       "weight_init": "uniform_pm1"})
     summary = simulate(config)
