@@ -101,3 +101,23 @@ def test_ray_job_submit_runs_a_simulation(fashion_dir, tmp_path):
         head.wait(timeout=60)
         subprocess.run(["pkill", "-f", temp_dir])  # any Ray process of this head that left the group
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_a_stale_recorded_cluster_is_not_joined(fashion_dir, tmp_path):
+    """Without --address a run starts its own Ray, even where Ray's address file names a cluster that is
+    gone (an unclean `ray start` or test Cluster leaves one); ray.init() alone would wait minutes on it."""
+    ray_tmp = tempfile.mkdtemp(prefix="rstale", dir="/tmp")  # short: Ray's socket paths live under it
+    try:
+        (Path(ray_tmp) / "ray").mkdir()
+        (Path(ray_tmp) / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")
+        env = {k: v for k, v in _env().items() if k != "RAY_ADDRESS"}
+        result = subprocess.run(
+            [sys.executable, "-m", "raympl.cli.main", "simulate", "--agents", "2", "--topology", "ring",
+             "--classes-per-agent", "2", "--rounds", "1", "--batch-size", "8", "--data-dir", str(fashion_dir),
+             "--out", str(tmp_path / "r")],
+            env={**env, "RAY_TMPDIR": ray_tmp}, capture_output=True, text=True, timeout=180)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (tmp_path / "r" / "summary.json").exists()
+    finally:
+        subprocess.run(["pkill", "-f", ray_tmp])
+        shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -101,7 +101,9 @@ def connect_ray(address: str | None) -> None:
     if address is None:
         # A fresh local cluster owned by this process: no token needed between us and ourselves.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+    # "local", never None: ray.init(None) would join whatever /tmp/ray/ray_current_cluster names, and a
+    # stale entry left by an unclean `ray start` or test Cluster makes it wait minutes for a dead GCS.
+    ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING", log_to_driver=True)
 
 
 def agent_data(config: RunConfig, prepared: Prepared) -> dict[int, AgentData]:
