@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -60,6 +62,18 @@ def test_a_lost_node_is_survived(ray_session, tiny_overrides, tmp_path):
     assert [(r["round"], r["accuracy"]) for r in multi] == [(r["round"], r["accuracy"]) for r in single]
 
 
+@contextmanager
+def _ray_temp_dir(prefix: str) -> Iterator[str]:
+    """A short temp dir for a Ray instance of a test's own (Ray's Unix socket paths must stay under ~107
+    characters); on exit any Ray process still using it is killed and the dir removed."""
+    path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    try:
+        yield path
+    finally:
+        subprocess.run(["pkill", "-f", path])  # any Ray process of it that left its process group
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -69,45 +83,41 @@ def _free_port() -> int:
 def test_ray_job_submit_runs_a_simulation(fashion_dir, tmp_path):
     env = _env()
     # Every port of its own: the test session's Ray instance already holds the default agent ports.
-    # A short temp dir: Ray's Unix socket paths must stay under ~107 characters.
-    temp_dir = tempfile.mkdtemp(prefix="rjob", dir="/tmp")
-    port, dashboard = _free_port(), _free_port()
-    agent_ports = [f"--{flag}={_free_port()}" for flag in ("dashboard-agent-listen-port",
-                   "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")]
-    head = subprocess.Popen(
-        ["ray", "start", "--head", "--block", f"--port={port}", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", *agent_ports, "--num-cpus=2",
-         f"--temp-dir={temp_dir}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    address = f"http://127.0.0.1:{dashboard}"
-    try:
-        deadline = time.time() + 120
-        while subprocess.run(["ray", "job", "list", "--address", address], env=env,
-                             capture_output=True).returncode != 0:
-            assert time.time() < deadline, "the Ray head did not come up"
-            time.sleep(2)
-        out = tmp_path / "job-run"
-        result = subprocess.run(
-            [str(ROOT / "cluster" / "submit.sh"), "--model", "small-cnn", "--agents", "4", "--topology", "ring",
-             "--classes-per-agent", "2", "--rounds", "2", "--eval-every", "1", "--batch-size", "8",
-             "--data-dir", str(fashion_dir), "--out", str(out)],
-            env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert "succeeded" in result.stdout
-        summary = json.loads((out / "summary.json").read_text())
-        assert summary["rounds"] == 2 and summary["total_bits"] > 0
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
-        subprocess.run(["pkill", "-f", temp_dir])  # any Ray process of this head that left the group
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with _ray_temp_dir("rjob") as temp_dir:
+        port, dashboard = _free_port(), _free_port()
+        agent_ports = [f"--{flag}={_free_port()}" for flag in ("dashboard-agent-listen-port",
+                       "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")]
+        head = subprocess.Popen(
+            ["ray", "start", "--head", "--block", f"--port={port}", "--include-dashboard=true",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", *agent_ports, "--num-cpus=2",
+             f"--temp-dir={temp_dir}"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        address = f"http://127.0.0.1:{dashboard}"
+        try:
+            deadline = time.time() + 120
+            while subprocess.run(["ray", "job", "list", "--address", address], env=env,
+                                 capture_output=True).returncode != 0:
+                assert time.time() < deadline, "the Ray head did not come up"
+                time.sleep(2)
+            out = tmp_path / "job-run"
+            result = subprocess.run(
+                [str(ROOT / "cluster" / "submit.sh"), "--model", "small-cnn", "--agents", "4", "--topology",
+                 "ring", "--classes-per-agent", "2", "--rounds", "2", "--eval-every", "1", "--batch-size", "8",
+                 "--data-dir", str(fashion_dir), "--out", str(out)],
+                env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+            assert "succeeded" in result.stdout
+            summary = json.loads((out / "summary.json").read_text())
+            assert summary["rounds"] == 2 and summary["total_bits"] > 0
+        finally:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(timeout=60)
 
 
 def test_a_stale_recorded_cluster_is_not_joined(fashion_dir, tmp_path):
     """Without --address a run starts its own Ray, even where Ray's address file names a cluster that is
     gone (an unclean `ray start` or test Cluster leaves one); ray.init() alone would wait minutes on it."""
-    ray_tmp = tempfile.mkdtemp(prefix="rstale", dir="/tmp")  # short: Ray's socket paths live under it
-    try:
+    with _ray_temp_dir("rstale") as ray_tmp:
         (Path(ray_tmp) / "ray").mkdir()
         (Path(ray_tmp) / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")
         env = {k: v for k, v in _env().items() if k != "RAY_ADDRESS"}
@@ -116,8 +126,5 @@ def test_a_stale_recorded_cluster_is_not_joined(fashion_dir, tmp_path):
              "--classes-per-agent", "2", "--rounds", "1", "--batch-size", "8", "--data-dir", str(fashion_dir),
              "--out", str(tmp_path / "r")],
             env={**env, "RAY_TMPDIR": ray_tmp}, capture_output=True, text=True, timeout=180)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert (tmp_path / "r" / "summary.json").exists()
-    finally:
-        subprocess.run(["pkill", "-f", ray_tmp])
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "r" / "summary.json").exists()
