@@ -120,6 +120,18 @@ def simulate(
     out_dir: Annotated[str | None, Opt("--out", help="Run directory (default runs/<timestamp>).")] = None,
     checkpoint_every: Annotated[int | None, Opt(help="Checkpoint every this many rounds (0 = never).")] = None,
     link_drop: Annotated[float | None, Opt(help="Probability that a directed message is lost (seeded).")] = None,
+    device_speed: Annotated[str | None, Opt(help="Simulated clock: GFLOP/s per agent, a SPEC: a number, "
+                                                 "lognormal:MEDIAN:SIGMA, classes:phone=0.5,laptop=0.4,server=0.1, "
+                                                 "or a CSV file agent,value (docs/network.md). Default 100.")] = None,
+    bandwidth: Annotated[str | None, Opt(help="Simulated clock: Mbit/s of each agent's uplink and downlink, a SPEC. "
+                                              "Default 50.")] = None,
+    latency: Annotated[str | None, Opt(help="Simulated clock: seconds per link, a SPEC. Default 0.02.")] = None,
+    round_deadline: Annotated[float | None, Opt(help="Semi-synchronous rounds: simulated seconds after which late "
+                                                     "messages are not used and late agents send nothing.")] = None,
+    availability: Annotated[str | None, Opt(help="Churn: always, bernoulli:P, markov:UP:DOWN, "
+                                                 "diurnal[:PERIOD[:LOW:HIGH]] or trace:FILE.")] = None,
+    topology_schedule: Annotated[str | None, Opt(help="Graphs that change: static, resample[:K], peers:K, "
+                                                      "one-peer-exp or file:LIST.")] = None,
     config: Annotated[Path | None, Opt(help="TOML file with the same keys; flags override it.")] = None,
     set_: Annotated[list[str] | None, Opt("--set", help="Any option as KEY=VALUE (repeatable), including a "
                                                         "plug-in algorithm's own.")] = None,

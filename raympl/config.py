@@ -48,7 +48,7 @@ ALGORITHM_DEFAULTS: dict[str, dict[str, Any]] = {
 DATASETS = {"fashion-mnist": 10, "cifar10": 10}
 MODELS = ("alexnet", "small-cnn")
 PARTITIONS = ("label-skew", "dirichlet", "iid")
-NAMED_TOPOLOGIES = ("er", "ring", "paper20")
+NAMED_TOPOLOGIES = ("er", "regular", "ring", "paper20")
 WEIGHT_INITS = ("uniform_pm1", "torch_default")
 INIT_NEIGHBOR_MASKS = ("bernoulli_shared", "zeros")
 DEVICES = ("auto", "cpu", "cuda")
@@ -112,7 +112,7 @@ class RunConfig:
     agents: int = 20
     topology: str = "er"
     p: float = 0.5
-    degree: float | None = None  # ER mean degree; sets p = degree / (agents - 1)
+    degree: float | None = None  # ER mean degree (sets p = degree / (agents - 1)); the degree of `regular`
     partition: str = "label-skew"
     classes_per_agent: int = 4
     alpha: float = 0.5
@@ -152,6 +152,13 @@ class RunConfig:
     malcom_prox_position: str = "before_quant"
     checkpoint_every: int = 10  # rounds between checkpoints (0 = never); see runtime/checkpoint.py
     link_drop: float = 0.0  # probability that a directed message is lost (seeded)
+    # ---- the simulated network (raympl/network/, topologies/schedule.py); defaults: a laptop on broadband
+    device_speed: str = "100"  # GFLOP/s per agent: a SPEC (network/profiles.py)
+    bandwidth: str = "50"  # Mbit/s, each agent's uplink and downlink: a SPEC
+    latency: str = "0.02"  # seconds per link: a SPEC
+    round_deadline: float | None = None  # semi-synchronous rounds: seconds after which nothing more is used
+    availability: str = "always"  # churn: network/availability.py
+    topology_schedule: str = "static"  # graphs that change: topologies/schedule.py
     eval_every: int = 10
     eval_samples: int | None = None
     eval_final_full: bool = True  # the last evaluation uses every agent's full test set
@@ -226,6 +233,9 @@ class RunConfig:
             raise bad("p", self.p, "edge probability must be in (0, 1]")
         if self.degree is not None and not 0 < self.degree <= self.agents - 1:
             raise bad("degree", self.degree, f"mean degree must be in (0, {self.agents - 1}]")
+        if self.topology == "regular" and (self.degree is None or self.degree != int(self.degree)
+                                           or self.degree * self.agents % 2):
+            raise bad("degree", self.degree, "--topology regular needs an integer --degree d with agents * d even")
         if not 1 <= self.classes_per_agent <= self.num_classes:
             raise bad("classes-per-agent", self.classes_per_agent,
                       f"must be in [1, {self.num_classes}] for {self.dataset}")
@@ -280,6 +290,15 @@ class RunConfig:
         if self.codec == "delta" and self.algorithm in SPARSE_SENDERS:
             raise bad("codec", self.codec, f"{self.algorithm} sends new float values every round, so only mce-pl's "
                       "masks are delta-coded; use entropy to code its support mask")
+        if self.round_deadline is not None and self.round_deadline <= 0:
+            raise bad("round-deadline", self.round_deadline, "must be > 0 seconds")
+        for name, value, off in (("availability", self.availability, "always"),
+                                 ("topology-schedule", self.topology_schedule, "static"),
+                                 ("round-deadline", self.round_deadline, None)):
+            if value != off and self.algorithm == "malcom-psgd":
+                raise bad(name, value, "malcom-psgd keeps public copies that every receiver must update with every "
+                          "message; it needs every agent online, a fixed graph and no deadline")
+        check_network(self)
         if self.local_steps < 1:
             raise bad("local-steps", self.local_steps, "must be >= 1")
         if self.local_epochs is not None and self.local_epochs <= 0:
@@ -332,7 +351,7 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "final_elu": (("model", ("alexnet",)),),
     "topology": (("algorithm", GRAPH_METHODS),),
     "p": (("algorithm", GRAPH_METHODS), ("topology", ("er",)), ("degree", (None,))),
-    "degree": (("algorithm", GRAPH_METHODS), ("topology", ("er",))),
+    "degree": (("algorithm", GRAPH_METHODS), ("topology", ("er", "regular"))),
     "link_drop": (("algorithm", tuple(a for a in GRAPH_METHODS if a != "malcom-psgd")),),
     "classes_per_agent": (("partition", ("label-skew",)),),
     "alpha": (("partition", ("dirichlet",)),),
@@ -350,7 +369,21 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "engine": (("algorithm", ("mce-pl", "ind-mask")),),
     "codec": (("algorithm", ("mce-pl",) + SPARSE_SENDERS),),
     "comm_model": (("algorithm", GRAPH_METHODS),),
+    "bandwidth": (("algorithm", GRAPH_METHODS + ("fedavg",)),),
+    "latency": (("algorithm", GRAPH_METHODS + ("fedavg",)),),
+    "round_deadline": (("algorithm", GRAPH_METHODS + ("fedavg",)),),
+    "topology_schedule": (("algorithm", GRAPH_METHODS),),
 }
+
+
+def check_network(config: RunConfig) -> None:
+    """Profiles and availability parse (and trace files read) before anything runs; schedules are checked
+    against the run's graph when it is built."""
+    from raympl.network import availability, profiles
+
+    for quantity in profiles.QUANTITIES:
+        profiles.values(quantity, getattr(config, quantity.replace("-", "_")), config.agents, config.seed)
+    availability.Availability(config.availability, config.agents, config.seed)
 
 
 def plugins():
@@ -433,12 +466,15 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
+SPEC_FIELDS = ("device_speed", "bandwidth", "latency")
 SCALAR_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool}
 
 
 def check_type(name: str, value: Any) -> Any:
     """The value if it has the field's type (None allowed for optional fields); floats must be finite."""
     declared = str(FIELD_TYPES[name])
+    if name in SPEC_FIELDS and isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)  # a SPEC that is a plain number
     if name == "retention" or (value is None and declared.endswith("| None")):
         return value
     if declared == "float | str" and isinstance(value, str):

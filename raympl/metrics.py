@@ -15,7 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 METRIC_COLUMNS = ["round", "agent", "accuracy", "loss", "density", "zero_filter_fraction", "bits_sent",
-                  "samples"]
+                  "samples", "online", "finish_s"]
+# time-to-accuracy in summary.json: first simulated time at which the mean accuracy reaches these shares of the
+# final mean accuracy, and these absolute levels
+TTA_FRACTIONS = (0.5, 0.8, 0.9, 0.95, 1.0)
+TTA_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -31,6 +35,17 @@ def write_table(rows: list[dict], path: Path, columns: list[str] | None = None) 
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
+
+
+def time_to_accuracy(means: list[tuple[int, float]], clock: dict[int, float]) -> dict:
+    """{"fraction_of_final": {f: seconds or None}, "level": {a: seconds or None}}: the simulated clock at the
+    end of the first evaluated round whose mean accuracy reaches the target."""
+    def first(target: float) -> float | None:
+        return next((clock.get(r) for r, m in means if m >= target - 1e-12), None)
+
+    final = means[-1][1] if means else None
+    return {"fraction_of_final": {str(f): first(f * final) if final is not None else None for f in TTA_FRACTIONS},
+            "level": {str(a): first(a) for a in TTA_LEVELS}}
 
 
 class Recorder:

@@ -15,8 +15,8 @@ kill_round = int(sys.argv[3])
 local_phase = host.AgentHost.local_phase
 
 
-def local_then_die(self, round_):
-    result = local_phase(self, round_)
+def local_then_die(self, round_, plan=None):
+    result = local_phase(self, round_, plan)
     if round_ == kill_round:
         os.kill(os.getpid(), signal.SIGKILL)
     return result

@@ -38,6 +38,16 @@ def erdos_renyi(n: int, p: float, seed: int) -> nx.Graph:
     )
 
 
+def random_regular(n: int, degree: int, seed: int) -> nx.Graph:
+    """A random d-regular graph, resampled with successive seeds until connected (deterministic by seed)."""
+    for attempt in range(MAX_RESAMPLES):
+        graph = nx.random_regular_graph(degree, n, seed=seed * MAX_RESAMPLES + attempt)
+        if nx.is_connected(graph):
+            return graph
+    raise TopologyError(f"invalid degree {degree}: no connected {degree}-regular graph on {n} agents in "
+                        f"{MAX_RESAMPLES} draws; raise --degree")
+
+
 def from_edgelist(path: str | Path, n: int) -> nx.Graph:
     """Read 'i j' lines ('#' comments allowed); nodes must be exactly 0..n-1."""
     try:
@@ -55,12 +65,14 @@ def from_edgelist(path: str | Path, n: int) -> nx.Graph:
     return graph
 
 
-def build(name: str, n: int, p: float = 0.5, seed: int = 0) -> nx.Graph:
-    """Resolve a topology name (er, ring, paper20) or an edge-list path, then validate it."""
+def build(name: str, n: int, p: float = 0.5, seed: int = 0, degree: int | None = None) -> nx.Graph:
+    """Resolve a topology name (er, regular, ring, paper20) or an edge-list path, then validate it."""
     if name == "ring":
         graph = ring(n)
     elif name == "er":
         graph = erdos_renyi(n, p, seed)
+    elif name == "regular":
+        graph = random_regular(n, int(degree or 0), seed)
     elif name == "paper20":
         graph = from_edgelist(PAPER20, n)
     else:

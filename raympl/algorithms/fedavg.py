@@ -29,5 +29,7 @@ class FedAvg(RealValued):
         return (total / sum(weights)).astype(np.float32).view(np.uint8)
 
     def merge(self, state: RealState, decoded: list[Params]) -> None:
+        if not decoded:  # no model from the server this round (none of the uploads arrived in time)
+            return
         (global_model,) = decoded
         state.params = [p.clone() for p in global_model]  # decoded once per host: never train it in place

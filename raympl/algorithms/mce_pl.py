@@ -136,11 +136,13 @@ class MCEPL:
                 for m, layer in zip(layers, self.model.layers, strict=True)]
 
     def merge(self, state: MaskState, decoded: list[list[torch.Tensor]]) -> None:
-        state.degree = len(decoded)
-        state.counts = [neighbour_counts([msg[layer] for msg in decoded]) for layer in range(len(self.layer_sizes))]
+        """No message (churn, deadlines): ā stays the last one received."""
+        if decoded:
+            state.degree = len(decoded)
+            state.counts = [neighbour_counts([msg[layer] for msg in decoded]) for layer in range(len(self.layer_sizes))]
         step, abar = self.config.effective_finetune_lr, state.abar
         with torch.no_grad():
-            for zl, g, a in zip(state.z, state.grad, abar, strict=True):
+            for zl, g, a in zip(state.z, state.grad, abar or [], strict=False):
                 zl.sub_(step * g * a)  # eq. 17: only coordinates the neighbours kept move
         state.grad = None
         state.mask = self.current_mask(state, abar)  # m^(k), eqs. 18-19

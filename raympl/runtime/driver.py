@@ -23,7 +23,8 @@ from raympl import algorithms, models, provenance, topologies
 from raympl.config import ConfigError, RunConfig
 from raympl.data import datasets
 from raympl.data import partition as partitioning
-from raympl.metrics import Recorder, atomic_write_bytes, write_table
+from raympl.metrics import Recorder, atomic_write_bytes, time_to_accuracy, write_table
+from raympl.network import rounds as network_rounds
 from raympl.runtime import checkpoint, gpu_memory
 from raympl.runtime.executors import HostLost, InProcessExecutor, RayExecutor
 from raympl.runtime.host import SERVER, AgentData
@@ -55,7 +56,7 @@ def default_out_dir() -> Path:
 
 def prepare(config: RunConfig) -> Prepared:
     dataset = datasets.load(config.dataset, config.data_dir)
-    graph = topologies.build(config.topology, config.agents, config.edge_probability, config.seed)
+    graph = topologies.build(config.topology, config.agents, config.edge_probability, config.seed, config.degree)
     parts = partitioning.make(config.partition, dataset.train_y, dataset.test_y, agents=config.agents,
                               classes_per_agent=config.classes_per_agent, alpha=config.alpha,
                               num_classes=dataset.num_classes, seed=config.seed,
@@ -223,6 +224,8 @@ class Run:
     checkpoint_bytes: int = 0
     recoveries: int = 0
     tensorboard: TensorBoardLog | None = None
+    network: network_rounds.Network | None = None
+    cross_host_shares: list[float] | None = None  # per round, when the graph changes
 
 
 def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | None = None,
@@ -242,6 +245,8 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
         # round 0's recovery point is the initial state, which the hosts rebuild from the configuration
         run.last = run.saved or checkpoint.Checkpoint(0, {"bits_sent": {a: 0 for a in range(config.agents)}}, None)
         run.bits_sent = dict(run.last.driver["bits_sent"])
+        run.network.restore(run.last.driver.get("network"))
+        run.cross_host_shares = list(run.last.driver.get("cross_host_shares", []))
         setup_s = time.perf_counter() - start
         run_rounds(run, progress, log)
         return finish(run, wall_s=time.perf_counter() - start, setup_s=setup_s)
@@ -261,6 +266,7 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
     prepared = prepared or prepare(config)
     saved = checkpoint.load(out) if resume else None
     placement, memory = place(config, prepared, resources, log)
+    network = make_network(config, prepared)  # a bad schedule fails before anything is written
     make_out_dir(out)
     if not resume:
         atomic_write_bytes(out / "config.toml", config.to_toml().encode())
@@ -276,34 +282,69 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
             request_nodes(None, log)
     recorder = Recorder(out, resume_round=saved.round if saved else None)
     board = TensorBoardLog(config.tensorboard, saved.round if saved else None) if config.tensorboard else None
-    return Run(config, out, prepared, placement, memory, executor, recorder, saved, tensorboard=board)
+    return Run(config, out, prepared, placement, memory, executor, recorder, saved, tensorboard=board,
+               network=network, cross_host_shares=[])
+
+
+def make_network(config: RunConfig, prepared: Prepared) -> network_rounds.Network:
+    """The simulated network, with each agent's counted FLOPs per round (docs/network.md)."""
+    from raympl.algorithms.base import local_steps
+    from raympl.bench import step_flops
+
+    dataset = prepared.dataset
+    model = models.build(config.model, dataset.input_shape, dataset.num_classes, seed=0)
+    algorithm = algorithms.get(config.algorithm)
+    per_batch: dict[int, int] = {}
+    local = np.zeros(config.agents)
+    for agent in range(config.agents):
+        size = len(prepared.partition.train[agent])
+        batch = min(config.batch_size, size)
+        if batch not in per_batch:
+            per_batch[batch] = step_flops(model, batch, torch_cpu())
+        steps = 1 if config.algorithm in ("mce-pl", "ind-mask") else local_steps(config, _Sized(size))
+        local[agent] = per_batch[batch] * (steps + (config.algorithm == "deprl"))
+    params = model.num_maskable + sum(b.numel() for b in model.biases.values())
+    profile = network_rounds.profile(config, local, merge_flops=2.0 * params)
+    needs_connectivity = algorithm.communicates and not algorithm.server
+    return network_rounds.Network(config, prepared.graph, profile, algorithm.server, needs_connectivity)
+
+
+@dataclass
+class _Sized:
+    size: int
+
+
+def torch_cpu():
+    import torch
+
+    return torch.device("cpu")
 
 
 def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]) -> None:
     """The synchronous rounds from the recovery point on; a lost host rolls every agent back to it."""
-    config, executor = run.config, run.executor
-    algorithm = algorithms.get(config.algorithm)
-    data_weights = {a: float(len(run.prepared.partition.train[a])) for a in range(config.agents)}
+    config = run.config
     accounting = Accounting(run)
     round_ = run.last.round + 1
     while round_ <= config.rounds:
         try:
             t0 = time.perf_counter()
-            sent = executor.local(round_)
-            download = executor.aggregate(algorithm.aggregate, data_weights) if algorithm.server else 0
+            plan, delivery, sent, download = exchange(run, round_)
             t1 = time.perf_counter()
-            decoding_s = executor.merge(round_)
+            decoding_s = merge(run, round_, delivery)
             t2 = time.perf_counter()
             final = round_ == config.rounds
-            evaluation = (executor.evaluate(round_, full=final and config.eval_final_full)
+            evaluation = (run.executor.evaluate(round_, full=final and config.eval_final_full)
                           if final or round_ % config.eval_every == 0 else None)
         except HostLost as lost:
             round_ = recover(run, round_, lost, log)
             continue
-        traffic = accounting.charge(round_, sent, download, decoding_s)
-        mean_acc = run.recorder.add_evaluation(evaluation, run.bits_sent) if evaluation is not None else None
+        traffic = accounting.charge(round_, sent, download, decoding_s, plan, delivery)
+        mean_acc = None
+        if evaluation is not None:
+            mean_acc = run.recorder.add_evaluation(with_finish_times(evaluation, delivery), run.bits_sent)
         t3 = time.perf_counter()
-        row = {"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2, **traffic}
+        row = {"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2, **traffic,
+               **clock_columns(run, plan, delivery)}
         run.recorder.add_round(row)
         if run.tensorboard:
             run.tensorboard.round(row, evaluation, sum(run.bits_sent.values()))
@@ -318,6 +359,55 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
     run.recorder.flush()
 
 
+def exchange(run: Run, round_: int):
+    """Phase 1, the clock, and (server algorithms) the server: (plan, delivery, what was sent, download bytes)."""
+    network, executor, config = run.network, run.executor, run.config
+    algorithm = algorithms.get(config.algorithm)
+    plan = network.plan(round_)
+    groups = run.placement.groups
+    plans = ([{a: (plan.send_to[a], plan.holders.get(a, [])) for a in group if a in plan.send_to}
+              for group in groups] if network.dynamic else None)
+    sent = executor.local(round_, plans)
+    upload = max((s.link_bytes for s in sent.values()), default=0)
+    delivery = network.deliver(plan, sent, upload)
+    download = 0
+    if algorithm.server:
+        data_weights = {a: float(len(run.prepared.partition.train[a])) for a in range(config.agents)}
+        senders = set(delivery.receive_from[network_rounds.clock.SERVER]) if network.dynamic else None
+        download = executor.aggregate(algorithm.aggregate, data_weights, senders)
+    return plan, delivery, sent, download
+
+
+def merge(run: Run, round_: int, delivery: network_rounds.Delivery) -> float:
+    """Phase 2, routed by this round's deliveries when the network is dynamic."""
+    if not run.network.dynamic:
+        return run.executor.merge(round_)
+    groups, server = run.placement.groups, algorithms.get(run.config.algorithm).server
+    host_of = {a: h for h, group in enumerate(groups) for a in group}
+    plans, routes = [], []
+    for group in groups:
+        online = [a for a in group if a in delivery.receive_from]
+        plans.append({a: (delivery.receive_from[a], delivery.mixing.get(a, {})) for a in online})
+        routes.append([0] if server else sorted({host_of[i] for a in online for i in delivery.receive_from[a]}))
+    if not server:
+        used = {(min(i, j), max(i, j)) for j, senders in delivery.receive_from.items() for i in senders}
+        run.cross_host_shares.append(sum(host_of[i] != host_of[j] for i, j in used) / len(used) if used else 0.0)
+    return run.executor.merge(round_, plans, routes)
+
+
+def with_finish_times(evaluation: list[dict], delivery: network_rounds.Delivery) -> list[dict]:
+    """Each evaluated agent's simulated finish time in the evaluated round (None: offline)."""
+    finish = delivery.timing.finish
+    return [{**row, "online": row["agent"] in finish, "finish_s": finish.get(row["agent"])} for row in evaluation]
+
+
+def clock_columns(run: Run, plan: network_rounds.Plan, delivery: network_rounds.Delivery) -> dict:
+    timing = delivery.timing
+    return {"sim_time_s": timing.duration, "sim_clock_s": run.network.clock_s,
+            "online_agents": int(plan.online.sum()), "late_messages": timing.late,
+            "missed_deadline": len(timing.missed)}
+
+
 class Accounting:
     """Bits charged per round: unicast (each directed link carries its copy) or broadcast (one
     transmission reaches every neighbour); with a server, each agent's upload plus one download."""
@@ -326,12 +416,13 @@ class Accounting:
         self.run, self.config = run, run.config
         self.server = algorithms.get(self.config.algorithm).server
         self.broadcast = self.config.comm_model == "broadcast"
-        self.degree = dict(run.prepared.graph.degree())
         dataset = run.prepared.dataset
         self.weights = models.build(self.config.model, dataset.input_shape, dataset.num_classes, seed=0).num_maskable
 
-    def charge(self, round_: int, sent: dict[int, Sent], download: int, decoding_s: float) -> dict:
-        """Adds each sender's bits to run.bits_sent; returns the round's traffic columns."""
+    def charge(self, round_: int, sent: dict[int, Sent], download: int, decoding_s: float,
+               plan: network_rounds.Plan, delivery: network_rounds.Delivery) -> dict:
+        """Adds each sender's bits to run.bits_sent; returns the round's traffic columns (over this round's
+        graph and the agents online in it)."""
         per_agent = {a: 8 * ((out.broadcast_bytes if self.broadcast else out.link_bytes) + download)
                      for a, out in sent.items()}
         for agent, bits in per_agent.items():
@@ -339,22 +430,32 @@ class Accounting:
         round_bits = sum(per_agent.values())
         # the average message: per link copy (unicast), per transmitting agent (broadcast), per upload
         # and download (server)
-        messages = sum(2 if self.server else 1 if self.broadcast else self.degree[a] for a in sent)
+        messages = sum(2 if self.server else 1 if self.broadcast else len(out.sizes) for out in sent.values())
         compared = sum(out.compared for out in sent.values())
-        # a dropped message was still sent: its bits count; receivers reuse the last one they got
-        dropped = sum(link_dropped(self.config, round_, i, j) + link_dropped(self.config, round_, j, i)
-                      for i, j in self.run.prepared.graph.edges) if self.config.link_drop else 0
         return {"bytes": round_bits // 8, "bits": round_bits,
                 "busiest_agent_bits": max(per_agent.values(), default=0),
                 "bits_per_weight": round_bits / (messages * self.weights) if messages else 0.0,
                 "flip_rate": sum(out.flips for out in sent.values()) / compared if compared else None,
                 "coding_s": sum(out.coding_s for out in sent.values()) + decoding_s,  # all hosts together
-                "dropped_messages": dropped}
+                "dropped_messages": self.dropped(round_, plan, delivery)}
+
+    def dropped(self, round_: int, plan: network_rounds.Plan, delivery: network_rounds.Delivery) -> int:
+        """Messages lost to --link-drop: a dropped message was still sent, its bits count; receivers reuse the
+        last one they got."""
+        if not self.config.link_drop or self.server:
+            return 0
+        if not self.run.network.dynamic:
+            return sum(link_dropped(self.config, round_, i, j) + link_dropped(self.config, round_, j, i)
+                       for i, j in self.run.prepared.graph.edges)
+        return sum(link_dropped(self.config, round_, i, j) for j, senders in delivery.receive_from.items()
+                   for i in senders)
 
 
 def save_checkpoint(run: Run, round_: int) -> None:
     start = time.perf_counter()
-    run.last = checkpoint.Checkpoint(round_, {"bits_sent": dict(run.bits_sent)}, run.executor.snapshot())
+    driver = {"bits_sent": dict(run.bits_sent), "network": run.network.state(),
+              "cross_host_shares": list(run.cross_host_shares)}
+    run.last = checkpoint.Checkpoint(round_, driver, run.executor.snapshot())
     run.checkpoint_bytes = checkpoint.save(run.out, run.last)
     run.checkpoint_s += time.perf_counter() - start
 
@@ -367,8 +468,24 @@ def recover(run: Run, round_: int, lost: HostLost, log: Callable[[str], None]) -
         f"restored every agent from round {run.last.round} and replaying")
     run.executor.restore(run.last.agents)
     run.bits_sent = dict(run.last.driver["bits_sent"])
+    run.network.restore(run.last.driver.get("network"))
+    run.cross_host_shares = list(run.last.driver.get("cross_host_shares", []))
     run.recorder.truncate(run.last.round)
     return run.last.round + 1
+
+
+def network_summary(run: Run) -> dict:
+    """The simulated clock's totals and time-to-accuracy (docs/network.md)."""
+    config, rows = run.config, run.recorder.rounds
+    return {"sim_time_total_s": run.network.clock_s,
+            "sim_time_per_round_s": run.network.clock_s / config.rounds,
+            "network": {k: getattr(config, k) for k in ("device_speed", "bandwidth", "latency", "round_deadline",
+                                                        "availability", "topology_schedule")},
+            "mean_online_agents": float(np.mean([r["online_agents"] for r in rows])) if rows else None,
+            "late_messages_total": int(sum(r["late_messages"] for r in rows)),
+            "missed_deadline_total": int(sum(r["missed_deadline"] for r in rows)),
+            "time_to_accuracy": time_to_accuracy(run.recorder.evaluation_means(),
+                                                 {r["round"]: r["sim_clock_s"] for r in rows})}
 
 
 def finish(run: Run, wall_s: float, setup_s: float) -> dict:
@@ -392,7 +509,9 @@ def finish(run: Run, wall_s: float, setup_s: float) -> dict:
         "worker_peak_mb": max(m["rss"] for m in peaks),
         "gpu_peak_mb": max(m["gpu"] for m in peaks),
         "gpu_need_mb_measured": run.memory.need(placement.agents_per_actor) / 2**20 if run.memory else None,
-        "cross_host_link_share": cross_host_share(run.prepared.graph, placement.groups),
+        "cross_host_link_share": (float(np.mean(run.cross_host_shares)) if run.cross_host_shares
+                                  else cross_host_share(run.prepared.graph, placement.groups)),
+        **network_summary(run),
         "final_evaluation": ("full test set" if config.eval_final_full else f"{config.eval_samples} test samples")
         + " of every agent, personalized model after aggregation",
         "driver_machine": provenance.machine(), "revision": provenance.revision(), "versions": provenance.versions(),

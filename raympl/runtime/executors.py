@@ -55,12 +55,21 @@ def error_line(error: BaseException) -> str:
 Combine = Callable[[list[np.ndarray], list[float]], np.ndarray]
 
 
-def server_payload(batches: list[pa.RecordBatch], combine: Combine, weights: dict[int, float]) -> pa.RecordBatch:
-    """The simulated server: combine every agent's upload into one message, sent as agent SERVER."""
-    uploads = {m.agent: m.payload for batch in batches for m in wire_batch.messages(batch)}
+def server_payload(batches: list[pa.RecordBatch], combine: Combine, weights: dict[int, float],
+                   senders: set[int] | None = None) -> pa.RecordBatch:
+    """The simulated server: combine every agent's upload (of `senders`, when given) into one message, sent as
+    agent SERVER; no upload, no message."""
+    uploads = {m.agent: m.payload for batch in batches for m in wire_batch.messages(batch)
+               if senders is None or m.agent in senders}
+    if not uploads:
+        return wire_batch.encode([])
     agents = sorted(uploads)
     combined = combine([uploads[a] for a in agents], [weights[a] for a in agents])
     return wire_batch.encode([wire_batch.Message(SERVER, wire_batch.SELF_CONTAINED, combined)])
+
+
+def download_size(batch: pa.RecordBatch) -> int:
+    return batch.column(2)[0].as_buffer().size if batch.num_rows else 0
 
 
 class InProcessExecutor:
@@ -71,20 +80,23 @@ class InProcessExecutor:
                       for agents in hosts]
         self.payloads: list[Any] = []
 
-    def local(self, round_: int) -> dict[int, Sent]:
-        results = [host.local_phase(round_) for host in self.hosts]
+    def local(self, round_: int, plans: list | None = None) -> dict[int, Sent]:
+        results = [host.local_phase(round_, plan) for host, plan in zip(self.hosts, plans or [None] * len(self.hosts),
+                                                                         strict=True)]
         self.payloads = [payload for payload, _ in results]
         return _merge_dicts([sizes for _, sizes in results])
 
-    def aggregate(self, combine: Combine, weights: dict[int, float]) -> int:
-        """Run the server on this round's uploads; returns the downlink message size in bytes."""
-        self.payloads = [server_payload(self.payloads, combine, weights)]
-        return self.payloads[0].column(2)[0].as_buffer().size
+    def aggregate(self, combine: Combine, weights: dict[int, float], senders: set[int] | None = None) -> int:
+        """Run the server on this round's uploads (those of `senders` only, when given); returns the downlink
+        message size in bytes."""
+        self.payloads = [server_payload(self.payloads, combine, weights, senders)]
+        return download_size(self.payloads[0])
 
-    def merge(self, round_: int) -> float:
+    def merge(self, round_: int, plans: list | None = None, routes: list[list[int]] | None = None) -> float:
         """Phase 2 on every host; returns the seconds the hosts spent decoding, summed."""
-        decoding = sum(host.merge_phase(round_, *[self.payloads[h] for h in route])
-                       for host, route in zip(self.hosts, self.routes, strict=True))
+        plans, routes = plans or [None] * len(self.hosts), routes or self.routes
+        decoding = sum(host.merge_phase(round_, plan, *[self.payloads[h] for h in route])
+                       for host, plan, route in zip(self.hosts, plans, routes, strict=True))
         self.payloads = []
         return decoding
 
@@ -177,20 +189,22 @@ class RayExecutor:
                 raise error.cause from None
             raise
 
-    def local(self, round_: int) -> dict[int, Sent]:
-        pairs = [actor.local_phase.options(num_returns=2).remote(round_) for actor in self.actors]
+    def local(self, round_: int, plans: list | None = None) -> dict[int, Sent]:
+        pairs = [actor.local_phase.options(num_returns=2).remote(round_, plan)
+                 for actor, plan in zip(self.actors, plans or [None] * len(self.actors), strict=True)]
         self.payload_refs = [payload for payload, _ in pairs]
         return _merge_dicts(self.get([sizes for _, sizes in pairs]))
 
-    def aggregate(self, combine: Combine, weights: dict[int, float]) -> int:
-        batch = server_payload(self.get(self.payload_refs), combine, weights)
+    def aggregate(self, combine: Combine, weights: dict[int, float], senders: set[int] | None = None) -> int:
+        batch = server_payload(self.get(self.payload_refs), combine, weights, senders)
         self.payload_refs = [self.ray.put(batch)]
-        return batch.column(2)[0].as_buffer().size
+        return download_size(batch)
 
-    def merge(self, round_: int) -> float:
+    def merge(self, round_: int, plans: list | None = None, routes: list[list[int]] | None = None) -> float:
         """Phase 2 on every host; returns the seconds the hosts spent decoding, summed."""
-        decoding = sum(self.get([actor.merge_phase.remote(round_, *[self.payload_refs[h] for h in route])
-                                 for actor, route in zip(self.actors, self.routes, strict=True)]))
+        plans, routes = plans or [None] * len(self.actors), routes or self.routes
+        decoding = sum(self.get([actor.merge_phase.remote(round_, plan, *[self.payload_refs[h] for h in route])
+                                 for actor, plan, route in zip(self.actors, plans, routes, strict=True)]))
         self.payload_refs = []
         return decoding
 

@@ -147,18 +147,27 @@ class AgentHost:
         x = normalize(torch.from_numpy(raw).to(self.device))
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
 
-    def local_phase(self, round_: int) -> tuple[pa.RecordBatch, dict[int, Sent]]:
-        """Phase 1 for every hosted agent: (message batch, what each sending agent sent)."""
+    def local_phase(self, round_: int, plan: dict[int, tuple[list[int], list[int]]] | None = None
+                    ) -> tuple[pa.RecordBatch, dict[int, Sent]]:
+        """Phase 1 for every hosted agent: (message batch, what each sending agent sent).
+        plan (the simulated network on): online agent -> (receivers this round, receivers holding its last
+        message); an agent not in it is offline, one with no receivers trains but sends nothing."""
         torch.set_num_threads(self.threads)
+        agents = sorted(self.agents) if plan is None else sorted(a for a in self.agents if a in plan)
         messages, sent = [], {}
-        for agent, raw in zip(sorted(self.agents), self._local_messages(round_), strict=True):
-            if raw is not None:
+        for agent, raw in zip(agents, self._local_messages(round_, agents), strict=True):
+            if raw is None:
+                continue
+            if plan is None:
                 out, sent[agent] = self.links.send(round_, agent, self.agents[agent].neighbours, raw)
-                messages.extend(out)
+            elif plan[agent][0]:
+                out, sent[agent] = self.links.send(round_, agent, plan[agent][0], raw, plan[agent][1])
+            else:
+                continue
+            messages.extend(out)
         return batch.encode(messages), sent
 
-    def _local_messages(self, round_: int) -> list[np.ndarray | None]:
-        agents = sorted(self.agents)
+    def _local_messages(self, round_: int, agents: list[int]) -> list[np.ndarray | None]:
         if self.batched:
             states = [self.states[a] for a in agents]
             return self.batched.local(states, [self._batch(a) for a in agents], self.algorithm.communicates)
@@ -169,9 +178,11 @@ class AgentHost:
             self.states[agent] = state  # written back: a disk store holds copies
         return messages
 
-    def merge_phase(self, round_: int, *payloads: pa.RecordBatch) -> float:
+    def merge_phase(self, round_: int, plan: dict[int, tuple[list[int], dict[int, float]]] | None,
+                    *payloads: pa.RecordBatch) -> float:
         """Phase 2: decode each needed sender once, then let every hosted agent merge. Returns the
-        seconds spent decoding the wire format (mask codecs)."""
+        seconds spent decoding the wire format (mask codecs). plan (the simulated network on): online
+        agent -> (the senders whose messages it uses this round, its mixing row over them and itself)."""
         torch.set_num_threads(self.threads)
         if not self.algorithm.communicates:
             return 0.0
@@ -181,10 +192,20 @@ class AgentHost:
             for message in batch.messages(payload):
                 variants.setdefault(message.agent, {})[message.reference] = message.payload
         raw: dict[tuple[int, int], np.ndarray] = {}
-        inboxes = {agent: [self.links.receive(round_, agent, j, variants, raw) for j in self.agents[agent].neighbours]
-                   for agent in sorted(self.agents)}
+        senders = ({a: self.agents[a].neighbours for a in sorted(self.agents)} if plan is None
+                   else {a: plan[a][0] for a in sorted(plan)})
+        inboxes = {agent: [self.links.receive(round_, agent, j, variants, raw) for j in senders[agent]]
+                   for agent in senders}
+        if plan is not None:
+            for agent, used in senders.items():
+                self.links.forget_others(agent, used)
+                self._set_context(agent, used, plan[agent][1])
         if self.batched:
-            self.batched.merge([self.states[a] for a in inboxes], list(inboxes.values()))
+            full = [a for a in inboxes if inboxes[a]]
+            if full:
+                self.batched.merge([self.states[a] for a in full], [inboxes[a] for a in full])
+            for agent in (a for a in inboxes if not inboxes[a]):
+                self.algorithm.merge(self.states[agent], [])
             return self.links.decoding_s
         decoded: dict[tuple[int, int], object] = {}  # (sender, round the message was sent) -> decoded
         for agent, inbox in inboxes.items():
@@ -195,6 +216,13 @@ class AgentHost:
             self.algorithm.merge(state, [decoded[key] for key, _ in inbox])
             self.states[agent] = state
         return self.links.decoding_s
+
+    def _set_context(self, agent: int, neighbours: list[int], mixing: dict[int, float]) -> None:
+        """This round's neighbours and mixing row, for algorithms whose state holds its context."""
+        state = self.states[agent]
+        if hasattr(state, "context"):
+            state.context = AgentContext(agent, neighbours, len(self.agents[agent].train), mixing)
+            self.states[agent] = state
 
     @torch.no_grad()
     def evaluate(self, round_: int, full: bool) -> list[dict]:

@@ -37,6 +37,7 @@ class Sent(NamedTuple):
     flips: int
     compared: int
     coding_s: float  # encoding time
+    sizes: dict[int, int] = {}  # receiver (or the server) -> bytes on that link, for the simulated clock
 
 
 def link_dropped(config: RunConfig, round_: int, sender: int, receiver: int) -> bool:
@@ -62,28 +63,35 @@ class Links:
         self.keeps = config.link_drop > 0 or self.codec == "delta"
 
     # ---- sender side ------------------------------------------------------
-    def send(self, round_: int, agent: int, neighbours: list[int], raw: np.ndarray) -> tuple[list[Message], Sent]:
-        """The messages `agent` puts in this round's batch for its neighbours (or the server)."""
+    def send(self, round_: int, agent: int, neighbours: list[int], raw: np.ndarray,
+             holders: list[int] | None = None) -> tuple[list[Message], Sent]:
+        """The messages `agent` puts in this round's batch for its neighbours (or the server).
+        holders: the receivers that hold its previous message, when the driver says (changing graphs, churn,
+        deadlines); else those whose link did not drop it."""
         previous = self.last_sent.get(agent)
         if self.layer_sizes is not None:
             self.last_sent[agent] = (round_, raw)
         flips, compared = self._flips(raw, previous)
         if self.server or self.codec == "raw":
             copies = 1 if self.server else len(neighbours)
-            return [Message(agent, SELF_CONTAINED, raw)], Sent(raw.size * copies, raw.size, flips, compared, 0.0)
+            sizes = {j: raw.size for j in neighbours}
+            return [Message(agent, SELF_CONTAINED, raw)], Sent(raw.size * copies, raw.size, flips, compared, 0.0, sizes)
         start = time.perf_counter()
-        holders = [j for j in neighbours if self._holds_previous(round_, agent, j, previous)]
-        messages, link_bytes = [], 0
+        if holders is None:
+            holders = [j for j in neighbours if self._holds_previous(round_, agent, j, previous)]
+        elif self.codec != "delta" or previous is None or previous[0] != round_ - 1:
+            holders = []
+        messages, sizes = [], {}
         if holders:
             payload = entropy.encode(raw, self.layer_sizes, previous[1])
             messages.append(Message(agent, previous[0], payload))
-            link_bytes += payload.size * len(holders)
+            sizes.update({j: payload.size for j in holders})
         if len(holders) < len(neighbours):
             payload = entropy.encode(raw, self.layer_sizes)
             messages.append(Message(agent, SELF_CONTAINED, payload))
-            link_bytes += payload.size * (len(neighbours) - len(holders))
-        return messages, Sent(link_bytes, sum(m.payload.size for m in messages), flips, compared,
-                              time.perf_counter() - start)
+            sizes.update({j: payload.size for j in neighbours if j not in sizes})
+        return messages, Sent(sum(sizes.values()), sum(m.payload.size for m in messages), flips, compared,
+                              time.perf_counter() - start, sizes)
 
     def _holds_previous(self, round_: int, sender: int, receiver: int, previous: tuple[int, np.ndarray] | None
                         ) -> bool:
@@ -98,6 +106,11 @@ class Links:
         return int(changed), sum(self.layer_sizes)
 
     # ---- receiver side ----------------------------------------------------
+    def forget_others(self, agent: int, senders: list[int]) -> None:
+        """Keep only the messages of this round's senders (changing graphs: a link that returns starts anew)."""
+        last = self.last_received.get(agent, {})
+        self.last_received[agent] = {s: last[s] for s in senders if s in last}
+
     def receive(self, round_: int, agent: int, sender: int, inbox: dict[int, dict[int, np.ndarray]],
                 decoded: dict[tuple[int, int], np.ndarray]) -> Received:
         """What `agent` gets from `sender` this round as a raw message: the new one, or with --link-drop,

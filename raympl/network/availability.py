@@ -1,0 +1,140 @@
+"""Which agents are online in a round (--availability): churn, drawn from the seed and the round alone.
+
+  always                 every agent, every round (the default)
+  bernoulli:P            each agent independently online with probability P in each round
+  markov:UP:DOWN         two-state on/off chain per agent with mean up and down durations in rounds
+                         (leave with probability 1/UP, return with 1/DOWN); round 1 from its stationary law
+  diurnal[:PERIOD[:LOW:HIGH]]
+                         online with probability LOW + (HIGH - LOW)(1 + sin(2π(c / PERIOD + φ_i))) / 2 where c
+                         is the simulated clock (seconds) at the round's start and φ_i a seeded phase per agent
+                         (its time zone); defaults PERIOD = 86400 s, LOW = 0.1, HIGH = 0.9
+  trace:FILE             CSV of online intervals, header agent,start_round,end_round (an agent is online in
+                         rounds start <= t < end) or agent,start_s,end_s (online when the round starts at
+                         simulated second c with start <= c < end); every agent at least once, no overlaps
+
+An offline agent neither trains, sends nor receives; when it returns it continues from its own state.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from raympl.network.profiles import ProfileError
+
+AVAILABILITY_SEED = 43
+DAY_S = 86400.0
+
+
+def _number(text: str, option: str, spec: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ProfileError(f"invalid {option} {spec!r}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ProfileError(f"invalid {option} {spec!r}: {text!r} is not a finite number")
+    return value
+
+
+class Availability:
+    """online(round, clock_s) -> bool per agent; deterministic in (seed, spec, round, clock)."""
+
+    def __init__(self, spec: str, agents: int, seed: int):
+        self.spec, self.agents, self.seed = spec, agents, seed
+        option = "--availability"
+        kind, _, rest = spec.partition(":")
+        args = rest.split(":") if rest else []
+        self.kind = kind
+        self.markov_states: dict[int, np.ndarray] = {}
+        if kind == "always" and not args:
+            return
+        if kind == "bernoulli" and len(args) == 1:
+            self.p = _number(args[0], option, spec)
+            if not 0 < self.p <= 1:
+                raise ProfileError(f"invalid {option} {spec!r}: P must be in (0, 1]")
+        elif kind == "markov" and len(args) == 2:
+            self.up, self.down = (_number(a, option, spec) for a in args)
+            if self.up < 1 or self.down < 1:
+                raise ProfileError(f"invalid {option} {spec!r}: mean up and down durations must be >= 1 round")
+        elif kind == "diurnal" and len(args) in (0, 1, 3):
+            numbers = [_number(a, option, spec) for a in args]
+            self.period, self.low, self.high = (numbers + [DAY_S, 0.1, 0.9][len(numbers):])[:3]
+            if self.period <= 0 or not 0 <= self.low <= self.high <= 1:
+                raise ProfileError(f"invalid {option} {spec!r}: need PERIOD > 0 and 0 <= LOW <= HIGH <= 1")
+            self.phase = np.random.default_rng([seed, AVAILABILITY_SEED, 1]).random(agents)
+        elif kind == "trace" and rest:
+            self.in_rounds, self.intervals = read_trace(Path(rest), agents)
+        else:
+            raise ProfileError(f"invalid {option} {spec!r}: expected always, bernoulli:P, markov:UP:DOWN, "
+                               "diurnal[:PERIOD[:LOW:HIGH]] or trace:FILE")
+
+    @property
+    def uses_clock(self) -> bool:
+        return self.kind == "diurnal" or (self.kind == "trace" and not self.in_rounds)
+
+    def _uniform(self, round_: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, AVAILABILITY_SEED, 0, round_]).random(self.agents)
+
+    def online(self, round_: int, clock_s: float) -> np.ndarray:
+        if self.kind == "always":
+            return np.ones(self.agents, dtype=bool)
+        if self.kind == "bernoulli":
+            return self._uniform(round_) < self.p
+        if self.kind == "markov":
+            return self._markov(round_)
+        if self.kind == "diurnal":
+            p = self.low + (self.high - self.low) * (1 + np.sin(2 * np.pi * (clock_s / self.period + self.phase))) / 2
+            return self._uniform(round_) < p
+        at = round_ if self.in_rounds else clock_s
+        return np.array([any(start <= at < end for start, end in self.intervals[a]) for a in range(self.agents)])
+
+    def _markov(self, round_: int) -> np.ndarray:
+        """The chain's state in `round_`, stepped from the last round computed (from round 1 after a resume)."""
+        known = [r for r in self.markov_states if r <= round_]
+        at = max(known, default=1)
+        state = self.markov_states[at] if known else self._uniform(1) < self.up / (self.up + self.down)
+        while at < round_:
+            at += 1
+            u = self._uniform(at)
+            state = np.where(state, u >= 1 / self.up, u < 1 / self.down)
+        self.markov_states = {round_: state}  # only the latest is needed to step on
+        return state
+
+
+def read_trace(path: Path, agents: int) -> tuple[bool, dict[int, list[tuple[float, float]]]]:
+    """(in rounds?, each agent's sorted online intervals) from a trace CSV, checked."""
+    name = f"--availability trace {str(path)!r}"
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except OSError:
+        raise ProfileError(f"invalid {name}: cannot be read") from None
+    header = [c.strip() for c in rows[0]] if rows else []
+    if header not in (["agent", "start_round", "end_round"], ["agent", "start_s", "end_s"]):
+        raise ProfileError(f"invalid {name}: the first line must be agent,start_round,end_round or "
+                           f"agent,start_s,end_s, got {','.join(header)!r}")
+    intervals: dict[int, list[tuple[float, float]]] = {a: [] for a in range(agents)}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            agent, start, end = int(row[0]), float(row[1]), float(row[2])
+        except (ValueError, IndexError):
+            raise ProfileError(f"invalid {name}: line {line} is not agent,start,end: {row!r}") from None
+        if not 0 <= agent < agents:
+            raise ProfileError(f"invalid {name}: line {line} names agent {agent}, the run has 0..{agents - 1}")
+        if start < 0 or not end > start or not math.isfinite(end):
+            raise ProfileError(f"invalid {name}: line {line} has a negative or empty interval [{start:g}, {end:g})")
+        intervals[agent].append((start, end))
+    missing = [a for a, spans in intervals.items() if not spans]
+    if missing:
+        raise ProfileError(f"invalid {name}: {len(missing)} agent(s) never listed, first {missing[0]}")
+    for agent, spans in intervals.items():
+        spans.sort()
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            if start < end:
+                raise ProfileError(f"invalid {name}: agent {agent} has overlapping intervals at {start:g}")
+    return header[1] == "start_round", intervals
