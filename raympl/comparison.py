@@ -139,7 +139,11 @@ def run_row(method: Variant, column: Variant, seed: int, summary: dict, run_dir:
     return {"method": method.label, "algorithm": method.overrides["algorithm"], "column": column.label,
             "seed": seed, "final_accuracy": summary["final_mean_accuracy"], "total_bits": summary["total_bits"],
             "bits_per_weight": summary.get("bits_per_weight"),  # absent in runs from before the codecs
-            "wall_time_s": summary["wall_time_s"], "rounds": summary["rounds"], "run_dir": run_dir}
+            "wall_time_s": summary["wall_time_s"], "rounds": summary["rounds"],
+            # the simulated clock (absent in runs from before it): total, and to 90 % of the final accuracy
+            "sim_time_s": summary.get("sim_time_total_s"),
+            "time_to_90pct_s": summary.get("time_to_accuracy", {}).get("fraction_of_final", {}).get("0.9"),
+            "run_dir": run_dir}
 
 
 def compare(runs: list[tuple[Variant, Variant, int, RunConfig]], out: Path,
@@ -198,7 +202,9 @@ def summarize(rows: list[dict]) -> list[dict]:
                       "accuracy_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
                       "total_bits_mean": statistics.fmean(r["total_bits"] for r in group),
                       "bits_per_weight_mean": mean_or_none([r["bits_per_weight"] for r in group]),
-                      "wall_time_s_mean": statistics.fmean(r["wall_time_s"] for r in group)})
+                      "wall_time_s_mean": statistics.fmean(r["wall_time_s"] for r in group),
+                      "sim_time_s_mean": mean_or_none([r.get("sim_time_s") for r in group]),
+                      "time_to_90pct_s_mean": mean_or_none([r.get("time_to_90pct_s") for r in group])})
     return table
 
 
@@ -227,4 +233,11 @@ def markdown(table: list[dict]) -> str:
         block("Bits per weight per message (mean over rounds and seeds)",
               lambda r: "–" if r["bits_per_weight_mean"] is None else f"{r['bits_per_weight_mean']:.4f}"),
         block("Wall time per run, s (mean over seeds)", lambda r: f"{r['wall_time_s_mean']:.0f}"),
+        block("Simulated time per run, s (mean over seeds; docs/network.md)", lambda r: seconds(r["sim_time_s_mean"])),
+        block("Simulated time to 90 % of the final accuracy, s (mean over seeds)",
+              lambda r: seconds(r["time_to_90pct_s_mean"])),
     ]) + "\n"
+
+
+def seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"

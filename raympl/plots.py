@@ -106,6 +106,25 @@ def accuracy_vs_bits(groups: dict[str, list[Run]], out: Path) -> list[Path]:
     return save(fig, out, "accuracy-vs-bits")
 
 
+def accuracy_vs_time(groups: dict[str, list[Run]], out: Path) -> list[Path]:
+    """Accuracy against the simulated clock (docs/network.md); runs from before the clock are left out."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, runs in groups.items():
+        if any("sim_clock_s" not in run.rounds for run in runs):
+            continue
+        rounds, mean, band = mean_and_band(runs, "accuracy")
+        clocks = [run.rounds.set_index("round")["sim_clock_s"].reindex(rounds).to_numpy() for run in runs]
+        seconds = np.mean(clocks, axis=0)
+        ax.plot(seconds, mean, marker="." if len(rounds) < 30 else None, label=name)
+        ax.fill_between(seconds, mean - band, mean + band, alpha=0.2)
+    ax.set_xscale("log")
+    ax.set(xlabel="simulated time, s (end of the evaluated round; mean over seeds)",
+           ylabel="test accuracy (mean over agents)", title="Accuracy by simulated time")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return save(fig, out, "accuracy-vs-time")
+
+
 def density(groups: dict[str, list[Run]], out: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, runs in groups.items():
@@ -166,7 +185,7 @@ def first_layer_masks(groups: dict[str, list[Run]], out: Path) -> list[Path]:
 
 
 FIGURES: list[Callable[[dict[str, list[Run]], Path], list[Path]]] = [
-    accuracy_vs_round, accuracy_vs_bits, density, agent_accuracy, first_layer_masks]
+    accuracy_vs_round, accuracy_vs_bits, accuracy_vs_time, density, agent_accuracy, first_layer_masks]
 
 
 def plot(run_dirs: list[Path], out: Path) -> list[Path]:

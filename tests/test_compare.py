@@ -33,6 +33,9 @@ def test_compare_writes_the_paper_layout_and_skips_finished_runs(fashion_dir, tm
     assert "| method | c=2 | c=3 |" in text and "± " in text and "Total bits" in text
     mce = next(r for r in table if r["method"] == "mce-pl (0.5)")
     assert mce["total_bits_mean"] < cell["total_bits_mean"] / 20  # 1-bit masks vs 32-bit floats
+    # on the simulated clock (the default 50 Mbit/s links) the masks' rounds are shorter too
+    assert 0 < mce["sim_time_s_mean"] < cell["sim_time_s_mean"]
+    assert "Simulated time per run" in text and "Simulated time to 90 %" in text
 
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and again.output.count("already done") == 8

@@ -25,7 +25,8 @@ def test_plot_writes_every_figure_for_runs_and_seeds(tiny_overrides, tmp_path):
 
     result = CliRunner().invoke(app, ["plot", *map(str, dirs), "--out", str(tmp_path / "figures")])
     assert result.exit_code == 0, result.output
-    names = {"accuracy-vs-round", "accuracy-vs-bits", "density", "agent-accuracy", "masks-1", "masks-2"}
+    names = {"accuracy-vs-round", "accuracy-vs-bits", "accuracy-vs-time", "density", "agent-accuracy", "masks-1",
+             "masks-2"}
     for name in names:
         image = matplotlib.image.imread(tmp_path / "figures" / f"{name}.png")
         assert image.shape[0] > 200 and image.shape[1] > 200 and image.std() > 0.01  # drawn, not blank
