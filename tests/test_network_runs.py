@@ -152,6 +152,8 @@ def test_ray_routes_each_rounds_graph_between_hosts(ray_session, tiny_overrides,
     (["--topology", "ring", "--topology-schedule", "resample"], "use --topology er or regular"),
     (["--topology-schedule", "peers:99"], "K must be below the agent count"),
     (["--round-deadline", "0"], "must be > 0 seconds"),
+    (["--topology", "regular"], "needs an integer --degree"),
+    (["--topology", "regular", "--degree", "3", "--agents", "7"], "agents * d even"),
     (["--algorithm", "malcom-psgd", "--availability", "bernoulli:0.5"], "malcom-psgd keeps public copies"),
     (["--algorithm", "ind-mask", "--bandwidth", "10"], "does nothing for algorithm ind-mask"),
 ])
