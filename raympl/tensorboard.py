@@ -26,9 +26,12 @@ class TensorBoardLog:
         for tag in ("bits", "bits_per_weight", "busiest_agent_bits", "flip_rate"):
             if row.get(tag) is not None:
                 self.writer.add_scalar(f"communication/{tag}", row[tag], step)
-        for tag in ("local_s", "merge_s", "eval_s", "coding_s"):
+        for tag in ("local_s", "merge_s", "eval_s", "coding_s", "sim_time_s", "sim_clock_s"):
             if row.get(tag) is not None:
                 self.writer.add_scalar(f"time/{tag}", row[tag], step)
+        for tag in ("online_agents", "late_messages", "missed_deadline"):
+            if row.get(tag) is not None:
+                self.writer.add_scalar(f"network/{tag}", row[tag], step)
         if evaluation:
             accuracy = np.array([r["accuracy"] for r in evaluation])
             self.writer.add_scalar("accuracy/mean", accuracy.mean(), step)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import networkx as nx
 import numpy as np
+import torch
 
 from raympl import topologies
 from raympl.config import RunConfig
@@ -46,6 +48,28 @@ class Delivery:
     timing: clock.Timing
     receive_from: dict[int, list[int]]
     mixing: dict[int, dict[int, float]]
+
+
+def build(config: RunConfig, graph: nx.Graph, dataset, train: dict[int, np.ndarray]) -> Network:
+    """The run's network, with each agent's counted FLOPs per round (docs/network.md, "The clock")."""
+    from raympl import algorithms, models
+    from raympl.algorithms.base import local_steps
+    from raympl.bench import step_flops
+
+    model = models.build(config.model, dataset.input_shape, dataset.num_classes, seed=0)
+    per_batch: dict[int, int] = {}
+    local = np.zeros(config.agents)
+    for agent in range(config.agents):
+        size = len(train[agent])
+        batch = min(config.batch_size, size)
+        if batch not in per_batch:
+            per_batch[batch] = step_flops(model, batch, torch.device("cpu"))
+        steps = 1 if config.algorithm in ("mce-pl", "ind-mask") else local_steps(config, SimpleNamespace(size=size))
+        local[agent] = per_batch[batch] * (steps + (config.algorithm == "deprl"))  # DePRL: one more pass
+    params = model.num_maskable + sum(b.numel() for b in model.biases.values())
+    algorithm = algorithms.get(config.algorithm)
+    return Network(config, graph, profile(config, local, merge_flops=2.0 * params), algorithm.server,
+                   needs_connectivity=algorithm.communicates and not algorithm.server)
 
 
 def profile(config: RunConfig, local_flops: np.ndarray, merge_flops: float) -> clock.Profile:

@@ -266,7 +266,8 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
     prepared = prepared or prepare(config)
     saved = checkpoint.load(out) if resume else None
     placement, memory = place(config, prepared, resources, log)
-    network = make_network(config, prepared)  # a bad schedule fails before anything is written
+    # a bad schedule fails before anything is written
+    network = network_rounds.build(config, prepared.graph, prepared.dataset, prepared.partition.train)
     make_out_dir(out)
     if not resume:
         atomic_write_bytes(out / "config.toml", config.to_toml().encode())
@@ -284,40 +285,6 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
     board = TensorBoardLog(config.tensorboard, saved.round if saved else None) if config.tensorboard else None
     return Run(config, out, prepared, placement, memory, executor, recorder, saved, tensorboard=board,
                network=network, cross_host_shares=[])
-
-
-def make_network(config: RunConfig, prepared: Prepared) -> network_rounds.Network:
-    """The simulated network, with each agent's counted FLOPs per round (docs/network.md)."""
-    from raympl.algorithms.base import local_steps
-    from raympl.bench import step_flops
-
-    dataset = prepared.dataset
-    model = models.build(config.model, dataset.input_shape, dataset.num_classes, seed=0)
-    algorithm = algorithms.get(config.algorithm)
-    per_batch: dict[int, int] = {}
-    local = np.zeros(config.agents)
-    for agent in range(config.agents):
-        size = len(prepared.partition.train[agent])
-        batch = min(config.batch_size, size)
-        if batch not in per_batch:
-            per_batch[batch] = step_flops(model, batch, torch_cpu())
-        steps = 1 if config.algorithm in ("mce-pl", "ind-mask") else local_steps(config, _Sized(size))
-        local[agent] = per_batch[batch] * (steps + (config.algorithm == "deprl"))
-    params = model.num_maskable + sum(b.numel() for b in model.biases.values())
-    profile = network_rounds.profile(config, local, merge_flops=2.0 * params)
-    needs_connectivity = algorithm.communicates and not algorithm.server
-    return network_rounds.Network(config, prepared.graph, profile, algorithm.server, needs_connectivity)
-
-
-@dataclass
-class _Sized:
-    size: int
-
-
-def torch_cpu():
-    import torch
-
-    return torch.device("cpu")
 
 
 def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]) -> None:
