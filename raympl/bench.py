@@ -126,7 +126,7 @@ def step_flops(model: models.MaskedNet, batch: int, device: torch.device) -> int
     from torch.utils.flop_counter import FlopCounterMode
 
     weights = [w.clone().requires_grad_(True) for w in model.weights]
-    x = torch.randn(batch, *model.input_shape, device=device)
+    x = torch.randn(batch, *model.input_shape, device=device, dtype=model.weights[0].dtype)
     y = torch.randint(0, model.num_classes, (batch,), device=device)
     with FlopCounterMode(display=False) as counter:
         F.cross_entropy(model.forward(x, weights), y).backward()
