@@ -33,10 +33,13 @@ def test_simulate_writes_every_output(ray_session, fashion_dir, tmp_path):
     assert (resolved.rounds, resolved.agents, resolved.model) == (3, 5, "small-cnn")
     metrics = pq.read_table(out / "metrics.parquet")
     assert metrics.column_names == ["round", "agent", "accuracy", "loss", "density", "zero_filter_fraction",
-                                    "bits_sent", "samples"]
+                                    "bits_sent", "samples", "online", "finish_s"]
+    assert all(metrics.column("online").to_pylist()) and min(metrics.column("finish_s").to_pylist()) > 0
     assert sorted(set(metrics.column("round").to_pylist())) == [2, 3]
     rounds = pq.read_table(out / "rounds.parquet").to_pylist()
     assert [r["round"] for r in rounds] == [1, 2, 3] and all(r["local_s"] > 0 for r in rounds)
+    assert all(r["sim_time_s"] > 0 and r["online_agents"] == 5 for r in rounds)
+    assert rounds[-1]["sim_clock_s"] == pytest.approx(sum(r["sim_time_s"] for r in rounds))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["total_bits"] == sum(r["bits"] for r in rounds) > 0
     assert len(json.loads((out / "partition.json").read_text())["classes"]) == 5
