@@ -196,6 +196,11 @@ class RunConfig:
                                                  and self.gpus_per_agent > 0)
 
     @property
+    def network_dynamic(self) -> bool:
+        """Churn, a changing graph or a deadline: the driver plans every round's messages (docs/network.md)."""
+        return self.availability != "always" or self.topology_schedule != "static" or self.round_deadline is not None
+
+    @property
     def effective_finetune_lr(self) -> float:
         return self.lr if self.finetune_lr is None else self.finetune_lr
 
@@ -292,12 +297,6 @@ class RunConfig:
                       "masks are delta-coded; use entropy to code its support mask")
         if self.round_deadline is not None and self.round_deadline <= 0:
             raise bad("round-deadline", self.round_deadline, "must be > 0 seconds")
-        for name, value, off in (("availability", self.availability, "always"),
-                                 ("topology-schedule", self.topology_schedule, "static"),
-                                 ("round-deadline", self.round_deadline, None)):
-            if value != off and self.algorithm == "malcom-psgd":
-                raise bad(name, value, "malcom-psgd keeps public copies that every receiver must update with every "
-                          "message; it needs every agent online, a fixed graph and no deadline")
         check_network(self)
         if self.local_steps < 1:
             raise bad("local-steps", self.local_steps, "must be >= 1")

@@ -6,6 +6,9 @@ local:  u_i = prox_{ημ‖·‖₁}(x_i − η g)  (soft threshold; τ SGD step
 merge:  x̂_j += q_j for j ∈ N_i ∪ {i} (public copies), x_i = u_i + γ Σ_{j∈N_i} W_ij (x̂_j − x̂_i)
         (CHOCO-style consensus); malcom_prox_position = after_consensus applies the prox here instead.
 One consensus model: every agent starts from the same x^(0) with x̂ = 0.
+When links come and go (churn, changing graphs, deadlines; docs/network.md) a receiver that missed one of
+j's messages no longer holds x̂_j: j then sends it its full public copy x̂_j (dense float32, `full_message`),
+and receivers keep copies only of the senders they heard from in the round.
 """
 
 from __future__ import annotations
@@ -17,13 +20,20 @@ import torch
 
 from raympl.algorithms.base import AgentContext, LocalData, agent_seed, local_steps
 from raympl.algorithms.real import Params, RealState, RealValued
-from raympl.wire import qsgd, vector_code
+from raympl.wire import floats, qsgd, vector_code
 
 DITHER_SEED = 31
 
 
 def soft_threshold(params: Params, threshold: float) -> Params:
     return [torch.sign(p) * (p.abs() - threshold).clamp(min=0) for p in params]
+
+
+@dataclass
+class FullCopy:
+    """A sender's whole public copy x̂_j after this round's update, for a receiver out of step."""
+
+    public: Params
 
 
 @dataclass
@@ -62,15 +72,28 @@ class MalcomPSGD(RealValued):
         tensors = vector_code.decode(message, [int(np.prod(s)) for s in self.shapes], self.levels)
         return [q.value().view(shape).to(self.device) for q, shape in zip(tensors, self.shapes, strict=True)]
 
-    def merge(self, state: MalcomState, decoded: list[Params]) -> None:
+    def full_message(self, state: MalcomState) -> np.ndarray:
+        return floats.pack_dense([h + q for h, q in zip(state.public, state.sent, strict=True)])
+
+    def decode_full(self, message: np.ndarray) -> FullCopy:
+        return FullCopy(floats.unpack_dense(message, self.shapes, self.device))
+
+    def merge(self, state: MalcomState, decoded: list[Params | FullCopy]) -> None:
         for h, q in zip(state.public, state.sent, strict=True):
             h.add_(q)
         x = [u.clone() for u in state.half]
         for j, q_j in zip(state.context.neighbours, decoded, strict=True):
             w = self.config.malcom_gamma * state.context.mixing[j]
-            for theirs, q, acc, mine in zip(state.neighbour_public[j], q_j, x, state.public, strict=True):
-                theirs.add_(q)
+            if isinstance(q_j, FullCopy):
+                state.neighbour_public[j] = [p.clone() for p in q_j.public]
+            else:  # an increment on the copy this agent holds (all zeros before j's first message)
+                copy = state.neighbour_public.setdefault(j, [torch.zeros_like(h) for h in state.public])
+                for theirs, q in zip(copy, q_j, strict=True):
+                    theirs.add_(q)
+            for theirs, acc, mine in zip(state.neighbour_public[j], x, state.public, strict=True):
                 acc.add_(theirs - mine, alpha=w)
+        # copies of senders not heard from this round are dropped (with a fixed graph and no churn: none)
+        state.neighbour_public = {j: state.neighbour_public[j] for j in state.context.neighbours}
         if self.config.malcom_prox_position == "after_consensus":
             x = soft_threshold(x, self.config.lr * self.config.malcom_l1)
         state.params, state.half, state.sent = x, None, None

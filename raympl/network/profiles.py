@@ -56,8 +56,8 @@ def values(quantity: str, spec: str | float, agents: int, seed: int) -> np.ndarr
     else:
         raise ProfileError(f"invalid {option} {text!r}: expected a number, lognormal:MEDIAN:SIGMA, "
                            "classes:NAME=SHARE,... or a CSV file of agent,value (no such file)")
-    lowest_ok = 0.0 if quantity == "latency" else math.nextafter(0.0, 1.0)
-    bad = np.flatnonzero(~np.isfinite(out) | (out < lowest_ok))
+    too_low = out < 0 if quantity == "latency" else out <= 0
+    bad = np.flatnonzero(~np.isfinite(out) | too_low)
     if bad.size:
         need = ">= 0" if quantity == "latency" else "> 0"
         raise ProfileError(f"invalid {option} {text!r}: agent {bad[0]} gets {out[bad[0]]:g} {UNITS[quantity]}, "

@@ -25,7 +25,7 @@ from raympl import topologies
 from raympl.config import RunConfig
 from raympl.network import clock, profiles
 from raympl.network.availability import Availability
-from raympl.runtime.links import Sent, link_dropped
+from raympl.runtime.links import INITIAL, Sent, link_dropped
 from raympl.topologies.schedule import Schedule
 
 
@@ -38,6 +38,7 @@ class Plan:
     online: np.ndarray  # bool per agent
     send_to: dict[int, list[int]] = field(default_factory=dict)  # online sender -> online neighbours it sends to
     holders: dict[int, list[int]] = field(default_factory=dict)  # sender -> receivers holding its last message
+    reference: dict[int, int] = field(default_factory=dict)  # sender -> the round of that message
     missed: list[int] = field(default_factory=list)  # online agents whose local step ends after the deadline
 
 
@@ -69,7 +70,8 @@ def build(config: RunConfig, graph: nx.Graph, dataset, train: dict[int, np.ndarr
     params = model.num_maskable + sum(b.numel() for b in model.biases.values())
     algorithm = algorithms.get(config.algorithm)
     return Network(config, graph, profile(config, local, merge_flops=2.0 * params), algorithm.server,
-                   needs_connectivity=algorithm.communicates and not algorithm.server)
+                   needs_connectivity=algorithm.communicates and not algorithm.server,
+                   resyncs=hasattr(algorithm, "full_message"))
 
 
 def profile(config: RunConfig, local_flops: np.ndarray, merge_flops: float) -> clock.Profile:
@@ -82,24 +84,26 @@ def profile(config: RunConfig, local_flops: np.ndarray, merge_flops: float) -> c
 
 class Network:
     def __init__(self, config: RunConfig, graph: nx.Graph, profile_: clock.Profile, server: bool,
-                 needs_connectivity: bool):
-        self.config, self.profile, self.server = config, profile_, server
+                 needs_connectivity: bool, resyncs: bool = False):
+        self.config, self.profile, self.server, self.resyncs = config, profile_, server, resyncs
         self.schedule = Schedule(config.topology_schedule, graph, config.topology, config.seed,
                                  config.edge_probability, config.degree, needs_connectivity)
         self.availability = Availability(config.availability, config.agents, config.seed)
         self.deadline = config.round_deadline
-        self.dynamic = not (self.schedule.static and self.availability.kind == "always" and self.deadline is None)
+        self.dynamic = config.network_dynamic
         self.clock_s = 0.0
         self.held: dict[tuple[int, int], int] = {}  # (sender, receiver) -> round of the message kept
+        self.last_update = np.full(config.agents, INITIAL)  # each agent's last round online
         self.compute_s = profile_.compute_s()
 
     # ---- checkpoint ------------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"clock_s": self.clock_s, "held": dict(self.held)}
+        return {"clock_s": self.clock_s, "held": dict(self.held), "last_update": self.last_update.copy()}
 
     def restore(self, state: dict | None) -> None:
         self.clock_s = state["clock_s"] if state else 0.0
         self.held = dict(state["held"]) if state else {}
+        self.last_update = state["last_update"].copy() if state else np.full(self.config.agents, INITIAL)
 
     # ---- before the local phase ----------------------------------------------------------------
     def plan(self, round_: int) -> Plan:
@@ -119,7 +123,10 @@ class Network:
                 continue
             targets = [j for j in sorted(graph.neighbors(i)) if online[j]]
             plan.send_to[i] = targets
-            plan.holders[i] = [j for j in targets if self.held.get((i, j)) == round_ - 1]
+            # increments (resyncs): on the state i had after its last round online, which a receiver holds if
+            # it used i's message of that round (never online: the initial state, which everyone holds)
+            plan.reference[i] = int(self.last_update[i]) if self.resyncs else round_ - 1
+            plan.holders[i] = [j for j in targets if self.held.get((i, j), INITIAL) == plan.reference[i]]
         return plan
 
     # ---- after the local phase -------------------------------------------------------------------
@@ -133,6 +140,7 @@ class Network:
             timing = clock.graph_round(self.profile, online, sizes, self.config.comm_model == "broadcast",
                                        self.deadline)
         self.clock_s += timing.duration
+        self.last_update[plan.online] = plan.round
         if not self.dynamic or self.server:
             return Delivery(timing, timing.used, {})
         for j, senders in timing.used.items():

@@ -332,8 +332,8 @@ def exchange(run: Run, round_: int):
     algorithm = algorithms.get(config.algorithm)
     plan = network.plan(round_)
     groups = run.placement.groups
-    plans = ([{a: (plan.send_to[a], plan.holders.get(a, [])) for a in group if a in plan.send_to}
-              for group in groups] if network.dynamic else None)
+    plans = ([{a: (plan.send_to[a], plan.holders.get(a, []), plan.reference.get(a, -1)) for a in group
+               if a in plan.send_to} for group in groups] if network.dynamic else None)
     sent = executor.local(round_, plans)
     upload = max((s.link_bytes for s in sent.values()), default=0)
     delivery = network.deliver(plan, sent, upload)

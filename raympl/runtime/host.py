@@ -124,7 +124,8 @@ class AgentHost:
         for agent, data in self.agents.items():
             self.states[agent] = self.algorithm.init_state(data.context())
         self.batch_rng = {a: np.random.default_rng(agent_seed(self.config.seed, a, BATCH_SEED)) for a in self.agents}
-        self.links = Links(self.config, getattr(self.algorithm, "mask_layers", None), self.algorithm.server)
+        self.links = Links(self.config, getattr(self.algorithm, "mask_layers", None), self.algorithm.server,
+                           resyncs=hasattr(self.algorithm, "full_message"))
 
     def device_name(self) -> str:
         return str(self.device)
@@ -147,11 +148,12 @@ class AgentHost:
         x = normalize(torch.from_numpy(raw).to(self.device))
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
 
-    def local_phase(self, round_: int, plan: dict[int, tuple[list[int], list[int]]] | None = None
+    def local_phase(self, round_: int, plan: dict[int, tuple[list[int], list[int], int]] | None = None
                     ) -> tuple[pa.RecordBatch, dict[int, Sent]]:
         """Phase 1 for every hosted agent: (message batch, what each sending agent sent).
         plan (the simulated network on): online agent -> (receivers this round, receivers holding its last
-        message); an agent not in it is offline, one with no receivers trains but sends nothing."""
+        message, the round of that message); an agent not in it is offline, one with no receivers trains but
+        sends nothing."""
         torch.set_num_threads(self.threads)
         agents = sorted(self.agents) if plan is None else sorted(a for a in self.agents if a in plan)
         messages, sent = [], {}
@@ -161,7 +163,10 @@ class AgentHost:
             if plan is None:
                 out, sent[agent] = self.links.send(round_, agent, self.agents[agent].neighbours, raw)
             elif plan[agent][0]:
-                out, sent[agent] = self.links.send(round_, agent, plan[agent][0], raw, plan[agent][1])
+                send_to, holders, reference = plan[agent]
+                full = (self.algorithm.full_message(self.states[agent])
+                        if self.links.resyncs and len(holders) < len(send_to) else None)
+                out, sent[agent] = self.links.send(round_, agent, send_to, raw, holders, full, reference)
             else:
                 continue
             messages.extend(out)
@@ -211,7 +216,8 @@ class AgentHost:
         for agent, inbox in inboxes.items():
             for key, message in inbox:
                 if key not in decoded:
-                    decoded[key] = self.algorithm.decode(message)
+                    full = len(key) == 3  # the sender's full state (links.FULL), not an increment
+                    decoded[key] = self.algorithm.decode_full(message) if full else self.algorithm.decode(message)
             state = self.states[agent]
             self.algorithm.merge(state, [decoded[key] for key, _ in inbox])
             self.states[agent] = state

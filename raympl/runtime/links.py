@@ -24,8 +24,10 @@ from raympl.config import RunConfig
 from raympl.wire import PayloadError, entropy
 from raympl.wire.batch import SELF_CONTAINED, Message
 
-Received = tuple[tuple[int, int], np.ndarray]  # ((sender, round sent), raw message)
+Received = tuple[tuple[int, ...], np.ndarray]  # ((sender, round sent[, FULL]), raw message)
 LINK_SEED = 13
+FULL = "full"  # third element of a key: the message is the sender's full state, not an increment
+INITIAL = -1  # the reference of an increment on the initial state (the sender was never online before)
 
 
 class Sent(NamedTuple):
@@ -53,8 +55,11 @@ def link_dropped(config: RunConfig, round_: int, sender: int, receiver: int) -> 
 class Links:
     """One host's side of every link of its agents."""
 
-    def __init__(self, config: RunConfig, layer_sizes: list[int] | None, server: bool):
+    def __init__(self, config: RunConfig, layer_sizes: list[int] | None, server: bool, resyncs: bool = False):
         self.config, self.layer_sizes, self.server = config, layer_sizes, server
+        # increments against a state receivers must keep in step (malcom-psgd's public copies): when links come
+        # and go (churn, changing graphs, deadlines) a receiver out of step gets the sender's full state
+        self.resyncs = resyncs and config.network_dynamic
         self.codec = config.codec if layer_sizes is not None else "raw"
         self.last_sent: dict[int, tuple[int, np.ndarray]] = {}  # agent -> (round, raw message)
         self.last_received: dict[int, dict[int, Received]] = {}  # agent -> sender -> what it holds
@@ -64,14 +69,18 @@ class Links:
 
     # ---- sender side ------------------------------------------------------
     def send(self, round_: int, agent: int, neighbours: list[int], raw: np.ndarray,
-             holders: list[int] | None = None) -> tuple[list[Message], Sent]:
+             holders: list[int] | None = None, full: np.ndarray | None = None,
+             reference: int = 0) -> tuple[list[Message], Sent]:
         """The messages `agent` puts in this round's batch for its neighbours (or the server).
         holders: the receivers that hold its previous message, when the driver says (changing graphs, churn,
-        deadlines); else those whose link did not drop it."""
+        deadlines); else those whose link did not drop it. With `resyncs`, raw is an increment on the state of
+        round `reference` that the holders keep, and the others get `full`."""
         previous = self.last_sent.get(agent)
         if self.layer_sizes is not None:
             self.last_sent[agent] = (round_, raw)
         flips, compared = self._flips(raw, previous)
+        if self.resyncs and holders is not None:
+            return self._increments(agent, neighbours, raw, holders, full, reference)
         if self.server or self.codec == "raw":
             copies = 1 if self.server else len(neighbours)
             sizes = {j: raw.size for j in neighbours}
@@ -92,6 +101,18 @@ class Links:
             sizes.update({j: payload.size for j in neighbours if j not in sizes})
         return messages, Sent(sum(sizes.values()), sum(m.payload.size for m in messages), flips, compared,
                               time.perf_counter() - start, sizes)
+
+    @staticmethod
+    def _increments(agent: int, neighbours: list[int], raw: np.ndarray, holders: list[int],
+                    full: np.ndarray | None, reference: int) -> tuple[list[Message], Sent]:
+        messages, sizes = [], {}
+        if holders:
+            messages.append(Message(agent, reference, raw))
+            sizes.update({j: raw.size for j in holders})
+        if len(holders) < len(neighbours):
+            messages.append(Message(agent, SELF_CONTAINED, full))
+            sizes.update({j: full.size for j in neighbours if j not in sizes})
+        return messages, Sent(sum(sizes.values()), sum(m.payload.size for m in messages), 0, 0, 0.0, sizes)
 
     def _holds_previous(self, round_: int, sender: int, receiver: int, previous: tuple[int, np.ndarray] | None
                         ) -> bool:
@@ -117,6 +138,8 @@ class Links:
         when the link drops it, the last one that got through. `decoded` caches raw messages by
         (sender, round) for the host's other receivers."""
         last = self.last_received.setdefault(agent, {})
+        if self.resyncs:
+            return self._receive_increment(round_, agent, sender, inbox[sender])
         if sender in last and link_dropped(self.config, round_, sender, agent):
             return last[sender]
         key = (sender, round_)
@@ -127,6 +150,15 @@ class Links:
         if self.keeps:
             last[sender] = (key, decoded[key])
         return key, decoded[key]
+
+    def _receive_increment(self, round_: int, agent: int, sender: int, variants: dict[int, np.ndarray]) -> Received:
+        """The increment on the state this receiver holds (INITIAL: the initial one), else the full state."""
+        held = self.last_received[agent].get(sender)
+        reference = held[0][1] if held else INITIAL
+        self.last_received[agent][sender] = ((sender, round_), None)  # only the round is needed
+        if reference in variants:
+            return (sender, round_), variants[reference]
+        return (sender, round_, FULL), variants[SELF_CONTAINED]
 
     def _decode(self, round_: int, sender: int, variants: dict[int, np.ndarray], held: Received | None
                 ) -> np.ndarray:
