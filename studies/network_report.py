@@ -80,14 +80,19 @@ def curve(runs: list[Run], x: str) -> tuple[np.ndarray, np.ndarray]:
     return np.mean([r.rounds.set_index("round")["sim_clock_s"].reindex(rounds).to_numpy() for r in runs], 0), accuracy
 
 
+def bandwidth(folder: Path) -> int:
+    """Mbit/s of an (a) folder: a-MODEL-bwN or a-MODEL-bwN-SUFFIX."""
+    return int(folder.name.split("-bw")[1].split("-")[0])
+
+
 def part_a(root: Path, figures: Path | None) -> list[str]:
     out = []
     for model in sorted({p.name.split("-bw")[0][2:] for p in root.glob("a-*-bw*")}):
-        bandwidths = sorted({int(p.name.split("-bw")[1].split("-")[0]) for p in root.glob(f"a-{model}-bw*")})
+        bandwidths = sorted({bandwidth(p) for p in root.glob(f"a-{model}-bw*")})
         rows = []
         fig, axes = plt.subplots(1, len(bandwidths), figsize=(5 * len(bandwidths), 4), sharey=True, squeeze=False)
         for ax, bw in zip(axes[0], bandwidths, strict=True):
-            runs = [r for p in sorted(root.glob(f"a-{model}-bw{bw}*")) for r in runs_of(p)]
+            runs = [r for p in sorted(root.glob(f"a-{model}-bw*")) if bandwidth(p) == bw for r in runs_of(p)]
             for name, group in by_method(runs).items():
                 rows.append((f"{bw} Mbit/s, {name}", group, {}))
                 ax.plot(*curve(group, "sim"), marker=".", label=name)
