@@ -177,8 +177,8 @@ def simulate(
                                      log=lambda line: err.print(line, highlight=False))
     out.print(f"final mean accuracy {summary['final_mean_accuracy']:.4f} "
               f"(mean of last 5 evaluations {summary['mean_accuracy_last5']:.4f}), "
-              f"{summary['total_bits'] / 8e6:.1f} MB sent, {summary['wall_time_s']:.1f} s; "
-              f"results in {run_dir}", highlight=False)
+              f"{summary['total_bits'] / 8e6:.1f} MB sent, {summary['wall_time_s']:.1f} s "
+              f"({summary['sim_time_total_s']:.4g} s on the simulated network); results in {run_dir}", highlight=False)
 
 
 def gpus_amount(value: str | None) -> float | str | None:
