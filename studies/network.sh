@@ -6,7 +6,8 @@
 #   (c) a fixed ER graph against a fresh one of the same mean degree every round (MCE-PL and DSGD)
 #   (d) 10 % stragglers 5x slower (20 against 100 GFLOP/s), MCE-PL with and without a 0.06 s deadline
 # then tables and figures with studies/network_report.py. Rerunning skips finished runs.
-# Override e.g. ROUNDS=50 SEEDS=0 AGENTS=6 OUT=runs/network-short; MODEL=alexnet for the AlexNet cells of (a).
+# Override e.g. ROUNDS=50 SEEDS=0 AGENTS=6 OUT=runs/network-short; MODEL=alexnet runs only the cells of (a),
+# with A_METHODS (default: all four) and DISPFL=0 to leave Dis-PFL out; EVAL_EVERY, EVAL_SAMPLES (10, 500).
 set -euo pipefail
 RAYMPL=${RAYMPL:-.venv/bin/raympl}
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -14,17 +15,20 @@ OUT=${OUT:-runs/network}
 ROUNDS=${ROUNDS:-100}
 SEEDS=${SEEDS:-0,1}
 MODEL=${MODEL:-small-cnn}
-COMMON=(--model "$MODEL" --agents "${AGENTS:-20}" --classes 4 --retention 0.3 --rounds "$ROUNDS" --eval-every 10
-        --eval-samples 500 --executor "${EXECUTOR:-inprocess}")
+COMMON=(--model "$MODEL" --agents "${AGENTS:-20}" --classes 4 --retention 0.3 --rounds "$ROUNDS" --eval-every "${EVAL_EVERY:-10}"
+        --eval-samples "${EVAL_SAMPLES:-500}" --executor "${EXECUTOR:-inprocess}")
 ER=(--topology er --p 0.5)
 for bw in 1 10 100; do
   # Dis-PFL at lr 0.1: at its paper step size 0.001 it stays near chance for hundreds of rounds (docs/results.md)
   "$RAYMPL" compare "${COMMON[@]}" "${ER[@]}" --seeds 0 --set bandwidth=$bw \
-    --algorithms mce-pl,mce-pl+delta,dsgd,lottery-dsgd --out "$OUT/a-$MODEL-bw$bw"
-  "$RAYMPL" compare "${COMMON[@]}" "${ER[@]}" --seeds 0 --set bandwidth=$bw --set lr=0.1 \
+    --algorithms "${A_METHODS:-mce-pl,mce-pl+delta,dsgd,lottery-dsgd}" --out "$OUT/a-$MODEL-bw$bw"
+  [ "${DISPFL:-1}" = 0 ] || "$RAYMPL" compare "${COMMON[@]}" "${ER[@]}" --seeds 0 --set bandwidth=$bw --set lr=0.1 \
     --algorithms dis-pfl --out "$OUT/a-$MODEL-bw$bw-dispfl"
 done
-[ "$MODEL" = small-cnn ] || exit 0
+if [ "$MODEL" != small-cnn ]; then
+  "$PYTHON" studies/network_report.py "$OUT" --figures "${FIGURES:-docs}"
+  exit 0
+fi
 for availability in always bernoulli:0.8 bernoulli:0.5; do
   "$RAYMPL" compare "${COMMON[@]}" "${ER[@]}" --seeds "$SEEDS" --set availability=$availability \
     --algorithms mce-pl,ind-mask --out "$OUT/b-${availability/:/-}"
@@ -38,4 +42,4 @@ for deadline in none 0.06; do
   "$RAYMPL" compare "${COMMON[@]}" "${ER[@]}" --seeds "$SEEDS" --set device_speed=classes:20=0.1,100=0.9 \
     "${extra[@]}" --algorithms mce-pl --out "$OUT/d-deadline-$deadline"
 done
-"$PYTHON" studies/network_report.py "$OUT" --figures docs
+"$PYTHON" studies/network_report.py "$OUT" --figures "${FIGURES:-docs}"
