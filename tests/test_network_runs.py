@@ -94,6 +94,22 @@ def test_malcom_receivers_keep_exact_public_copies_when_links_come_and_go(tiny_o
     assert max(r["bits_per_weight"] for r in rows[1:]) > 2 * min(r["bits_per_weight"] for r in rows[1:])
 
 
+@pytest.mark.parametrize("algorithm", ["mce-pl", "dsgd", "dis-pfl", "malcom-psgd", "fedavg", "deprl"])
+def test_the_planned_path_with_nothing_changing_equals_the_fixed_path(algorithm, tiny_overrides, tmp_path):
+    """Every agent online (bernoulli:1.0) and a deadline nobody misses: the driver plans every round, and the
+    masks, accuracies and bits are those of the run without the features."""
+    base = {**tiny_overrides, "algorithm": algorithm, "executor": "inprocess", "topology": "er", "p": 0.6,
+            **({"codec": "delta"} if algorithm == "mce-pl" else {})}
+    results = []
+    for name, extra in (("fixed", {}), ("planned", {"availability": "bernoulli:1.0", "round_deadline": 3600.0})):
+        simulate(configure({**base, **extra, "out": str(tmp_path / name)}))
+        metrics = pq.read_table(tmp_path / name / "metrics.parquet").to_pylist()
+        masks = read_masks(tmp_path / name / "masks.parquet") if (tmp_path / name / "masks.parquet").exists() else {}
+        bits = [r["bits"] for r in rounds(tmp_path / name)]
+        results.append((masks, [(m["accuracy"], m["loss"]) for m in metrics], bits))
+    assert results[0] == results[1]
+
+
 def test_the_same_seed_gives_the_same_schedule_availability_and_clock(tiny_overrides, tmp_path):
     overrides = {**tiny_overrides, "algorithm": "dsgd", "executor": "inprocess", "topology": "er", "p": 0.6,
                  "availability": "markov:3:2", "topology_schedule": "resample:2", "round_deadline": 1.5, **SLOW_LINKS}
