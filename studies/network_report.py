@@ -99,6 +99,9 @@ def part_a(root: Path, figures: Path | None) -> list[str]:
             ax.set_xscale("log")
             ax.set(title=f"{bw} Mbit/s links", xlabel="simulated time, s")
             ax.grid(alpha=0.3, which="both")
+        if not rows:  # no finished run yet
+            plt.close(fig)
+            continue
         axes[0][0].set_ylabel("test accuracy (mean over agents)")
         axes[0][-1].legend(fontsize=7)
         save(fig, figures, f"network-time-to-accuracy-{model}")
