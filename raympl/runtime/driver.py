@@ -390,8 +390,12 @@ class Accounting:
                plan: network_rounds.Plan, delivery: network_rounds.Delivery) -> dict:
         """Adds each sender's bits to run.bits_sent; returns the round's traffic columns (over this round's
         graph and the agents online in it)."""
-        per_agent = {a: 8 * ((out.broadcast_bytes if self.broadcast else out.link_bytes) + download)
-                     for a, out in sent.items()}
+        per_agent = {a: 8 * (out.broadcast_bytes if self.broadcast else out.link_bytes) for a, out in sent.items()}
+        if download:  # the server's model to every agent that receives it (all senders, unless the network plans)
+            receivers = ([a for a, got in delivery.receive_from.items() if got and a != SERVER]
+                         if self.run.network.dynamic else list(sent))
+            for agent in receivers:
+                per_agent[agent] = per_agent.get(agent, 0) + 8 * download
         for agent, bits in per_agent.items():
             self.run.bits_sent[agent] += bits
         round_bits = sum(per_agent.values())
