@@ -114,8 +114,9 @@ class Network:
             return plan
         plan.missed = [a for a in np.flatnonzero(online).tolist()
                        if self.deadline is not None and self.compute_s[a] > self.deadline]
+        missed = set(plan.missed)
         for i in np.flatnonzero(online).tolist():
-            if i in plan.missed:
+            if i in missed:
                 plan.send_to[i] = []
                 continue
             if self.server:
@@ -143,15 +144,14 @@ class Network:
         self.last_update[plan.online] = plan.round
         if not self.dynamic or self.server:
             return Delivery(timing, timing.used, {})
+        # receivers of this round keep only the senders they used; offline agents keep what they held
+        held = {link: r for link, r in self.held.items() if link[1] not in timing.used}
         for j, senders in timing.used.items():
-            kept = {}
             for i in senders:
                 before = self.held.get((i, j))
                 dropped = before is not None and link_dropped(self.config, plan.round, i, j)
-                kept[(i, j)] = before if dropped else plan.round
-            for key in [k for k in self.held if k[1] == j]:
-                del self.held[key]
-            self.held.update(kept)
+                held[(i, j)] = before if dropped else plan.round
+        self.held = held
         return Delivery(timing, timing.used, self._mixing(timing.used))
 
     def _mixing(self, used: dict[int, list[int]]) -> dict[int, dict[int, float]]:
