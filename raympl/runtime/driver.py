@@ -8,6 +8,7 @@ the final evaluation always uses each agent's full test set.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -227,6 +228,11 @@ class Run:
     network: network_rounds.Network | None = None
     cross_host_shares: list[float] | None = None  # per round, when the graph changes
 
+    @functools.cached_property
+    def data_weights(self) -> dict[int, float]:
+        """Each agent's training-set size: the server's weights (FedAvg)."""
+        return {a: float(len(self.prepared.partition.train[a])) for a in range(self.config.agents)}
+
 
 def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | None = None,
              prepared: Prepared | None = None, resume: bool = False,
@@ -339,9 +345,8 @@ def exchange(run: Run, round_: int):
     delivery = network.deliver(plan, sent, upload)
     download = 0
     if algorithm.server:
-        data_weights = {a: float(len(run.prepared.partition.train[a])) for a in range(config.agents)}
         senders = set(delivery.receive_from[network_rounds.clock.SERVER]) if network.dynamic else None
-        download = executor.aggregate(algorithm.aggregate, data_weights, senders)
+        download = executor.aggregate(algorithm.aggregate, run.data_weights, senders)
     return plan, delivery, sent, download
 
 
