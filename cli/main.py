@@ -53,14 +53,29 @@ def simulate(
     algorithm: Annotated[str | None, Opt(help=f"One of {', '.join(cfg.ALGORITHMS)}; or a plug-in: "
                                               "package.module:Class, or a name registered under the entry-point "
                                               "group raympl.algorithms (docs/extending.md).")] = None,
-    dataset: Annotated[str | None, Opt(help="fashion-mnist or cifar10.")] = None,
+    dataset: Annotated[str | None, Opt(help="fashion-mnist, cifar10, mnist, emnist-SPLIT, cifar100, svhn; "
+                                            "parquet:FOLDER; or a loader: package.module:function or an entry "
+                                            "point of raympl.datasets (docs/models.md).")] = None,
     data_dir: Annotated[str | None, Opt(help="Folder with the data (else $RAYMPL_DATA, else Debian path).")] = None,
-    model: Annotated[str | None, Opt(help="alexnet (the paper's) or small-cnn.")] = None,
+    model: Annotated[str | None, Opt(help="alexnet (the paper's), small-cnn, resnet18, vgg11, mlp, "
+                                          "torchvision:NAME, or any torch.nn.Module: package.module:factory or an "
+                                          "entry point of raympl.models (docs/models.md).")] = None,
+    maskable: Annotated[str | None, Opt(help="nn.Module models: masked parameters: conv+linear (default), conv, "
+                                             "linear, or re:REGEX over parameter names.")] = None,
+    norm_stats: Annotated[str | None, Opt(help="nn.Module models: running (batch-norm statistics per agent, "
+                                               "checkpointed) or batch (batch statistics only).")] = None,
+    free_params: Annotated[str | None, Opt(help="mce-pl, ind-mask: parameters outside the mask (biases, "
+                                                "normalisation): frozen (shared) or personal (trained per agent).")
+                           ] = None,
+    free_lr: Annotated[float | None, Opt(help="SGD step size of personal free parameters.")] = None,
+    image_shape: Annotated[str | None, Opt(help="parquet data: C,H,W of the pixel lists, when the files do not "
+                                                "say.")] = None,
     agents: Annotated[int | None, Opt(help="Number of agents (>= 2).")] = None,
     topology: Annotated[str | None, Opt(help="er, ring, paper20, or an edge-list file.")] = None,
     p: Annotated[float | None, Opt(help="Erdos-Renyi edge probability.")] = None,
     degree: Annotated[float | None, Opt(help="Erdos-Renyi mean degree (sets p = degree / (agents - 1)).")] = None,
-    partition: Annotated[str | None, Opt(help="label-skew, dirichlet or iid.")] = None,
+    partition: Annotated[str | None, Opt(help="label-skew, dirichlet, iid, or natural (whole owners per agent).")
+                         ] = None,
     classes_per_agent: Annotated[int | None, Opt(help="Classes per agent for label skew (c).")] = None,
     alpha: Annotated[float | None, Opt(help="Dirichlet concentration.")] = None,
     retention: Annotated[str | None, Opt(help="r_i: one value, a comma list (one per agent), or paper-hetero.")] = None,
@@ -152,8 +167,9 @@ def simulate(
 
         run_dir = Path(run_config.out or default_out_dir())
         if dry_run:
+            placement = dry_run_placement(run_config)  # loads the data and builds the model: errors come first
             out.print(run_config.to_toml(), highlight=False, markup=False)
-            out.print(f"# run directory: {run_dir}\n# placement: {dry_run_placement(run_config)}", highlight=False,
+            out.print(f"# run directory: {run_dir}\n# placement: {placement}", highlight=False,
                       markup=False, soft_wrap=True)
             return
         check_out_dir(run_dir, resuming=resume is not None)
@@ -411,7 +427,7 @@ def verify_dslth(
 
 @app.command()
 def bench(
-    models: Annotated[str, Opt(help="Comma list of models.")] = "small-cnn,alexnet",
+    models: Annotated[str, Opt(help="Comma list of models (any --model of simulate).")] = "small-cnn,alexnet",
     agents: Annotated[str, Opt(help="Comma list of agent counts.")] = "20",
     devices: Annotated[str, Opt(help="Comma list: cpu, cuda.")] = "cpu",
     rounds: Annotated[int, Opt(help="Timed rounds per point (one more, untimed, comes first).")] = 3,
@@ -427,8 +443,7 @@ def bench(
             models, agents, rounds = "small-cnn", "20", 2
         names = [m.strip() for m in models.split(",") if m.strip()]
         for name in names:
-            if name not in cfg.MODELS:
-                raise cfg.ConfigError(f"invalid models {name!r}: choose from {', '.join(cfg.MODELS)}")
+            cfg.resolve({"model": name})  # a model that cannot be found ends here, in one line
         device_names = [d.strip() for d in devices.split(",") if d.strip()]
         for name in device_names:
             if name not in ("cpu", "cuda"):
@@ -463,9 +478,20 @@ def info(
     agents_per_actor: Annotated[int | None, Opt()] = None,
     cpus_per_agent: Annotated[float | None, Opt()] = None,
     gpus_per_agent: Annotated[float, Opt()] = 0.0,
+    model: Annotated[str | None, Opt(help="Instead of the cluster: this model's maskable weights per layer and "
+                                          "bits per message (any --model of simulate).")] = None,
+    input_shape: Annotated[str, Opt(help="With --model: C,H,W of an image (or D of a feature vector).")
+                           ] = "1,28,28",
+    classes: Annotated[int, Opt(help="With --model: number of classes.")] = 10,
+    maskable: Annotated[str, Opt(help="With --model: which parameters are masked (conv+linear, conv, linear, "
+                                      "re:REGEX).")] = "conv+linear",
 ) -> None:
-    """Show the cluster's resources and the placement a run with these settings would get."""
+    """Show the cluster's resources and the placement a run with these settings would get; or, with --model,
+    what a model masks and sends."""
     with one_line_errors():
+        if model is not None:
+            show_model(model, input_shape, classes, maskable)
+            return
         run_config = cfg.resolve({"agents": agents, "agents_per_actor": agents_per_actor,
                                   "cpus_per_agent": cpus_per_agent, "gpus_per_agent": gpus_per_agent,
                                   "address": address})
@@ -486,6 +512,37 @@ def info(
         out.print(table)
         placement = plan(run_config, ray_resources())
         out.print(f"placement for {agents} agents: {placement.describe()}", highlight=False)
+
+
+def show_model(name: str, input_shape: str, classes: int, maskable: str) -> None:
+    """Per maskable layer its shape and weights; then the free parameters and what one message costs."""
+    try:
+        shape = tuple(int(v) for v in input_shape.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise cfg.ConfigError(f"invalid input-shape {input_shape!r}: expected C,H,W (or D) such as 1,28,28")
+    if classes < 2:
+        raise cfg.ConfigError(f"invalid classes {classes}: need at least 2")
+    config = cfg.resolve({"model": name, **({"maskable": maskable} if maskable != "conv+linear" else {})})
+    from raympl import models
+
+    net = models.for_run(config, shape, classes)
+    names = getattr(net, "maskable", None) or [f"layer {i}" for i in range(len(net.layers))]
+    table = Table(title=f"{name} on {input_shape} inputs, {classes} classes: maskable weights")
+    for column in ("parameter", "kind", "shape", "weights"):
+        table.add_column(column)
+    for label, layer in zip(names, net.layers, strict=True):
+        table.add_row(label, layer.kind, "x".join(map(str, layer.shape)), f"{layer.numel:,}")
+    out.print(table)
+    free = sum(b.numel() for b in net.biases.values())
+    buffers = sum(b.numel() for b in net.buffers.values())
+    out.print(f"maskable weights {net.num_maskable:,} in {len(net.layers)} tensors; free parameters (biases, "
+              f"normalisation) {free:,}; per-agent buffers {buffers:,}", highlight=False)
+    out.print(f"bits per message: a mask (mce-pl, raw codec) {net.num_maskable:,} bits = "
+              f"{net.num_maskable / 8 / 2**20:.2f} MiB; a dense float32 model (dsgd) "
+              f"{32 * (net.num_maskable + free):,} "
+              f"bits = {4 * (net.num_maskable + free) / 2**20:.2f} MiB", highlight=False)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -45,9 +46,15 @@ ALGORITHM_DEFAULTS: dict[str, dict[str, Any]] = {
     "deprl": {**REAL_VALUED, "lr": 0.01},
     "malcom-psgd": {**REAL_VALUED, "lr": 0.01},
 }
-DATASETS = {"fashion-mnist": 10, "cifar10": 10}
-MODELS = ("alexnet", "small-cnn")
-PARTITIONS = ("label-skew", "dirichlet", "iid")
+# built-in data sets and their classes (data/datasets.py); others: parquet:FOLDER, module:loader, entry points
+EMNIST_CLASSES = {"balanced": 47, "byclass": 62, "bymerge": 47, "digits": 10, "letters": 26, "mnist": 10}
+DATASETS = {"fashion-mnist": 10, "cifar10": 10, "mnist": 10, "cifar100": 100, "svhn": 10,
+            **{f"emnist-{split}": classes for split, classes in EMNIST_CLASSES.items()}}
+FUNCTIONAL_MODELS = ("alexnet", "small-cnn")  # raympl's own functional networks (models/__init__.py)
+# built in: the functional networks and the nn.Modules of models/zoo.py; others: torchvision:NAME,
+# package.module:factory, entry points of raympl.models (models/module_net.py)
+MODELS = FUNCTIONAL_MODELS + ("resnet18", "vgg11", "mlp")
+PARTITIONS = ("label-skew", "dirichlet", "iid", "natural")
 NAMED_TOPOLOGIES = ("er", "regular", "ring", "paper20")
 WEIGHT_INITS = ("uniform_pm1", "torch_default")
 INIT_NEIGHBOR_MASKS = ("bernoulli_shared", "zeros")
@@ -109,6 +116,11 @@ class RunConfig:
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     model: str = "alexnet"
+    maskable: str = "conv+linear"  # nn.Module models: which parameters are masked (models/module_net.py)
+    norm_stats: str = "running"  # nn.Module models: batch-norm running statistics per agent, or batch statistics
+    free_params: str = "frozen"  # mask methods: the parameters outside the mask held fixed, or trained per agent
+    free_lr: float = 0.01  # SGD step size of personal free parameters
+    image_shape: str | None = None  # parquet data: C,H,W of the pixel lists when the files do not say
     agents: int = 20
     topology: str = "er"
     p: float = 0.5
@@ -180,8 +192,21 @@ class RunConfig:
 
     # ---- derived values -------------------------------------------------
     @property
-    def num_classes(self) -> int:
-        return DATASETS[self.dataset]
+    def num_classes(self) -> int | None:
+        """Classes of a built-in data set; None for others (known once loaded)."""
+        return DATASETS.get(self.dataset)
+
+    @property
+    def dataset_form(self) -> str:
+        """built-in, parquet (parquet:FOLDER) or loader (a user's function)."""
+        if self.dataset in DATASETS:
+            return "built-in"
+        return "parquet" if self.dataset.startswith("parquet:") else "loader"
+
+    @property
+    def model_form(self) -> str:
+        """functional (raympl's own networks) or nn.Module (any other model)."""
+        return "functional" if self.model in FUNCTIONAL_MODELS else "nn.Module"
 
     def retention_of(self, agent: int) -> float:
         return self.retention[agent] if len(self.retention) > 1 else self.retention[0]
@@ -213,7 +238,8 @@ class RunConfig:
             check_plugin(self.algorithm, self.algorithm_options)
         elif self.algorithm_options:
             raise bad("algorithm-options", self.algorithm_options, f"{self.algorithm} is built in and takes none")
-        choices = {"dataset": tuple(DATASETS), "model": MODELS,
+        check_model_and_data(self)
+        choices = {"norm_stats": ("running", "batch"), "free_params": ("frozen", "personal"),
                    "partition": PARTITIONS, "preset": tuple(PRESETS), "weight_init": WEIGHT_INITS,
                    "init_neighbor_masks": INIT_NEIGHBOR_MASKS, "executor": ("ray", "inprocess"),
                    "device": DEVICES, "state_store": ("memory", "disk"), "engine": ("per-agent", "batched"),
@@ -241,9 +267,11 @@ class RunConfig:
         if self.topology == "regular" and (self.degree is None or self.degree != int(self.degree)
                                            or self.degree * self.agents % 2):
             raise bad("degree", self.degree, "--topology regular needs an integer --degree d with agents * d even")
-        if not 1 <= self.classes_per_agent <= self.num_classes:
+        if not 1 <= self.classes_per_agent <= (self.num_classes or self.classes_per_agent):
             raise bad("classes-per-agent", self.classes_per_agent,
                       f"must be in [1, {self.num_classes}] for {self.dataset}")
+        if self.free_lr <= 0:
+            raise bad("free-lr", self.free_lr, "must be > 0")
         if self.alpha <= 0:
             raise bad("alpha", self.alpha, "Dirichlet concentration must be > 0")
         if len(self.retention) not in (1, self.agents):
@@ -348,6 +376,12 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "wd_scores": (("algorithm", MASK_METHODS),),
     "init_neighbor_masks": (("algorithm", ("mce-pl",)),),
     "final_elu": (("model", ("alexnet",)),),
+    "maskable": (("model_form", ("nn.Module",)),),
+    "norm_stats": (("model_form", ("nn.Module",)),),
+    "free_params": (("algorithm", MASK_METHODS),),
+    "free_lr": (("algorithm", MASK_METHODS), ("free_params", ("personal",))),
+    "image_shape": (("dataset_form", ("parquet",)),),
+    "data_dir": (("dataset_form", ("built-in", "loader")),),
     "topology": (("algorithm", GRAPH_METHODS),),
     "p": (("algorithm", GRAPH_METHODS), ("topology", ("er",)), ("degree", (None,))),
     "degree": (("algorithm", GRAPH_METHODS), ("topology", ("er", "regular"))),
@@ -365,7 +399,7 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
        for name in FIELD_NAMES if name.startswith(prefix)},
     "address": (("executor", ("ray",)),),
     "placement_timeout": (("executor", ("ray",)),),
-    "engine": (("algorithm", ("mce-pl", "ind-mask")),),
+    "engine": (("algorithm", ("mce-pl", "ind-mask")), ("model_form", ("functional",)), ("free_params", ("frozen",))),
     "codec": (("algorithm", ("mce-pl",) + SPARSE_SENDERS),),
     "comm_model": (("algorithm", GRAPH_METHODS),),
     "bandwidth": (("algorithm", GRAPH_METHODS + ("fedavg",)),),
@@ -373,6 +407,39 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "round_deadline": (("algorithm", GRAPH_METHODS + ("fedavg",)),),
     "topology_schedule": (("algorithm", GRAPH_METHODS),),
 }
+
+
+def check_model_and_data(config: RunConfig) -> None:
+    """A model or data set that is not built in must be found (its code is imported, nothing is built or
+    loaded here); --maskable and --image-shape must parse."""
+    from raympl.models import module_factory
+
+    if config.model not in FUNCTIONAL_MODELS:
+        module_factory(config.model)
+    if config.maskable.startswith("re:"):
+        try:
+            re.compile(config.maskable[3:])
+        except re.error as error:
+            raise ConfigError(f"invalid maskable {config.maskable!r}: {error}") from None
+    elif config.maskable not in ("conv+linear", "conv", "linear"):
+        raise ConfigError(f"invalid maskable {config.maskable!r}: choose conv+linear, conv, linear or re:REGEX")
+    if config.dataset not in DATASETS:
+        from raympl.data import sources
+
+        sources.find(config.dataset)
+    if config.image_shape is not None:
+        parse_image_shape(config.image_shape)
+
+
+def parse_image_shape(text: str) -> tuple[int, ...]:
+    """"1,28,28" -> (1, 28, 28): channels, height, width."""
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"invalid image-shape {text!r}: expected C,H,W such as 1,28,28")
+    return shape
 
 
 def check_network(config: RunConfig) -> None:

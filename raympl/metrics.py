@@ -28,10 +28,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_table(rows: list[dict], path: Path, columns: list[str] | None = None) -> None:
+def write_table(rows: list[dict], path: Path, columns: list[str] | None = None,
+                metadata: dict[str, str] | None = None) -> None:
     table = pa.Table.from_pylist(rows)
     if columns:
         table = table.select(columns)
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)

@@ -156,7 +156,7 @@ def first_layer_masks(groups: dict[str, list[Run]], out: Path) -> list[Path]:
     """Each agent's final mask of the first layer, one row per output filter (the paper's Figs. 8-9);
     for the first seed of every mask-learning setting."""
     from raympl import models
-    from raympl.runtime.driver import read_masks
+    from raympl.runtime.driver import read_mask_shapes, read_masks
     from raympl.wire import bitmask
 
     paths = []
@@ -164,9 +164,12 @@ def first_layer_masks(groups: dict[str, list[Run]], out: Path) -> list[Path]:
         run = runs[0]
         if not (run.directory / "masks.parquet").is_file():
             continue
-        config = run.config
-        weights = models.build(config["model"], INPUT_SHAPES[config["dataset"]], 10, seed=0).weights
-        shape = tuple(weights[0].shape)
+        shapes = read_mask_shapes(run.directory / "masks.parquet")
+        if shapes is None:  # written before the shapes were stored: a built-in model on a built-in data set
+            config = run.config
+            shapes = [tuple(w.shape) for w in models.build(config["model"], INPUT_SHAPES[config["dataset"]], 10,
+                                                           seed=0).weights]
+        shape = shapes[0]
         masks = read_masks(run.directory / "masks.parquet")
         columns = int(np.ceil(np.sqrt(len(masks))))
         rows = int(np.ceil(len(masks) / columns))
@@ -176,7 +179,7 @@ def first_layer_masks(groups: dict[str, list[Run]], out: Path) -> list[Path]:
         for ax in axes.flat:
             ax.axis("off")
         for ax, (agent, packed) in zip(axes.flat, sorted(masks.items()), strict=False):
-            layers = bitmask.unpack_mask(np.frombuffer(packed, np.uint8), [w.numel() for w in weights])
+            layers = bitmask.unpack_mask(np.frombuffer(packed, np.uint8), [int(np.prod(s)) for s in shapes])
             ax.imshow(layers[0].reshape(shape[0], -1), cmap="Greys", interpolation="nearest")
             ax.set_title(f"agent {agent}", fontsize=7)
         fig.suptitle(f"{name}: first-layer masks (rows: filters; black: kept)", fontsize=9)

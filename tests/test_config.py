@@ -39,7 +39,7 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
     ({"classes_per_agent": 0}, "classes-per-agent 0"),
     ({"agents": 1}, "invalid agents 1"),
     ({"model": "vgg"}, "invalid model 'vgg'"),
-    ({"dataset": "mnist"}, "invalid dataset 'mnist'"),
+    ({"dataset": "mnist-ish"}, "invalid dataset 'mnist-ish': not built in, not module:attribute"),
     ({"topology": "torus"}, "invalid topology 'torus'"),
     ({"preset": "fast"}, "invalid preset 'fast'"),
     ({"degree": 0}, "invalid degree 0"),

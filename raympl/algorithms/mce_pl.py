@@ -38,6 +38,7 @@ class MaskState:
     degree: int
     mask_bits: list[torch.Tensor] = field(default_factory=list)  # the personal mask, masks.bits.pack
     grad: list[torch.Tensor] | None = None
+    free: dict | None = None  # --free-params personal: this agent's own biases / normalisation parameters
 
     @property
     def abar(self) -> list[torch.Tensor] | None:
@@ -96,6 +97,8 @@ class MCEPL:
         gen = torch.Generator().manual_seed(agent_seed(self.config.seed, agent, SCORE_SEED))
         z = init_scores(self.model.layers, gen, str(self.device))
         state = MaskState(agent, self.layer_retention(agent), z, self.initial_counts, 1)
+        if self.config.free_params == "personal":
+            state.free = {k: b.clone() for k, b in self.model.biases.items()}
         state.mask = self.current_mask(state, state.abar)
         return state
 
@@ -108,20 +111,25 @@ class MCEPL:
     # ---- phase 1 ---------------------------------------------------------
     def backprop_step(self, state: MaskState, abar: list[torch.Tensor] | None, x: torch.Tensor,
                       y: torch.Tensor) -> None:
-        """Eqs. 13-15: forward with the cached mask, STE gradient of CE + group lasso, step on z."""
+        """Eqs. 13-15: forward with the cached mask, STE gradient of CE + group lasso, step on z; personal
+        free parameters (--free-params personal) take a plain SGD step on the same loss."""
         z = [t.requires_grad_(True) for t in state.z]
+        free = [t.requires_grad_(True) for t in state.free.values()] if state.free is not None else []
         abar = abar or [None] * len(z)
         weights = [w * straight_through(m, zl, a)
                    for w, m, zl, a in zip(self.model.weights, state.mask, z, abar, strict=True)]
-        loss = F.cross_entropy(self.model.forward(x, weights), y)
+        loss = F.cross_entropy(self.model.forward(x, weights, state.free), y)
         if self.config.lam > 0:
             loss = loss + sum(group_lasso(zl, self.config.lam) for zl in z)
-        grads = torch.autograd.grad(loss, z)
+        grads = torch.autograd.grad(loss, z + free)
         with torch.no_grad():
-            for zl, g in zip(z, grads, strict=True):
+            for zl, g in zip(z, grads, strict=False):
                 zl.requires_grad_(False)
                 descend(zl, g, self.config)
-        state.grad = list(grads)
+            for t, g in zip(free, grads[len(z):], strict=True):
+                t.requires_grad_(False)
+                t.sub_(self.config.free_lr * g)
+        state.grad = list(grads[:len(z)])
 
     def local(self, state: MaskState, data: LocalData, round_: int) -> np.ndarray | None:
         abar = state.abar
@@ -149,7 +157,8 @@ class MCEPL:
 
     # ---- evaluation --------------------------------------------------------
     def eval_params(self, state: MaskState) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
-        return [w * m for w, m in zip(self.model.weights, state.mask, strict=True)], self.model.biases
+        free = self.model.biases if state.free is None else state.free
+        return [w * m for w, m in zip(self.model.weights, state.mask, strict=True)], free
 
     def personal_mask(self, state: MaskState) -> list[torch.Tensor]:
         return state.mask

@@ -13,13 +13,10 @@ A plug-in class implements the protocol of base.py and may declare, as class att
 from __future__ import annotations
 
 import functools
-import importlib
-import os
-import sys
-from importlib import metadata
 from typing import Any
 
 from raympl.config import ConfigError
+from raympl.plugins import load_named
 
 GROUP = "raympl.algorithms"
 PROTOCOL = ("communicates", "server", "init_state", "local", "decode", "merge", "eval_params", "personal_mask",
@@ -30,23 +27,7 @@ GRAPH_OPTIONS = ("topology", "p", "degree", "link_drop", "comm_model")
 @functools.cache
 def load(name: str) -> type:
     """The plug-in class named `module:Class` or by an installed entry point; ConfigError if none."""
-    if ":" in name:
-        module_name, _, attribute = name.partition(":")
-        if os.getcwd() not in sys.path:  # a module in the working folder, as `python -m` would find it
-            sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as error:
-            raise ConfigError(f"invalid algorithm {name!r}: cannot import {module_name} ({error})") from None
-        cls = getattr(module, attribute, None)
-        if cls is None:
-            raise ConfigError(f"invalid algorithm {name!r}: {module_name} has no {attribute}")
-    else:
-        found = metadata.entry_points(group=GROUP, name=name)
-        if not found:
-            raise ConfigError(f"invalid algorithm {name!r}: not built in, not module:Class, and no installed "
-                              f"package registers it under the entry-point group {GROUP}")
-        cls = next(iter(found)).load()
+    cls = load_named("algorithm", name, GROUP)
     missing = [m for m in PROTOCOL if not hasattr(cls, m)]
     if missing:
         raise ConfigError(f"invalid algorithm {name!r}: {cls.__name__} lacks {', '.join(missing)} of the "

@@ -1,7 +1,9 @@
-"""Dataset loading: Fashion-MNIST (idx .gz files) and CIFAR-10 (cifar-10-batches-py pickles).
+"""Dataset loading: Fashion-MNIST (idx .gz files) and CIFAR-10 (cifar-10-batches-py pickles) here; the
+other standard sets in data/standard.py; a user's loader or Parquet files in data/sources.py.
 
 Images stay uint8 (N, C, H, W) in memory and in the object store (4x smaller than float);
-`normalize` maps them to [-1, 1] per batch, as ToTensor + Normalize(0.5, 0.5) does.
+`normalize` maps them to [-1, 1] per batch, as ToTensor + Normalize(0.5, 0.5) does. Feature vectors
+are float32 (N, D) and used as they are.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = {
@@ -37,10 +40,12 @@ class Dataset:
     test_x: np.ndarray
     test_y: np.ndarray
     num_classes: int = 10
+    train_owner: np.ndarray | None = None  # int64 (N,): who each sample belongs to (--partition natural)
+    test_owner: np.ndarray | None = None
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -157,16 +162,24 @@ def _download(name: str) -> Path:
 
 LOADERS = {"fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
 
-_CACHE: dict[tuple[str, str | None], Dataset] = {}
+_CACHE: dict[tuple[str, str | None, str | None], Dataset] = {}
 
 
-def load(name: str, data_dir: str | None = None) -> Dataset:
+def load(name: str, data_dir: str | None = None, image_shape: str | None = None) -> Dataset:
     """Load once per process (the cache makes every later call free)."""
+    from raympl.data import sources, standard
+
     if data_dir is not None and not Path(data_dir).is_dir():
         raise DataError(f"invalid data-dir {data_dir!r}: no such folder")
-    key = (name, _user_folder(data_dir))  # $RAYMPL_DATA may change between calls (a notebook, tests)
+    folder = _user_folder(data_dir)
+    key = (name, folder, image_shape)  # $RAYMPL_DATA may change between calls (a notebook, tests)
     if key not in _CACHE:
-        _CACHE[key] = LOADERS[name](data_dir)
+        if name in LOADERS:
+            _CACHE[key] = LOADERS[name](data_dir)
+        elif name in standard.READERS or name.startswith("emnist-"):
+            _CACHE[key] = standard.load(name, folder)
+        else:
+            _CACHE[key] = sources.load(name, folder, image_shape)
     return _CACHE[key]
 
 
@@ -186,6 +199,8 @@ def write_fashion_mnist(folder: Path, train_x: np.ndarray, train_y: np.ndarray, 
         write_idx(folder / f"{FASHION_FILES[key]}.gz", array)
 
 
-def normalize(images_uint8):
-    """uint8 tensor -> float32 in [-1, 1]."""
-    return images_uint8.float().div_(127.5).sub_(1.0)
+def normalize(images):
+    """uint8 images -> float32 in [-1, 1]; feature vectors (floats) as they are."""
+    if images.dtype != torch.uint8:
+        return images
+    return images.float().div_(127.5).sub_(1.0)

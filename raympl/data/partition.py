@@ -1,4 +1,5 @@
-"""Split a dataset among agents: label skew (c classes each, as the paper), Dirichlet(alpha), IID.
+"""Split a dataset among agents: label skew (c classes each, as the paper), Dirichlet(alpha), IID, or
+natural (each agent the samples of one or more owners: writers, users, devices).
 
 A partition is plain index arrays into the dataset's train and test sets, so it is cheap to ship,
 saved as JSON in the run directory, and identical for every process that uses the same seed.
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from raympl.data.datasets import DataError
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,44 @@ def _finish(train: list[list[int]], train_y: np.ndarray, test_y: np.ndarray, num
     return Partition(train_arrays, test, classes)
 
 
+def natural(train_owner: np.ndarray | None, test_owner: np.ndarray | None, train_y: np.ndarray, test_y: np.ndarray,
+            agents: int, num_classes: int, seed: int, train_fraction: float = 1.0) -> Partition:
+    """Whole owners to agents, as evenly as their sample counts allow: owners in decreasing order of
+    count (ties: a seeded shuffle), each to the agent with the fewest samples so far (ties: lowest id).
+    An agent's test set is the test samples of its owners when test owners are known and it has some,
+    else test samples with its training label distribution (as Dirichlet and IID)."""
+    if train_owner is None:
+        raise DataError("invalid partition 'natural': the data set has no owner per sample (a column owner, "
+                             "or train_owner from the loader)")
+    owners, counts = np.unique(train_owner, return_counts=True)
+    if len(owners) < agents:
+        raise DataError(f"invalid partition 'natural': {len(owners)} owners for {agents} agents; needs at "
+                             "least one owner per agent")
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(len(owners))
+    order = shuffled[np.argsort(-counts[shuffled], kind="stable")]
+    load = np.zeros(agents, dtype=np.int64)
+    held: list[list[int]] = [[] for _ in range(agents)]
+    for k in order:
+        agent = int(np.argmin(load))
+        held[agent].append(int(owners[k]))
+        load[agent] += counts[k]
+    train = []
+    for mine in held:
+        samples = rng.permutation(np.flatnonzero(np.isin(train_owner, mine)))
+        train.append(np.sort(samples[: max(1, int(len(samples) * train_fraction))]))
+    test = []
+    for agent, mine in enumerate(held):
+        own = np.flatnonzero(np.isin(test_owner, mine)) if test_owner is not None else np.empty(0, np.int64)
+        test.append(own if len(own) else _matching_test(train_y[train[agent]], test_y, num_classes, rng))
+    return Partition(train, test, [np.unique(train_y[t]).tolist() for t in train])
+
+
 def make(kind: str, train_y: np.ndarray, test_y: np.ndarray, *, agents: int, classes_per_agent: int,
-         alpha: float, num_classes: int, seed: int, train_fraction: float = 1.0) -> Partition:
+         alpha: float, num_classes: int, seed: int, train_fraction: float = 1.0,
+         train_owner: np.ndarray | None = None, test_owner: np.ndarray | None = None) -> Partition:
+    if kind == "natural":
+        return natural(train_owner, test_owner, train_y, test_y, agents, num_classes, seed, train_fraction)
     if kind == "label-skew":
         return label_skew(train_y, test_y, agents, classes_per_agent, num_classes, seed, train_fraction)
     if kind == "dirichlet":

@@ -10,6 +10,7 @@ linear layers as batched matrix products, everything else is per image anyway.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -52,6 +53,14 @@ class MaskedNet:
     @property
     def num_maskable(self) -> int:
         return sum(layer.numel for layer in self.layers)
+
+    @property
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """Per-agent state of the forward pass (none here; batch-norm statistics of an nn.Module model)."""
+        return {}
+
+    def train(self, mode: bool) -> None:
+        """Training or evaluation mode: the same computation for these networks."""
 
     def forward(self, x: torch.Tensor, weights: list[torch.Tensor],
                 biases: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
@@ -210,7 +219,50 @@ class SmallCNN(MaskedNet):
 
 
 MODELS: dict[str, type[MaskedNet]] = {"alexnet": AlexNet, "small-cnn": SmallCNN}
+MODEL_GROUP = "raympl.models"
 
 
-def build(name: str, input_shape, num_classes: int, **kwargs) -> MaskedNet:
-    return MODELS[name](tuple(input_shape), num_classes, **kwargs)
+@functools.cache
+def module_factory(name: str):
+    """The factory (input_shape, num_classes) -> nn.Module of a model that is not a functional network:
+    one of models/zoo.py, torchvision:NAME, package.module:factory, or an entry point of raympl.models."""
+    from raympl.config import ConfigError
+    from raympl.models import zoo
+    from raympl.plugins import load_named
+
+    if name in zoo.BUILT_IN:
+        return zoo.BUILT_IN[name]
+    if name.startswith("torchvision:"):
+        return zoo.torchvision_model(name.partition(":")[2])
+    found = load_named("model", name, MODEL_GROUP)
+    if not callable(found):
+        raise ConfigError(f"invalid model {name!r}: {type(found).__name__} is not callable; give a factory "
+                          "(input_shape, num_classes) -> torch.nn.Module")
+    return found
+
+
+def build(name: str, input_shape, num_classes: int, *, seed: int, weight_init: str = "uniform_pm1",
+          final_elu: bool = True, device: str = "cpu", maskable: str = "conv+linear", norm_stats: str = "running"):
+    """A built-in functional network (MaskedNet), or any nn.Module behind the same interface (ModuleNet)."""
+    from raympl.config import ConfigError
+
+    if name in MODELS:
+        if len(input_shape) != 3:
+            raise ConfigError(f"invalid model {name!r}: needs images, got inputs of shape "
+                              f"{'x'.join(map(str, input_shape))}")
+        try:
+            return MODELS[name](tuple(input_shape), num_classes, seed=seed, weight_init=weight_init,
+                                final_elu=final_elu, device=device)
+        except RuntimeError as error:  # images too small for its convolutions and pools
+            raise ConfigError(f"invalid model {name!r}: it does not take inputs of shape "
+                              f"{'x'.join(map(str, input_shape))} ({str(error).splitlines()[0]})") from None
+    from raympl.models.module_net import ModuleNet
+
+    return ModuleNet(name, module_factory(name), tuple(input_shape), num_classes, seed=seed, weight_init=weight_init,
+                     device=device, maskable=maskable, norm_stats=norm_stats)
+
+
+def for_run(config, input_shape, num_classes: int, device: str = "cpu"):
+    """The run's network with its options (every process builds the same one from config.seed)."""
+    return build(config.model, input_shape, num_classes, seed=config.seed, weight_init=config.weight_init,
+                 final_elu=config.final_elu, device=device, maskable=config.maskable, norm_stats=config.norm_stats)

@@ -57,7 +57,7 @@ def build(config: RunConfig, graph: nx.Graph, dataset, train: dict[int, np.ndarr
     from raympl.algorithms.base import local_steps
     from raympl.bench import step_flops
 
-    model = models.build(config.model, dataset.input_shape, dataset.num_classes, seed=0)
+    model = models.for_run(config, dataset.input_shape, dataset.num_classes)
     per_batch: dict[int, int] = {}
     local = np.zeros(config.agents)
     for agent in range(config.agents):

@@ -9,6 +9,7 @@ the final evaluation always uses each agent's full test set.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from collections.abc import Callable
@@ -56,18 +57,44 @@ def default_out_dir() -> Path:
 
 
 def prepare(config: RunConfig) -> Prepared:
-    dataset = datasets.load(config.dataset, config.data_dir)
+    dataset = datasets.load(config.dataset, config.data_dir, config.image_shape)
+    check_model_fits(config, dataset)
     graph = topologies.build(config.topology, config.agents, config.edge_probability, config.seed, config.degree)
     parts = partitioning.make(config.partition, dataset.train_y, dataset.test_y, agents=config.agents,
                               classes_per_agent=config.classes_per_agent, alpha=config.alpha,
                               num_classes=dataset.num_classes, seed=config.seed,
-                              train_fraction=config.train_fraction)
+                              train_fraction=config.train_fraction, train_owner=dataset.train_owner,
+                              test_owner=dataset.test_owner)
     return Prepared(dataset, graph, parts)
 
 
-def write_masks(masks: dict[int, np.ndarray], path: Path) -> None:
-    """Final personal masks, one bit-packed row per agent (decode with raympl.wire.bitmask.unpack_mask)."""
-    write_table([{"agent": a, "mask": masks[a].tobytes()} for a in sorted(masks)], path)
+def check_model_fits(config: RunConfig, dataset: datasets.Dataset) -> None:
+    """What only the loaded data can tell, before anything runs: classes per agent, and a model that takes
+    these samples and gives one logit per class (models.for_run raises ConfigError otherwise)."""
+    if config.partition == "label-skew" and config.classes_per_agent > dataset.num_classes:
+        raise ConfigError(f"invalid classes-per-agent {config.classes_per_agent}: must be in "
+                          f"[1, {dataset.num_classes}] for {config.dataset}")
+    model = models.for_run(config, dataset.input_shape, dataset.num_classes)
+    if config.norm_stats != "running" and not getattr(model, "norm_layers", 0):
+        raise ConfigError(f"invalid norm-stats {config.norm_stats!r}: model {config.model} keeps no running "
+                          "statistics")
+
+
+MASK_SHAPES_KEY = "raympl.mask_shapes"
+
+
+def write_masks(masks: dict[int, np.ndarray], path: Path, shapes: list[tuple[int, ...]]) -> None:
+    """Final personal masks, one bit-packed row per agent (decode with raympl.wire.bitmask.unpack_mask); the
+    maskable tensors' shapes, in order, as the JSON schema metadata raympl.mask_shapes."""
+    write_table([{"agent": a, "mask": masks[a].tobytes()} for a in sorted(masks)], path,
+                metadata={MASK_SHAPES_KEY: json.dumps([list(s) for s in shapes])})
+
+
+def read_mask_shapes(path: Path) -> list[tuple[int, ...]] | None:
+    """The shapes written by write_masks (None for runs written before they were)."""
+    metadata = pq.read_schema(path).metadata or {}
+    found = metadata.get(MASK_SHAPES_KEY.encode())
+    return None if found is None else [tuple(s) for s in json.loads(found)]
 
 
 def read_masks(path: Path) -> dict[int, bytes]:
@@ -389,7 +416,7 @@ class Accounting:
         self.server = algorithms.get(self.config.algorithm).server
         self.broadcast = self.config.comm_model == "broadcast"
         dataset = run.prepared.dataset
-        self.weights = models.build(self.config.model, dataset.input_shape, dataset.num_classes, seed=0).num_maskable
+        self.weights = models.for_run(self.config, dataset.input_shape, dataset.num_classes).num_maskable
 
     def charge(self, round_: int, sent: dict[int, Sent], download: int, decoding_s: float,
                plan: network_rounds.Plan, delivery: network_rounds.Delivery) -> dict:
@@ -469,7 +496,9 @@ def finish(run: Run, wall_s: float, setup_s: float) -> dict:
     config, executor, placement, rounds = run.config, run.executor, run.placement, run.recorder.rounds
     masks = executor.masks()
     if masks:
-        write_masks(masks, run.out / "masks.parquet")
+        dataset = run.prepared.dataset
+        layers = models.for_run(config, dataset.input_shape, dataset.num_classes).layers
+        write_masks(masks, run.out / "masks.parquet", [layer.shape for layer in layers])
     peaks = executor.peak_memory_mb()
     summary = run.recorder.write_summary({
         "algorithm": config.algorithm, "rounds": config.rounds, "agents": config.agents,

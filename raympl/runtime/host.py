@@ -107,9 +107,7 @@ class AgentHost:
         if self.device.type == "cuda":
             deterministic_cuda()
         self.config, self.dataset = config, dataset
-        model = models.build(config.model, dataset.input_shape, dataset.num_classes, seed=config.seed,
-                             weight_init=config.weight_init, final_elu=config.final_elu,
-                             device=str(self.device))
+        model = models.for_run(config, dataset.input_shape, dataset.num_classes, device=str(self.device))
         self.model = model
         self.algorithm = algorithms.get(config.algorithm)(model, config, self.device)
         self.batched = BatchedMasks(self.algorithm) if config.engine == "batched" else None
@@ -123,6 +121,8 @@ class AgentHost:
         """Every agent's round-0 state, a function of the configuration alone (so no snapshot of it is kept)."""
         for agent, data in self.agents.items():
             self.states[agent] = self.algorithm.init_state(data.context())
+        # an nn.Module model's buffers (batch-norm running statistics) are each agent's own
+        self.norm_state = {a: {n: b.clone() for n, b in self.model.buffers.items()} for a in self.agents}
         self.batch_rng = {a: np.random.default_rng(agent_seed(self.config.seed, a, BATCH_SEED)) for a in self.agents}
         self.links = Links(self.config, getattr(self.algorithm, "mask_layers", None), self.algorithm.server,
                            resyncs=hasattr(self.algorithm, "full_message"))
@@ -143,10 +143,16 @@ class AgentHost:
         return self._images(self.dataset.train_x[idx]), torch.from_numpy(self.dataset.train_y[idx]).to(self.device)
 
     def _images(self, raw: np.ndarray) -> torch.Tensor:
-        """uint8 images -> floats in [-1, 1] on this host's device (copied as uint8). Channels-last on a CPU:
-        its convolutions run 5-35 % faster here (a 1-channel batch has that layout already)."""
+        """uint8 images -> floats in [-1, 1] on this host's device (copied as uint8); feature vectors as they
+        are. Images channels-last on a CPU: its convolutions run 5-35 % faster here (a 1-channel batch has
+        that layout already)."""
         x = normalize(torch.from_numpy(raw).to(self.device))
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" and x.dim() == 4 else x
+
+    def _running(self, agent: int) -> None:
+        """The model's forward passes use (and update) this agent's buffers from now on."""
+        if self.model.buffers:
+            self.model.agent_buffers = self.norm_state[agent]
 
     def local_phase(self, round_: int, plan: dict[int, tuple[list[int], list[int], int]] | None = None
                     ) -> tuple[pa.RecordBatch, dict[int, Sent]]:
@@ -179,6 +185,7 @@ class AgentHost:
         messages = []
         for agent in agents:
             state = self.states[agent]
+            self._running(agent)
             messages.append(self.algorithm.local(state, AgentBatches(self, agent), round_))
             self.states[agent] = state  # written back: a disk store holds copies
         return messages
@@ -219,6 +226,7 @@ class AgentHost:
                     full = len(key) == 3  # the sender's full state (links.FULL), not an increment
                     decoded[key] = self.algorithm.decode_full(message) if full else self.algorithm.decode(message)
             state = self.states[agent]
+            self._running(agent)
             self.algorithm.merge(state, [decoded[key] for key, _ in inbox])
             self.states[agent] = state
         return self.links.decoding_s
@@ -234,30 +242,35 @@ class AgentHost:
     def evaluate(self, round_: int, full: bool) -> list[dict]:
         """Accuracy/loss of each personalized model on its test set (or its fixed eval subset)."""
         torch.set_num_threads(self.threads)
-        rows = []
-        for agent in sorted(self.agents):
-            idx = self.agents[agent].test if full else self.eval_idx[agent]
-            state = self.states[agent]
-            weights, biases = self.algorithm.eval_params(state)
-            correct, loss_sum = 0, 0.0
-            step = EVAL_CHUNK[self.device.type]
-            for start in range(0, len(idx), step):
-                chunk = idx[start:start + step]
-                x = self._images(self.dataset.test_x[chunk])
-                y = torch.from_numpy(self.dataset.test_y[chunk]).to(self.device)
-                logits = self.model.forward(x, weights, biases)
-                loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-                correct += int((logits.argmax(1) == y).sum())
-            rows.append({"round": round_, "agent": agent, "accuracy": correct / len(idx),
-                         "loss": loss_sum / len(idx), "samples": len(idx),
-                         **self.algorithm.stats(state)})
-        return rows
+        self.model.train(False)
+        try:
+            return [self._evaluate_agent(round_, agent, full) for agent in sorted(self.agents)]
+        finally:
+            self.model.train(True)
+
+    def _evaluate_agent(self, round_: int, agent: int, full: bool) -> dict:
+        idx = self.agents[agent].test if full else self.eval_idx[agent]
+        state = self.states[agent]
+        self._running(agent)
+        weights, biases = self.algorithm.eval_params(state)
+        correct, loss_sum = 0, 0.0
+        step = EVAL_CHUNK[self.device.type]
+        for start in range(0, len(idx), step):
+            chunk = idx[start:start + step]
+            x = self._images(self.dataset.test_x[chunk])
+            y = torch.from_numpy(self.dataset.test_y[chunk]).to(self.device)
+            logits = self.model.forward(x, weights, biases)
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+        return {"round": round_, "agent": agent, "accuracy": correct / len(idx), "loss": loss_sum / len(idx),
+                "samples": len(idx), **self.algorithm.stats(state)}
 
     def snapshot(self) -> dict[int, bytes]:
         """Every hosted agent's full state (algorithm state and minibatch generator), one blob each."""
         return {a: checkpoint.to_bytes({"state": self.states[a], "batch_rng": self.batch_rng[a],
                                         "last_received": self.links.last_received.get(a, {}),
-                                        "last_sent": self.links.last_sent.get(a)})
+                                        "last_sent": self.links.last_sent.get(a),
+                                        "norm_state": self.norm_state[a]})
                 for a in sorted(self.agents)}
 
     def restore(self, blobs: dict[int, bytes] | None) -> None:
@@ -270,6 +283,7 @@ class AgentHost:
             saved = checkpoint.from_bytes(blobs[agent])
             self.states[agent] = checkpoint.to_device(saved["state"], self.device)
             self.batch_rng[agent] = saved["batch_rng"]
+            self.norm_state[agent] = checkpoint.to_device(saved.get("norm_state", {}), self.device)
             self.links.last_received[agent] = saved["last_received"]
             self.links.last_sent.pop(agent, None)
             if saved.get("last_sent") is not None:

@@ -1,0 +1,148 @@
+"""Any torch.nn.Module as the agents' network: ModuleNet gives it the interface of raympl's functional
+networks (layers, weights, biases, forward(x, weights, biases)), so every algorithm runs it unchanged.
+
+- Maskable parameters (`--maskable`): the weights of every convolution and linear module by default. Their
+  values are drawn by raympl from the run's seed exactly as for the built-in networks (`--weight-init`), are
+  the same in every process, and never travel; mask methods learn masks over them, real-valued methods train
+  them from there.
+- Every other parameter (biases, normalisation scales and shifts) is a "free" parameter: it keeps the value
+  the module's own initialisation gives it under the run's seed. Mask methods hold it fixed and shared
+  (`--free-params frozen`) or let each agent train its own copy (`personal`); real-valued methods train and
+  exchange it with the weights.
+- Buffers (batch-norm running statistics) are per-agent state (`--norm-stats running`): the host gives each
+  agent its own copy for every forward pass, and checkpoints it. `--norm-stats batch` turns running
+  statistics off, so normalisation always uses the statistics of the batch at hand, evaluation included.
+
+The module runs through torch.func.functional_call with the tensors of the moment; it is not changed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from raympl.config import ConfigError
+from raympl.models import Layer, init_fixed
+
+CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+SELECTORS = ("conv+linear", "conv", "linear")
+
+
+def parameter_kinds(module: nn.Module) -> dict[str, str]:
+    """Every parameter's name -> "conv", "linear" or "other", by the module that owns it."""
+    kinds = {}
+    for owner_name, owner in module.named_modules():
+        kind = "conv" if isinstance(owner, CONV) else "linear" if isinstance(owner, nn.Linear) else "other"
+        for name, _ in owner.named_parameters(recurse=False):
+            kinds[f"{owner_name}.{name}" if owner_name else name] = kind if name == "weight" else "other"
+    return kinds
+
+
+def select_maskable(module: nn.Module, selector: str) -> list[str]:
+    """Names of the maskable parameters, in the module's parameter order (docs/models.md, "--maskable")."""
+    kinds = parameter_kinds(module)
+    names = [name for name, _ in module.named_parameters()]
+    if selector.startswith("re:"):
+        try:
+            pattern = re.compile(selector[3:])
+        except re.error as error:
+            raise ConfigError(f"invalid maskable {selector!r}: {error}") from None
+        chosen = [n for n in names if pattern.fullmatch(n)]
+    elif selector in SELECTORS:
+        wanted = selector.split("+")
+        chosen = [n for n in names if kinds.get(n) in wanted]
+    else:
+        raise ConfigError(f"invalid maskable {selector!r}: choose {', '.join(SELECTORS)} or re:REGEX")
+    if not chosen:
+        raise ConfigError(f"invalid maskable {selector!r}: selects no parameter of this model")
+    return chosen
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def without_running_stats(module: nn.Module) -> None:
+    """Normalisation layers always use batch statistics and keep no buffers (--norm-stats batch)."""
+    for layer in module.modules():
+        if getattr(layer, "track_running_stats", False):
+            layer.track_running_stats = False
+            layer.running_mean = layer.running_var = layer.num_batches_tracked = None
+
+
+class ModuleNet:
+    """A user's nn.Module with raympl's fixed maskable weights; the interface of models.MaskedNet."""
+
+    def __init__(self, name: str, factory: Callable[[tuple[int, ...], int], nn.Module],
+                 input_shape: tuple[int, ...], num_classes: int, *, seed: int, weight_init: str = "uniform_pm1",
+                 device: str = "cpu", maskable: str = "conv+linear", norm_stats: str = "running"):
+        self.name, self.input_shape, self.num_classes = name, tuple(input_shape), num_classes
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the module's own initialisation: the same in every process
+            try:
+                module = factory(self.input_shape, num_classes)
+            except ConfigError:
+                raise
+            except Exception as error:  # the user's code: whatever it raises is a bad model for these data
+                raise ConfigError(f"invalid model {name!r}: its factory failed for input shape "
+                                  f"{'x'.join(map(str, self.input_shape))} and {num_classes} classes "
+                                  f"({type(error).__name__}: {first_line(error)})") from None
+        if not isinstance(module, nn.Module):
+            raise ConfigError(f"invalid model {name!r}: its factory returned {type(module).__name__}, "
+                              "not a torch.nn.Module")
+        # normalisation layers that keep running statistics (before --norm-stats batch turns them off)
+        self.norm_layers = sum(bool(getattr(layer, "track_running_stats", False)) for layer in module.modules())
+        if norm_stats == "batch":
+            without_running_stats(module)
+        self.module = module.to(device).train()
+        self.maskable = select_maskable(module, maskable)
+        kinds = parameter_kinds(module)
+        params = dict(module.named_parameters())
+        self.layers = [Layer(kinds[n], tuple(params[n].shape)) for n in self.maskable]
+        gen = torch.Generator().manual_seed(seed)
+        self.weights = [init_fixed(layer, weight_init, gen).to(device) for layer in self.layers]
+        self.biases = {n: p.detach().clone() for n, p in params.items() if n not in self.maskable}
+        self.buffers = {n: b.detach().clone() for n, b in module.named_buffers()}
+        self.agent_buffers: dict[str, torch.Tensor] | None = None  # the buffers of the agent being run (host)
+        self._check_output(device)
+
+    @property
+    def num_maskable(self) -> int:
+        return sum(layer.numel for layer in self.layers)
+
+    def forward(self, x: torch.Tensor, weights: list[torch.Tensor],
+                biases: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        if weights[0].dim() != len(self.layers[0].shape):
+            raise ValueError("a torch.nn.Module model runs one agent at a time (--engine per-agent)")
+        # without an agent's buffers (a probe, a FLOP count), copies: the shared initial ones stay as built
+        buffers = ({n: b.clone() for n, b in self.buffers.items()} if self.agent_buffers is None
+                   else self.agent_buffers)
+        tensors = {**(self.biases if biases is None else biases), **dict(zip(self.maskable, weights, strict=True)),
+                   **buffers}
+        return functional_call(self.module, tensors, (x,))
+
+    def train(self, mode: bool) -> None:
+        """Training mode (batch statistics, running statistics updated) or evaluation mode."""
+        self.module.train(mode)
+
+    def _check_output(self, device: str) -> None:
+        """One forward pass on zeros: the module must take this data's shape and give one logit per class."""
+        x = torch.zeros(2, *self.input_shape, device=device, dtype=self.weights[0].dtype)
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                out = self.forward(x, self.weights)
+        except Exception as error:  # the user's code, as above
+            raise ConfigError(f"invalid model {self.name!r}: it does not take inputs of shape "
+                              f"{'x'.join(map(str, self.input_shape))} ({first_line(error)})") from None
+        finally:
+            self.module.train()
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, self.num_classes):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ConfigError(f"invalid model {self.name!r}: gives {shape} for 2 inputs, expected logits of "
+                              f"shape (2, {self.num_classes})")
