@@ -156,7 +156,7 @@ def bench_point(model_name: str, agents: int, device: str, engine: str, rounds: 
     config = resolve({"model": model_name, "agents": agents, "topology": "er", "degree": min(8, agents - 1),
                       "rounds": rounds + 1, "eval_every": rounds + 1, "eval_samples": EVAL_SAMPLES,
                       "eval_final_full": False, "data_dir": str(data_dir), "checkpoint_every": 0,
-                      "engine": engine, "executor": executor,
+                      "executor": executor, **({"engine": engine} if engine != "per-agent" else {}),
                       "out": str(out / f"{model_name}-{agents}-{device}-{engine}"), **gpus})
     summary = simulate(config, log=log)
     timings = pq.read_table(Path(config.out) / "rounds.parquet").to_pylist()
