@@ -32,6 +32,20 @@ def in_checkout(monkeypatch):
     monkeypatch.chdir(ROOT)  # where examples/ is, as the docs run it
 
 
+def test_documented_model_and_data_run_on_ray(ray_session, in_checkout, tmp_path):
+    """The command of docs/extending.md, as its reader types it (only --out moved to tmp_path)."""
+    text = (ROOT / "docs" / "extending.md").read_text()
+    command = re.search(r"```bash\n(raympl simulate --model examples\.writers:make_model.*?)```", text, re.S).group(1)
+    args = command.replace("\\\n", " ").split()[1:]
+    args[args.index("--out") + 1] = str(tmp_path / "writers")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(tmp_path / "writers" / "metrics.parquet").to_pylist()
+    assert len({r["agent"] for r in rows}) == 8 and max(r["round"] for r in rows) == 20
+    final = [r["accuracy"] for r in rows if r["round"] == 20]
+    assert np.mean(final) > 0.5  # well above chance (a writer writes 4 of the 10 classes)
+
+
 def test_alexnet_as_a_module_gives_the_builtin_logits(in_checkout):
     """The same network through functional_call: identical fixed weights, identical logits bit for bit."""
     builtin = models.build("alexnet", (1, 28, 28), 10, seed=3, final_elu=False)
