@@ -443,7 +443,10 @@ def bench(
             models, agents, rounds = "small-cnn", "20", 2
         names = [m.strip() for m in models.split(",") if m.strip()]
         for name in names:
-            cfg.resolve({"model": name})  # a model that cannot be found ends here, in one line
+            try:
+                cfg.resolve({"model": name})
+            except cfg.ConfigError as error:
+                raise cfg.ConfigError(f"invalid models {name!r}: {str(error).partition(': ')[2]}") from None
         device_names = [d.strip() for d in devices.split(",") if d.strip()]
         for name in device_names:
             if name not in ("cpu", "cuda"):
