@@ -33,6 +33,7 @@ def one_line_errors():
     from raympl.runtime.checkpoint import CheckpointError
     from raympl.runtime.executors import HostStartError, NoCapacity
     from raympl.runtime.host import DeviceError
+    from raympl.runtime.stopping import Stopped
     from raympl.topologies import TopologyError
     from raympl.wire import PayloadError
     from raympl.wire.qsgd import DivergedError
@@ -43,8 +44,12 @@ def one_line_errors():
             CheckpointError, NoCapacity, HostStartError, DeviceError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    except Stopped as stopped:  # a first SIGINT / SIGTERM: the round finished, outputs and checkpoint written
+        err.print(str(stopped), highlight=False, soft_wrap=True)
+        raise typer.Exit(stopped.exit_code) from None
     except KeyboardInterrupt:
-        err.print("interrupted; evaluations written so far are kept in the run directory")
+        err.print("aborted at once (a second stop request); evaluations written so far are kept and the last "
+                  "checkpoint in the run directory continues the run (raympl simulate --resume DIR)", soft_wrap=True)
         raise typer.Exit(130) from None
 
 

@@ -40,6 +40,7 @@ from raympl.runtime.placement import (
     plan,
     ray_resources,
 )
+from raympl.runtime.stopping import Stopped, StopRequests
 from raympl.tensorboard import TensorBoardLog
 
 ProgressFn = Callable[[int, float | None], None]
@@ -254,6 +255,7 @@ class Run:
     tensorboard: TensorBoardLog | None = None
     network: network_rounds.Network | None = None
     cross_host_shares: list[float] | None = None  # per round, when the graph changes
+    stop: StopRequests | None = None  # SIGINT / SIGTERM received (runtime/stopping.py)
 
     @functools.cached_property
     def data_weights(self) -> dict[int, float]:
@@ -272,6 +274,12 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     """
     start = time.perf_counter()
     run = start_run(config, Path(out or config.out or default_out_dir()), prepared, resume, log)
+    with StopRequests() as run.stop:
+        return run_to_end(run, start, progress, log)
+
+
+def run_to_end(run: Run, start: float, progress: ProgressFn | None, log: Callable[[str], None]) -> dict:
+    config = run.config
     try:
         if run.saved:
             run.executor.restore(run.saved.agents)
@@ -355,8 +363,21 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
             save_checkpoint(run, round_)
         if progress:
             progress(round_, mean_acc)
+        if run.stop and run.stop.signum is not None and round_ < config.rounds:
+            stop_after(run, round_)
         round_ += 1
     run.recorder.flush()
+
+
+def stop_after(run: Run, round_: int) -> None:
+    """A stop was asked for: this round's rows and a checkpoint of it are written, then Stopped ends the run."""
+    run.recorder.flush()
+    if run.last.round != round_:
+        save_checkpoint(run, round_)
+    if run.tensorboard:
+        run.tensorboard.close()
+        run.tensorboard = None
+    raise Stopped(run.stop.signum, round_, run.config.rounds, run.out)
 
 
 def exchange(run: Run, round_: int):
