@@ -30,6 +30,7 @@ Opt = typer.Option
 def one_line_errors():
     """Known bad input -> one red line and exit 2; Ctrl-C -> exit 130. Results on disk stay."""
     from raympl.data.datasets import DataError
+    from raympl.metrics import OutputError
     from raympl.runtime.checkpoint import CheckpointError
     from raympl.runtime.executors import HostStartError, NoCapacity
     from raympl.runtime.host import DeviceError
@@ -41,7 +42,7 @@ def one_line_errors():
     try:
         yield
     except (cfg.ConfigError, TopologyError, DataError, PayloadError, DivergedError,
-            CheckpointError, NoCapacity, HostStartError, DeviceError) as error:
+            CheckpointError, NoCapacity, HostStartError, DeviceError, OutputError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except Stopped as stopped:  # a first SIGINT / SIGTERM: the round finished, outputs and checkpoint written

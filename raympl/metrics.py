@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +25,42 @@ TTA_FRACTIONS = (0.5, 0.8, 0.9, 0.95, 1.0)
 TTA_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
+class OutputError(RuntimeError):
+    """An output file could not be written (a full disk, no permission, an I/O error); the file as it was
+    before, if any, is untouched and no temporary file is left."""
+
+    def __init__(self, path: Path, reason: str, advice: str = ""):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"could not write {path} ({reason})" + (f"; {advice}" if advice else ""))
+
+
+def reason(error: OSError) -> str:
+    """The system's words for an OSError, also when a library wraps it (pyarrow: "... [errno 28] ...")."""
+    found = error.errno or next((int(m) for m in re.findall(r"errno (\d+)", str(error))), None)
+    return os.strerror(found) if found else str(error)
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Write to the yielded temporary path; on success it replaces `path` (fsynced: whole or absent after a
+    crash), on failure it is removed and OutputError names `path`."""
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    failed = None
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        failed = reason(error)  # raised below, outside this block: no traceback keeps the writer's file open
+    if failed is not None:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(path, failed)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_table(rows: list[dict], path: Path, columns: list[str] | None = None,
@@ -35,9 +70,8 @@ def write_table(rows: list[dict], path: Path, columns: list[str] | None = None,
         table = table.select(columns)
     if metadata:
         table = table.replace_schema_metadata(metadata)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp, open(tmp, "wb") as fh:  # our handle: closed even when a write fails
+        pq.write_table(table, fh)
 
 
 def time_to_accuracy(means: list[tuple[int, float]], clock: dict[int, float]) -> dict:

@@ -83,3 +83,77 @@ def test_sigterm_from_outside_stops_a_running_command(tiny_overrides, tmp_path):
     saved = checkpoint.load(out).round
     assert f"stopped by SIGTERM after round {saved} of 8" in stderr.strip().splitlines()[-1]
     resume_equals_uninterrupted(tmp_path)
+
+
+def fill(folder: Path) -> Path:
+    """Write zeros into folder/filler until the filesystem is full."""
+    filler = folder / "filler"
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 16 MB tmpfs (CI runs as root); None where this process may not mount one."""
+    point = tmp_path / "fs"
+    point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(point)], capture_output=True).returncode:
+        yield None
+        return
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
+
+
+def test_a_full_disk_ends_in_one_line_and_resume_gives_the_uninterrupted_run(tiny_overrides, tmp_path,
+                                                                              small_filesystem, monkeypatch):
+    """The disk fills up right after round 2's checkpoint: on a real size-limited filesystem where the test
+    can mount one, else (said in the output) by injecting ENOSPC at raympl's write calls."""
+    import errno
+    import os
+
+    from raympl import metrics
+    from raympl.runtime import driver
+
+    simulate(configure({**tiny_overrides, **OVERRIDES, "checkpoint_every": 1, "out": str(tmp_path / "whole")}))
+    out = (small_filesystem or tmp_path) / "stopped"
+    config = configure({**tiny_overrides, **OVERRIDES, "checkpoint_every": 1, "out": str(out)})
+    save, replacing, state = driver.save_checkpoint, metrics.replacing, {"full": False, "filler": None}
+
+    def save_then_fill(run, round_):
+        save(run, round_)
+        if round_ == 2:
+            state["full"] = True
+            state["filler"] = fill(small_filesystem) if small_filesystem else None
+
+    def injected(path):  # only without a mountable filesystem: every write fails once the "disk" is full
+        if state["full"]:
+            raise metrics.OutputError(path, os.strerror(errno.ENOSPC))
+        return replacing(path)
+
+    monkeypatch.setattr(driver, "save_checkpoint", save_then_fill)
+    if small_filesystem is None:
+        print("no tmpfs could be mounted here: ENOSPC is injected at the write calls")
+        monkeypatch.setattr(metrics, "replacing", injected)
+    with pytest.raises(metrics.OutputError) as failed:
+        simulate(config)
+    assert str(failed.value) == (
+        f"could not write {out / 'metrics.parquet'} (No space left on device); the last complete checkpoint is "
+        f"round 2; free space (or fix the folder), then continue with: raympl simulate --resume {out}")
+    assert not list(out.glob("*.tmp")) and checkpoint.load(out).round == 2
+    assert max(r["round"] for r in rows(out)) == 2  # what was written before is intact
+    monkeypatch.setattr(driver, "save_checkpoint", save)
+    monkeypatch.setattr(metrics, "replacing", replacing)
+    if state["filler"]:
+        state["filler"].unlink()  # space freed
+    result = CliRunner().invoke(app, ["simulate", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    same_results(tmp_path / "whole", out)
+    assert read_masks(tmp_path / "whole" / "masks.parquet") == read_masks(out / "masks.parquet")

@@ -100,7 +100,9 @@ def neighbours(graph: nx.Graph) -> list[list[int]]:
 
 
 def write_edgelist(graph: nx.Graph, path: str | Path) -> None:
-    nx.write_edgelist(graph, path, data=False)
+    from raympl.metrics import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), "".join(f"{line}\n" for line in nx.generate_edgelist(graph, data=False)).encode())
 
 
 def mixing_weights(graph: nx.Graph, kind: str) -> dict[int, dict[int, float]]:

@@ -23,11 +23,13 @@ class Partition:
     classes: list[list[int]]  # per agent: the classes it holds
 
     def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({
+        from raympl.metrics import atomic_write_bytes
+
+        atomic_write_bytes(Path(path), json.dumps({
             "classes": self.classes,
             "train": [a.tolist() for a in self.train],
             "test": [a.tolist() for a in self.test],
-        }))
+        }).encode())
 
     @classmethod
     def from_json(cls, path: str | Path) -> Partition:

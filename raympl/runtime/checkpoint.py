@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from raympl.metrics import atomic_write_bytes
 
 MAGIC = b"RAYMPL-CKPT-1\n"
 FILENAME = "checkpoint.bin"
@@ -74,13 +75,7 @@ def map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
 def save(run_dir: Path, checkpoint: Checkpoint) -> int:
     """Write atomically; returns the file size in bytes."""
     body = to_bytes({"round": checkpoint.round, "driver": checkpoint.driver, "agents": checkpoint.agents})
-    path = Path(run_dir) / FILENAME
-    tmp = path.with_name(FILENAME + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(MAGIC + hashlib.sha256(body).digest() + body)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(Path(run_dir) / FILENAME, MAGIC + hashlib.sha256(body).digest() + body)
     return len(MAGIC) + 32 + len(body)
 
 

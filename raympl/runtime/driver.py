@@ -25,9 +25,10 @@ from raympl import algorithms, models, provenance, topologies
 from raympl.config import ConfigError, RunConfig
 from raympl.data import datasets
 from raympl.data import partition as partitioning
-from raympl.metrics import Recorder, atomic_write_bytes, time_to_accuracy, write_table
+from raympl.metrics import OutputError, Recorder, atomic_write_bytes, time_to_accuracy, write_table
 from raympl.network import rounds as network_rounds
 from raympl.runtime import checkpoint, gpu_memory
+from raympl.runtime.checkpoint import CheckpointError
 from raympl.runtime.executors import HostLost, InProcessExecutor, RayExecutor
 from raympl.runtime.host import SERVER, AgentData
 from raympl.runtime.links import Sent, link_dropped
@@ -273,9 +274,24 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     rounds since are replayed; `log` receives a warning line.
     """
     start = time.perf_counter()
-    run = start_run(config, Path(out or config.out or default_out_dir()), prepared, resume, log)
-    with StopRequests() as run.stop:
-        return run_to_end(run, start, progress, log)
+    out = Path(out or config.out or default_out_dir())
+    try:
+        run = start_run(config, out, prepared, resume, log)
+        with StopRequests() as run.stop:
+            return run_to_end(run, start, progress, log)
+    except OutputError as error:  # a full disk, a lost permission: one line, and how to go on
+        raise output_failed(error, out) from None
+
+
+def output_failed(error: OutputError, out: Path) -> OutputError:
+    """The error with what is safe on disk: the last complete checkpoint (or none) and the command that
+    continues once the cause is fixed. Files written before are intact; no temporary file is left."""
+    try:
+        saved = f"the last complete checkpoint is round {checkpoint.load(out).round}"
+    except CheckpointError:
+        saved = "no checkpoint was written yet (--resume starts the run again from round 0)"
+    advice = f"{saved}; free space (or fix the folder), then continue with: raympl simulate --resume {out}"
+    return OutputError(error.path, error.reason, advice)
 
 
 def run_to_end(run: Run, start: float, progress: ProgressFn | None, log: Callable[[str], None]) -> dict:
@@ -305,14 +321,17 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
     resources = cluster_resources(config)
     check_gpus_exist(config, resources)
     prepared = prepared or prepare(config)
-    saved = checkpoint.load(out) if resume else None
+    # a run stopped before its first checkpoint (a full disk, say) resumes from round 0
+    saved = checkpoint.load(out) if resume and (out / checkpoint.FILENAME).exists() else None
     placement, memory = place(config, prepared, resources, log)
     # a bad schedule fails before anything is written
     network = network_rounds.build(config, prepared.graph, prepared.dataset, prepared.partition.train)
     make_out_dir(out)
     if not resume:
         atomic_write_bytes(out / "config.toml", config.to_toml().encode())
+    if not resume or not (out / "topology.edgelist").exists():
         topologies.write_edgelist(prepared.graph, out / "topology.edgelist")
+    if not resume or not (out / "partition.json").exists():
         prepared.partition.to_json(out / "partition.json")
     hosts, routes = host_layout(config, prepared, placement)
     executor_cls = RayExecutor if config.executor == "ray" else InProcessExecutor
@@ -322,7 +341,7 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
     finally:
         if asked:
             request_nodes(None, log)
-    recorder = Recorder(out, resume_round=saved.round if saved else None)
+    recorder = Recorder(out, resume_round=saved.round if saved else (0 if resume else None))
     board = TensorBoardLog(config.tensorboard, saved.round if saved else None) if config.tensorboard else None
     return Run(config, out, prepared, placement, memory, executor, recorder, saved, tensorboard=board,
                network=network, cross_host_shares=[])
@@ -479,8 +498,9 @@ def save_checkpoint(run: Run, round_: int) -> None:
     start = time.perf_counter()
     driver = {"bits_sent": dict(run.bits_sent), "network": run.network.state(),
               "cross_host_shares": list(run.cross_host_shares)}
-    run.last = checkpoint.Checkpoint(round_, driver, run.executor.snapshot())
-    run.checkpoint_bytes = checkpoint.save(run.out, run.last)
+    saved = checkpoint.Checkpoint(round_, driver, run.executor.snapshot())
+    run.checkpoint_bytes = checkpoint.save(run.out, saved)
+    run.last = saved  # only once it is on disk
     run.checkpoint_s += time.perf_counter() - start
 
 
