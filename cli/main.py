@@ -140,6 +140,9 @@ def simulate(
     executor: Annotated[str | None, Opt(help="ray, or inprocess (debugging, no Ray).")] = None,
     out_dir: Annotated[str | None, Opt("--out", help="Run directory (default runs/<timestamp>).")] = None,
     checkpoint_every: Annotated[int | None, Opt(help="Checkpoint every this many rounds (0 = never).")] = None,
+    keep_final_checkpoint: Annotated[bool | None, Opt("--keep-final-checkpoint/--no-keep-final-checkpoint",
+                                                      help="Keep the finished run's checkpoint, so --resume RUN "
+                                                           "--rounds N can extend it (default: keep).")] = None,
     link_drop: Annotated[float | None, Opt(help="Probability that a directed message is lost (seeded).")] = None,
     device_speed: Annotated[str | None, Opt(help="Simulated clock: GFLOP/s per agent, a SPEC: a number, "
                                                  "lognormal:MEDIAN:SIGMA, classes:phone=0.5,laptop=0.4,server=0.1, "
@@ -156,7 +159,8 @@ def simulate(
     config: Annotated[Path | None, Opt(help="TOML file with the same keys; flags override it.")] = None,
     set_: Annotated[list[str] | None, Opt("--set", help="Any option as KEY=VALUE (repeatable), including a "
                                                         "plug-in algorithm's own.")] = None,
-    resume: Annotated[Path | None, Opt(help="Continue the run in this directory from its last checkpoint.")] = None,
+    resume: Annotated[Path | None, Opt(help="Continue the run in this directory from its last checkpoint; with "
+                                            "a larger --rounds, extend it (also when it has finished).")] = None,
     dry_run: Annotated[bool, Opt("--dry-run", help="Print the resolved configuration and the placement; "
                                                    "write nothing.")] = False,
 ) -> None:
@@ -213,22 +217,29 @@ def gpus_amount(value: str | None) -> float | str | None:
 
 # Options that may differ when a run continues: where and how it runs, never what it computes.
 RESUMABLE = {"address", "executor", "agents_per_actor", "cpus_per_agent", "gpus_per_agent", "device",
-             "placement_timeout", "state_store", "engine", "tensorboard"}
+             "placement_timeout", "state_store", "engine", "tensorboard", "keep_final_checkpoint"}
 
 
 def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> cfg.RunConfig:
-    """The saved configuration of run_dir; only placement options may be given again."""
+    """The saved configuration of run_dir; only placement options may be given again, and --rounds to extend
+    the run (a finished one included) to more rounds."""
     if config_file is not None:
         raise cfg.ConfigError(f"invalid config {str(config_file)!r}: --resume uses the run's own config.toml")
-    changed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUMABLE)
+    changed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUMABLE | {"rounds"})
     if changed:
         raise cfg.ConfigError(f"invalid {changed[0].replace('_', '-')} with --resume: a resumed run keeps its "
-                              "configuration (only --address, --executor and placement options may change)")
-    if (run_dir / "summary.json").exists():
-        raise cfg.ConfigError(f"invalid resume {str(run_dir)!r}: the run has already finished")
+                              "configuration (only --rounds, --address, --executor and placement options may change)")
     if not (run_dir / "config.toml").exists():
         raise cfg.ConfigError(f"invalid resume {str(run_dir)!r}: no config.toml, not a run directory")
-    runtime = {k: v for k, v in overrides.items() if k in RESUMABLE and v is not None}
+    saved_rounds = cfg.load_toml(run_dir / "config.toml").get("rounds", cfg.RunConfig.rounds)
+    rounds = overrides.get("rounds")
+    if rounds is not None and rounds < saved_rounds:
+        raise cfg.ConfigError(f"invalid rounds {rounds}: the run has {saved_rounds} rounds; a run can be extended, "
+                              "not shortened")
+    if (run_dir / "summary.json").exists() and (rounds is None or rounds == saved_rounds):
+        raise cfg.ConfigError(f"invalid resume {str(run_dir)!r}: the run has already finished its {saved_rounds} "
+                              "rounds; give --rounds N with more to extend it")
+    runtime = {k: v for k, v in overrides.items() if k in RESUMABLE | {"rounds"} and v is not None}
     return cfg.resolve({**runtime, "out": str(run_dir)}, run_dir / "config.toml")
 
 

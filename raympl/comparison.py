@@ -158,9 +158,13 @@ def compare(runs: list[tuple[Variant, Variant, int, RunConfig]], out: Path,
     for k, (method, column, seed, config) in enumerate(runs, 1):
         run_dir = Path(config.out)
         done = run_dir / "summary.json"
-        if done.exists():
+        if done.exists() and json.loads(done.read_text())["rounds"] == config.rounds:
             summary = json.loads(done.read_text())
             log(f"[{k}/{len(runs)}] {method.label}, {column.label}, seed {seed}: already done")
+        elif done.exists():  # finished with fewer rounds: extended from its final checkpoint
+            summary = simulate(config, run_dir, resume=True)
+            log(f"[{k}/{len(runs)}] {method.label}, {column.label}, seed {seed}: extended to {config.rounds} rounds, "
+                f"accuracy {summary['final_mean_accuracy']:.4f}")
         else:
             resume = (run_dir / checkpoint.FILENAME).exists()  # interrupted after a checkpoint: continue
             if run_dir.exists() and not resume:  # interrupted before any checkpoint: start again
@@ -178,11 +182,14 @@ def compare(runs: list[tuple[Variant, Variant, int, RunConfig]], out: Path,
 
 
 def check_same_run(run_dir: Path, config: RunConfig) -> None:
-    """A run folder found in place must hold this run: reusing another configuration's run would be a
-    silent mistake. Options only one side lists (runs from other raympl versions) are not compared."""
+    """A run folder found in place must hold this run (or the same run with fewer rounds, which is extended):
+    reusing another configuration's run would be a silent mistake. Options only one side lists (runs from
+    other raympl versions) are not compared."""
     stored = load_toml(run_dir / "config.toml")
     planned = {k.replace("-", "_"): v for k, v in tomllib.loads(config.to_toml()).items()}
     for key in sorted((set(stored) & set(planned)) - PLACEMENT_OPTIONS):
+        if key == "rounds" and stored[key] < planned[key]:
+            continue  # a shorter run of the same configuration: it is continued, not redone
         if stored[key] != planned[key]:
             out = run_dir.parents[3]
             raise ConfigError(f"invalid out {str(out)!r}: {str(run_dir.relative_to(out))!r} holds a run with "

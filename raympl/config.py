@@ -103,7 +103,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # options that change where or how fast a run goes, but not its result
 PLACEMENT_OPTIONS = frozenset({"out", "data_dir", "executor", "address", "agents_per_actor", "cpus_per_agent",
                                "gpus_per_agent", "device", "placement_timeout", "state_store", "engine",
-                               "checkpoint_every", "tensorboard"})
+                               "checkpoint_every", "tensorboard", "keep_final_checkpoint"})
 
 
 class ConfigError(ValueError):
@@ -163,6 +163,7 @@ class RunConfig:
     malcom_bits: int = 4  # quantizer levels s = 2^bits - 1
     malcom_prox_position: str = "before_quant"
     checkpoint_every: int = 10  # rounds between checkpoints (0 = never); see runtime/checkpoint.py
+    keep_final_checkpoint: bool = True  # the finished run's state stays, so --resume --rounds N extends it
     link_drop: float = 0.0  # probability that a directed message is lost (seeded)
     # ---- the simulated network (raympl/network/, topologies/schedule.py); defaults: a laptop on broadband
     device_speed: str = "100"  # GFLOP/s per agent: a SPEC (network/profiles.py)

@@ -27,7 +27,7 @@ def test_simulate_writes_every_output(ray_session, fashion_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "final mean accuracy" in result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.toml", "masks.parquet", "metrics.parquet", "partition.json", "rounds.parquet",
+        "checkpoint.bin", "config.toml", "masks.parquet", "metrics.parquet", "partition.json", "rounds.parquet",
         "summary.json", "topology.edgelist"]
     resolved = resolve({}, out / "config.toml")
     assert (resolved.rounds, resolved.agents, resolved.model) == (3, 5, "small-cnn")

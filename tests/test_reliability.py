@@ -60,7 +60,7 @@ def kill_and_resume(overrides: dict, tmp_path: Path) -> None:
     if (tmp_path / "whole" / "masks.parquet").exists():  # methods with a personal mask
         assert read_masks(tmp_path / "whole" / "masks.parquet") == read_masks(tmp_path / "killed" / "masks.parquet")
     assert json.loads((tmp_path / "killed" / "summary.json").read_text())["resumed_from_round"] == 6
-    assert not (tmp_path / "killed" / checkpoint.FILENAME).exists()  # removed once the run completed
+    assert checkpoint.load(tmp_path / "killed").round == 10  # the final state is kept: it extends the run
 
 
 @pytest.mark.parametrize(("algorithm", "link_drop", "codec"), [

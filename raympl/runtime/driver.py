@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from raympl import algorithms, models, provenance, topologies
-from raympl.config import ConfigError, RunConfig
+from raympl.config import ConfigError, RunConfig, load_toml
 from raympl.data import datasets
 from raympl.data import partition as partitioning
 from raympl.metrics import OutputError, Recorder, atomic_write_bytes, time_to_accuracy, write_table
@@ -257,6 +257,7 @@ class Run:
     network: network_rounds.Network | None = None
     cross_host_shares: list[float] | None = None  # per round, when the graph changes
     stop: StopRequests | None = None  # SIGINT / SIGTERM received (runtime/stopping.py)
+    earlier_final: list[dict] | None = None  # extending a finished run: its final evaluation's rows
 
     @functools.cached_property
     def data_weights(self) -> dict[int, float]:
@@ -305,6 +306,8 @@ def run_to_end(run: Run, start: float, progress: ProgressFn | None, log: Callabl
         run.network.restore(run.last.driver.get("network"))
         run.cross_host_shares = list(run.last.driver.get("cross_host_shares", []))
         setup_s = time.perf_counter() - start
+        if run.earlier_final is not None:
+            evaluate_extended_round(run)
         run_rounds(run, progress, log)
         return finish(run, wall_s=time.perf_counter() - start, setup_s=setup_s)
     finally:
@@ -323,6 +326,9 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
     prepared = prepared or prepare(config)
     # a run stopped before its first checkpoint (a full disk, say) resumes from round 0
     saved = checkpoint.load(out) if resume and (out / checkpoint.FILENAME).exists() else None
+    extending = resume and (out / "summary.json").exists()
+    if extending:
+        check_extension(config, saved, out)
     placement, memory = place(config, prepared, resources, log)
     # a bad schedule fails before anything is written
     network = network_rounds.build(config, prepared.graph, prepared.dataset, prepared.partition.train)
@@ -343,8 +349,52 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
             request_nodes(None, log)
     recorder = Recorder(out, resume_round=saved.round if saved else (0 if resume else None))
     board = TensorBoardLog(config.tensorboard, saved.round if saved else None) if config.tensorboard else None
-    return Run(config, out, prepared, placement, memory, executor, recorder, saved, tensorboard=board,
-               network=network, cross_host_shares=[])
+    run = Run(config, out, prepared, placement, memory, executor, recorder, saved, tensorboard=board,
+              network=network, cross_host_shares=[])
+    if extending:
+        start_extension(run)
+    elif resume and load_toml(out / "config.toml").get("rounds") != config.rounds:
+        atomic_write_bytes(out / "config.toml", config.to_toml().encode())  # an unfinished run given more rounds
+    return run
+
+
+EARLIER_FINALS = "earlier_finals.parquet"
+
+
+def check_extension(config: RunConfig, saved: checkpoint.Checkpoint | None, out: Path) -> None:
+    """A finished run continues with more rounds from its final checkpoint."""
+    if saved is None:
+        raise ConfigError(f"invalid resume {str(out)!r}: the run finished without a final checkpoint "
+                          "(--no-keep-final-checkpoint, or a raympl older than extensions), so it cannot be extended")
+    if config.rounds <= saved.round:
+        raise ConfigError(f"invalid rounds {config.rounds}: the run in {str(out)!r} has finished {saved.round} rounds; "
+                          "give more rounds to extend it")
+
+
+def start_extension(run: Run) -> None:
+    """The shorter run's final evaluation moves from metrics.parquet to earlier_finals.parquet (with its run
+    length in `run_rounds`), so metrics.parquet becomes what a run of the new length holds; then the new
+    configuration is written and the old summary removed: from here on it is an interrupted longer run."""
+    rounds = run.saved.round
+    run.earlier_final = [r for r in run.recorder.metrics if r["round"] == rounds]
+    earlier = pq.read_table(run.out / EARLIER_FINALS).to_pylist() if (run.out / EARLIER_FINALS).exists() else []
+    kept = [r for r in earlier if r["run_rounds"] != rounds]  # an extension interrupted before it started
+    write_table(kept + [{**r, "run_rounds": rounds} for r in run.earlier_final], run.out / EARLIER_FINALS)
+    run.recorder.metrics = [r for r in run.recorder.metrics if r["round"] != rounds]
+    run.recorder.flush()
+    atomic_write_bytes(run.out / "config.toml", run.config.to_toml().encode())
+    (run.out / "summary.json").unlink()
+
+
+def evaluate_extended_round(run: Run) -> None:
+    """The longer run evaluates the last round of the shorter one as a periodic round (when it is one)."""
+    rounds = run.saved.round
+    if rounds % run.config.eval_every:
+        return
+    clock = {r["agent"]: {"online": r["online"], "finish_s": r["finish_s"]} for r in run.earlier_final}
+    evaluation = [{**row, **clock[row["agent"]]} for row in run.executor.evaluate(rounds, full=False)]
+    run.recorder.add_evaluation(evaluation, run.bits_sent)
+    run.recorder.flush()
 
 
 def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]) -> None:
@@ -535,6 +585,8 @@ def network_summary(run: Run) -> dict:
 def finish(run: Run, wall_s: float, setup_s: float) -> dict:
     """Final masks and summary.json; the checkpoint of a complete run is removed."""
     config, executor, placement, rounds = run.config, run.executor, run.placement, run.recorder.rounds
+    if config.keep_final_checkpoint and run.last.round != config.rounds:
+        save_checkpoint(run, config.rounds)  # what extends the run later (--resume --rounds N)
     masks = executor.masks()
     if masks:
         dataset = run.prepared.dataset
@@ -548,6 +600,8 @@ def finish(run: Run, wall_s: float, setup_s: float) -> dict:
         "eval_s_total": sum(r["eval_s"] for r in rounds),
         "checkpoint_s_total": run.checkpoint_s, "checkpoint_bytes": run.checkpoint_bytes,
         "resumed_from_round": run.saved.round if run.saved else None,
+        "extended_from_rounds": (sorted({r["run_rounds"] for r in pq.read_table(run.out / EARLIER_FINALS).to_pylist()})
+                                 if (run.out / EARLIER_FINALS).exists() else []),
         "host_recoveries": run.recoveries,
         "placement": placement.describe(), "actors": placement.actors,
         "agents_per_actor": placement.agents_per_actor, "threads_per_host": placement.threads,
@@ -562,5 +616,6 @@ def finish(run: Run, wall_s: float, setup_s: float) -> dict:
         + " of every agent, personalized model after aggregation",
         "driver_machine": provenance.machine(), "revision": provenance.revision(), "versions": provenance.versions(),
     })
-    (run.out / checkpoint.FILENAME).unlink(missing_ok=True)  # the run is complete; free the disk
+    if not config.keep_final_checkpoint:
+        (run.out / checkpoint.FILENAME).unlink(missing_ok=True)  # the run is complete; free the disk
     return summary
