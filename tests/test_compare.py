@@ -40,9 +40,10 @@ def test_compare_writes_the_paper_layout_and_skips_finished_runs(fashion_dir, tm
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and again.output.count("already done") == 8
 
-    # the same folder with another setting: its finished runs are not taken for this one's
-    other = runner.invoke(app, [*args, "--rounds", "3"])
-    assert other.exit_code == 2 and "holds a run with rounds = 2, not 3; choose another --out" in other.output
+    # the same folder with another setting (fewer rounds: more would extend them): its finished runs are not
+    # taken for this one's
+    other = runner.invoke(app, [*args, "--rounds", "1"])
+    assert other.exit_code == 2 and "holds a run with rounds = 2, not 1; choose another --out" in other.output
     assert other.output.count("error:") == 1 and "Traceback" not in other.output
 
 

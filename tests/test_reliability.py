@@ -115,12 +115,11 @@ def test_resume_input_errors_are_one_line(tiny_overrides, tmp_path):
     simulate(config)
     run = Path(config.out)
     cases = [([str(run)], "already finished"), ([str(tmp_path / "nowhere")], "no config.toml"),
-             ([str(run), "--rounds", "9"], "invalid rounds with --resume")]
-    (run / "summary.json").rename(run / "summary.old")
-    cases[0] = ([str(run)], f"no {checkpoint.FILENAME}")  # finished runs drop their checkpoint
+             ([str(run), "--lr", "9"], "invalid lr with --resume"), ([str(run), "--rounds", "2"], "not shortened")]
     for args, message in cases:
         result = runner.invoke(app, ["simulate", "--resume", *args])
         assert result.exit_code == 2 and message in result.output, result.output
+    (run / "summary.json").rename(run / "summary.old")
     (run / checkpoint.FILENAME).write_bytes(b"garbage")
     result = runner.invoke(app, ["simulate", "--resume", str(run)])
     assert result.exit_code == 2 and "not a raympl checkpoint" in result.output
