@@ -45,7 +45,7 @@ def test_three_node_cluster_equals_single_node(ray_session, tiny_overrides, tmp_
     assert [r["accuracy"] for r in multi] == [r["accuracy"] for r in single]
 
 
-def test_a_lost_node_is_survived(ray_session, tiny_overrides, tmp_path):
+def test_a_node_lost_in_the_middle_of_a_phase_is_survived(ray_session, tiny_overrides, tmp_path):
     config = resolve({**tiny_overrides, "rounds": 6, "eval_every": 1, "checkpoint_every": 2,
                       "out": str(tmp_path / "single")})
     simulate(config)
@@ -56,6 +56,8 @@ def test_a_lost_node_is_survived(ray_session, tiny_overrides, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["summary"]["host_recoveries"] >= 1 and "restored every agent from round 2" in result.stderr
+    assert "lost a host in round 3" in result.stderr  # in the middle of its local phase
+    assert "drain-node exit 0" in result.stderr  # the preemption notice was accepted before the node went
     assert read_masks(tmp_path / "multi" / "masks.parquet") == read_masks(tmp_path / "single" / "masks.parquet")
     multi = pq.read_table(tmp_path / "multi" / "metrics.parquet").to_pylist()
     single = pq.read_table(tmp_path / "single" / "metrics.parquet").to_pylist()
