@@ -277,8 +277,10 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     start = time.perf_counter()
     out = Path(out or config.out or default_out_dir())
     try:
-        run = start_run(config, out, prepared, resume, log)
-        with StopRequests() as run.stop:
+        with StopRequests() as stop:  # from the start: a request during set-up stops before the first round
+            run = start_run(config, out, prepared, resume, log)
+            stop.reinstall()
+            run.stop = stop
             return run_to_end(run, start, progress, log)
     except OutputError as error:  # a full disk, a lost permission: one line, and how to go on
         raise output_failed(error, out) from None
@@ -306,10 +308,14 @@ def run_to_end(run: Run, start: float, progress: ProgressFn | None, log: Callabl
         run.network.restore(run.last.driver.get("network"))
         run.cross_host_shares = list(run.last.driver.get("cross_host_shares", []))
         setup_s = time.perf_counter() - start
-        if run.earlier_final is not None:
-            evaluate_extended_round(run)
-        run_rounds(run, progress, log)
-        return finish(run, wall_s=time.perf_counter() - start, setup_s=setup_s)
+        while True:
+            try:
+                if run.earlier_final is not None:
+                    evaluate_extended_round(run)
+                run_rounds(run, progress, log)
+                return finish(run, wall_s=time.perf_counter() - start, setup_s=setup_s)
+            except HostLost as lost:  # outside a round: the final checkpoint, masks, memory, or the extension
+                recover(run, run.last.round, lost, log)
     finally:
         run.executor.shutdown()
         if run.tensorboard:
@@ -395,6 +401,7 @@ def evaluate_extended_round(run: Run) -> None:
     evaluation = [{**row, **clock[row["agent"]]} for row in run.executor.evaluate(rounds, full=False)]
     run.recorder.add_evaluation(evaluation, run.bits_sent)
     run.recorder.flush()
+    run.earlier_final = None  # done: a later recovery restores to a checkpoint at or after this round
 
 
 def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]) -> None:
@@ -402,6 +409,8 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
     config = run.config
     accounting = Accounting(run)
     round_ = run.last.round + 1
+    if run.stop and run.stop.signum is not None and round_ <= config.rounds:  # asked during set-up
+        stop_after(run, run.last.round)
     while round_ <= config.rounds:
         try:
             t0 = time.perf_counter()

@@ -38,6 +38,12 @@ class StopRequests:
             self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
         return self
 
+    def reinstall(self) -> None:
+        """Take the signals back after set-up: ray.init installs its own SIGTERM handler in the driver."""
+        if self._previous:
+            for s in SIGNALS:
+                signal.signal(s, self._handle)
+
     def __exit__(self, *exc: object) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)  # type: ignore[arg-type]
