@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from raympl.config import resolve
+from raympl.runtime import checkpoint
 from raympl.runtime.driver import read_masks, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,9 +112,32 @@ def test_ray_job_submit_runs_a_simulation(fashion_dir, tmp_path):
             assert "succeeded" in result.stdout
             summary = json.loads((out / "summary.json").read_text())
             assert summary["rounds"] == 2 and summary["total_bits"] > 0
+            job_stop_checkpoints_the_round(address, env, fashion_dir, tmp_path / "stopped-job")
         finally:
             os.killpg(head.pid, signal.SIGTERM)
             head.wait(timeout=60)
+
+
+def job_stop_checkpoints_the_round(address: str, env: dict, fashion_dir: Path, out: Path) -> None:
+    """`ray job stop` of a running job (SIGTERM, then SIGKILL after cluster/runtime_env.yaml's wait): raympl
+    finishes its round, writes a checkpoint of it and says so in the job's log."""
+    job = f"raympl-stop-{os.getpid()}"
+    submit = ["ray", "job", "submit", "--address", address, "--no-wait", "--submission-id", job, "--working-dir",
+              str(ROOT), "--runtime-env", str(ROOT / "cluster" / "runtime_env.yaml"), "--", "python", "-m",
+              "raympl.cli.main", "simulate", "--address", "auto", "--model", "small-cnn", "--agents", "4",
+              "--topology", "ring", "--classes-per-agent", "2", "--rounds", "500", "--eval-every", "1",
+              "--batch-size", "8", "--eval-samples", "10", "--data-dir", str(fashion_dir), "--out", str(out)]
+    subprocess.run(submit, env=env, check=True, capture_output=True, cwd=ROOT)
+    deadline = time.time() + 300
+    while not (out / "rounds.parquet").exists():
+        assert time.time() < deadline, "the job made no round"
+        time.sleep(0.5)
+    subprocess.run(["ray", "job", "stop", "--address", address, job], env=env, check=True, capture_output=True)
+    logs = subprocess.run(["ray", "job", "logs", "--address", address, job], env=env, capture_output=True,
+                          text=True).stdout
+    saved = checkpoint.load(out).round
+    assert f"stopped by SIGTERM after round {saved} of 500" in logs, logs[-3000:]
+    assert 1 <= saved < 500 and not (out / "summary.json").exists()
 
 
 def test_a_stale_recorded_cluster_is_not_joined(fashion_dir, tmp_path):
