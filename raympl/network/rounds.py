@@ -51,13 +51,12 @@ class Delivery:
     mixing: dict[int, dict[int, float]]
 
 
-def build(config: RunConfig, graph: nx.Graph, dataset, train: dict[int, np.ndarray]) -> Network:
+def build(config: RunConfig, graph: nx.Graph, model, train: dict[int, np.ndarray]) -> Network:
     """The run's network, with each agent's counted FLOPs per round (docs/network.md, "The clock")."""
-    from raympl import algorithms, models
+    from raympl import algorithms
     from raympl.algorithms.base import local_steps
     from raympl.bench import step_flops
 
-    model = models.for_run(config, dataset.input_shape, dataset.num_classes)
     per_batch: dict[int, int] = {}
     local = np.zeros(config.agents)
     for agent in range(config.agents):

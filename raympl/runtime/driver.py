@@ -52,6 +52,7 @@ class Prepared:
     dataset: datasets.Dataset
     graph: nx.Graph
     partition: partitioning.Partition
+    model: models.MaskedNet  # the run's network on the driver (shapes, FLOPs, maskable weights), built once
 
 
 def default_out_dir() -> Path:
@@ -60,17 +61,17 @@ def default_out_dir() -> Path:
 
 def prepare(config: RunConfig) -> Prepared:
     dataset = datasets.load(config.dataset, config.data_dir, config.image_shape)
-    check_model_fits(config, dataset)
+    model = check_model_fits(config, dataset)
     graph = topologies.build(config.topology, config.agents, config.edge_probability, config.seed, config.degree)
     parts = partitioning.make(config.partition, dataset.train_y, dataset.test_y, agents=config.agents,
                               classes_per_agent=config.classes_per_agent, alpha=config.alpha,
                               num_classes=dataset.num_classes, seed=config.seed,
                               train_fraction=config.train_fraction, train_owner=dataset.train_owner,
                               test_owner=dataset.test_owner)
-    return Prepared(dataset, graph, parts)
+    return Prepared(dataset, graph, parts, model)
 
 
-def check_model_fits(config: RunConfig, dataset: datasets.Dataset) -> None:
+def check_model_fits(config: RunConfig, dataset: datasets.Dataset) -> models.MaskedNet:
     """What only the loaded data can tell, before anything runs: classes per agent, and a model that takes
     these samples and gives one logit per class (models.for_run raises ConfigError otherwise)."""
     if config.partition == "label-skew" and config.classes_per_agent > dataset.num_classes:
@@ -80,6 +81,7 @@ def check_model_fits(config: RunConfig, dataset: datasets.Dataset) -> None:
     if config.norm_stats != "running" and not getattr(model, "norm_layers", 0):
         raise ConfigError(f"invalid norm-stats {config.norm_stats!r}: model {config.model} keeps no running "
                           "statistics")
+    return model
 
 
 MASK_SHAPES_KEY = "raympl.mask_shapes"
@@ -337,7 +339,7 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
         check_extension(config, saved, out)
     placement, memory = place(config, prepared, resources, log)
     # a bad schedule fails before anything is written
-    network = network_rounds.build(config, prepared.graph, prepared.dataset, prepared.partition.train)
+    network = network_rounds.build(config, prepared.graph, prepared.model, prepared.partition.train)
     make_out_dir(out)
     if not resume:
         atomic_write_bytes(out / "config.toml", config.to_toml().encode())
@@ -514,8 +516,7 @@ class Accounting:
         self.run, self.config = run, run.config
         self.server = algorithms.get(self.config.algorithm).server
         self.broadcast = self.config.comm_model == "broadcast"
-        dataset = run.prepared.dataset
-        self.weights = models.for_run(self.config, dataset.input_shape, dataset.num_classes).num_maskable
+        self.weights = run.prepared.model.num_maskable
 
     def charge(self, round_: int, sent: dict[int, Sent], download: int, decoding_s: float,
                plan: network_rounds.Plan, delivery: network_rounds.Delivery) -> dict:
@@ -592,15 +593,13 @@ def network_summary(run: Run) -> dict:
 
 
 def finish(run: Run, wall_s: float, setup_s: float) -> dict:
-    """Final masks and summary.json; the checkpoint of a complete run is removed."""
+    """The final checkpoint (kept unless --no-keep-final-checkpoint), final masks and summary.json."""
     config, executor, placement, rounds = run.config, run.executor, run.placement, run.recorder.rounds
     if config.keep_final_checkpoint and run.last.round != config.rounds:
         save_checkpoint(run, config.rounds)  # what extends the run later (--resume --rounds N)
     masks = executor.masks()
     if masks:
-        dataset = run.prepared.dataset
-        layers = models.for_run(config, dataset.input_shape, dataset.num_classes).layers
-        write_masks(masks, run.out / "masks.parquet", [layer.shape for layer in layers])
+        write_masks(masks, run.out / "masks.parquet", [layer.shape for layer in run.prepared.model.layers])
     peaks = executor.peak_memory_mb()
     summary = run.recorder.write_summary({
         "algorithm": config.algorithm, "rounds": config.rounds, "agents": config.agents,
