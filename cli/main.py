@@ -15,13 +15,16 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from raympl import config as cfg
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# help and messages are printed literally: option specs such as markov:UP:DOWN or lognormal:100:2000 are
+# neither rich markup nor emoji codes
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Simulate decentralized personalized mask learning (MCE-PL and baselines) on Ray.")
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, markup=False, emoji=False, highlight=False)
+out = Console(markup=False, emoji=False, highlight=False)
 
 Opt = typer.Option
 
@@ -30,7 +33,7 @@ Opt = typer.Option
 def one_line_errors():
     """Known bad input -> one red line and exit 2; Ctrl-C -> exit 130. Results on disk stay."""
     from raympl.data.datasets import DataError
-    from raympl.metrics import OutputError
+    from raympl.metrics import DamagedFileError, OutputError
     from raympl.runtime.checkpoint import CheckpointError
     from raympl.runtime.executors import HostStartError, NoCapacity
     from raympl.runtime.host import DeviceError
@@ -42,8 +45,8 @@ def one_line_errors():
     try:
         yield
     except (cfg.ConfigError, TopologyError, DataError, PayloadError, DivergedError,
-            CheckpointError, NoCapacity, HostStartError, DeviceError, OutputError) as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            CheckpointError, NoCapacity, HostStartError, DeviceError, OutputError, DamagedFileError) as error:
+        err.print(Text.assemble(("error:", "red"), f" {error}"), soft_wrap=True)
         raise typer.Exit(2) from None
     except Stopped as stopped:  # a first SIGINT / SIGTERM: the round finished, outputs and checkpoint written
         err.print(str(stopped), highlight=False, soft_wrap=True)
@@ -215,9 +218,6 @@ def gpus_amount(value: str | None) -> float | str | None:
         return value
 
 
-# Options that may differ when a run continues: where and how it runs, never what it computes.
-RESUMABLE = {"address", "executor", "agents_per_actor", "cpus_per_agent", "gpus_per_agent", "device",
-             "placement_timeout", "state_store", "engine", "tensorboard", "keep_final_checkpoint"}
 
 
 def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> cfg.RunConfig:
@@ -225,7 +225,7 @@ def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> c
     the run (a finished one included) to more rounds."""
     if config_file is not None:
         raise cfg.ConfigError(f"invalid config {str(config_file)!r}: --resume uses the run's own config.toml")
-    changed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUMABLE | {"rounds"})
+    changed = sorted(k for k, v in overrides.items() if v is not None and k not in cfg.RESUMABLE | {"rounds"})
     if changed:
         raise cfg.ConfigError(f"invalid {changed[0].replace('_', '-')} with --resume: a resumed run keeps its "
                               "configuration (only --rounds, --address, --executor and placement options may change)")
@@ -239,11 +239,11 @@ def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> c
     if (run_dir / "summary.json").exists() and (rounds is None or rounds == saved_rounds):
         raise cfg.ConfigError(f"invalid resume {str(run_dir)!r}: the run has already finished its {saved_rounds} "
                               "rounds; give --rounds N with more to extend it")
-    runtime = {k: v for k, v in overrides.items() if k in RESUMABLE | {"rounds"} and v is not None}
+    runtime = {k: v for k, v in overrides.items() if k in cfg.RESUMABLE | {"rounds"} and v is not None}
     return cfg.resolve({**runtime, "out": str(run_dir)}, run_dir / "config.toml")
 
 
-study_app = typer.Typer(no_args_is_help=True, help="Studies that run many simulations.")
+study_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Studies that run many simulations.")
 app.add_typer(study_app, name="study")
 
 

@@ -356,6 +356,27 @@ class RunConfig:
 
 FIELD_NAMES = {f.name for f in fields(RunConfig)}
 
+# Options that may differ when a run continues: where and how it runs, never what it computes.
+RESUMABLE = {"address", "executor", "agents_per_actor", "cpus_per_agent", "gpus_per_agent", "device",
+             "placement_timeout", "state_store", "engine", "tensorboard", "keep_final_checkpoint"}
+
+
+def run_identity(config: RunConfig) -> dict[str, Any]:
+    """What a run computes: every option but where it runs and its length (a checkpoint carries this, so
+    that a run directory is only continued by a checkpoint of its own run)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE | {"rounds", "out"}}
+
+
+def identity_differences(saved: dict[str, Any], config: RunConfig) -> list[str]:
+    """The options in which a saved identity and this configuration differ, as "name saved -> now";
+    an option one side lacks (a raympl of another version) counts at its default."""
+    now = run_identity(config)
+    defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+                for f in fields(RunConfig)}
+    return [f"{k.replace('_', '-')} {saved.get(k, defaults.get(k))!r} in the checkpoint, "
+            f"{now.get(k, defaults.get(k))!r} in config.toml"
+            for k in sorted(set(saved) | set(now)) if saved.get(k, defaults.get(k)) != now.get(k, defaults.get(k))]
+
 # ---- which options do something for which runs ------------------------------------------------
 # An option applies when every (attribute, allowed values) condition holds; a value given for an
 # option that does not apply is refused (design-choices.md: "Every accepted option does something").
@@ -563,6 +584,12 @@ def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) ->
     an option only at the value the run would use anyway (a run's own config.toml always resolves).
     """
     from_file: dict[str, Any] = load_toml(config_file) if config_file else {}
+    for name, value in from_file.items():  # a flag that overrides a key does not excuse its wrong type
+        if name in FIELD_NAMES:
+            try:
+                check_type(name, value)
+            except ConfigError as error:
+                raise ConfigError(f"{error} (in config {str(config_file)!r})") from None
     flags = {k: v for k, v in overrides.items() if v is not None}
     config, defaults, values = _resolve({**from_file, **flags})
     for name in sorted(values):

@@ -85,6 +85,18 @@ def time_to_accuracy(means: list[tuple[int, float]], clock: dict[int, float]) ->
             "level": {str(a): first(a) for a in TTA_LEVELS}}
 
 
+class DamagedFileError(ValueError):
+    """A run's own Parquet file that cannot be read back (truncated, overwritten); one line naming it."""
+
+
+def read_rows(path: Path) -> list[dict]:
+    try:
+        return pq.read_table(path).to_pylist()
+    except (OSError, pa.ArrowException) as error:
+        raise DamagedFileError(f"invalid resume {str(path.parent)!r}: {path.name} cannot be read "
+                               f"({str(error).splitlines()[0]}); nothing was changed") from None
+
+
 class Recorder:
     def __init__(self, out: Path, resume_round: int | None = None):
         """resume_round: continue a run; keep the rows already on disk up to that round."""
@@ -94,7 +106,7 @@ class Recorder:
         if resume_round is not None:
             for name, rows in (("metrics.parquet", self.metrics), ("rounds.parquet", self.rounds)):
                 if (out / name).exists():
-                    rows.extend(pq.read_table(out / name).to_pylist())
+                    rows.extend(read_rows(out / name))
             self.truncate(resume_round)
 
     def truncate(self, last_round: int) -> None:

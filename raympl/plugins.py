@@ -21,8 +21,10 @@ def load_named(what: str, name: str, group: str) -> Any:
             sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(module_name)
-        except ImportError as error:
-            raise ConfigError(f"invalid {what} {name!r}: cannot import {module_name} ({error})") from None
+        except Exception as error:  # the user's module: a missing one, a syntax error, whatever it raises
+            detail = f"{type(error).__name__}: {error}" if not isinstance(error, ImportError) else str(error)
+            raise ConfigError(f"invalid {what} {name!r}: cannot import {module_name} ({detail})".splitlines()[0]
+                              ) from None
         found = getattr(module, attribute, None)
         if found is None:
             raise ConfigError(f"invalid {what} {name!r}: {module_name} has no {attribute}")

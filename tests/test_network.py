@@ -29,7 +29,7 @@ def test_a_number_lognormal_and_classes():
     link = profiles.values("bandwidth", "classes:phone=0.5,laptop=0.3,server=0.2", 10, 1)
     # the same class list puts the same agents in the same class: a phone is slow and has a slow link
     assert ((speed == 10.0) == (link == 10.0)).all() and ((speed == 2000.0) == (link == 1000.0)).all()
-    assert sorted(profiles.values("latency", "classes:0.5=1,0.1=3", 4, 0).tolist()) == [0.1, 0.1, 0.1, 0.5]
+    assert sorted(profiles.values("latency", "classes:0.5=0.25,0.1=0.75", 4, 0).tolist()) == [0.1, 0.1, 0.1, 0.5]
 
 
 def test_a_csv_profile_and_its_errors(tmp_path):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import networkx as nx
 
+from raympl.textfiles import read_text
+
 PAPER20 = Path(__file__).with_name("paper20.edgelist")
 MAX_RESAMPLES = 1000
 
@@ -50,12 +52,11 @@ def random_regular(n: int, degree: int, seed: int) -> nx.Graph:
 
 def from_edgelist(path: str | Path, n: int) -> nx.Graph:
     """Read 'i j' lines ('#' comments allowed); nodes must be exactly 0..n-1."""
+    lines = read_text(Path(path), "topology file", TopologyError).splitlines()
     try:
-        graph = nx.read_edgelist(path, nodetype=int, data=False, comments="#")
+        graph = nx.parse_edgelist(lines, nodetype=int, data=False, comments="#")
     except (TypeError, ValueError, IndexError) as err:
         raise TopologyError(f"invalid topology file {str(path)!r}: {err}") from None
-    except OSError:
-        raise TopologyError(f"invalid topology file {str(path)!r}: cannot be read") from None
     if set(graph.nodes) != set(range(n)):
         raise TopologyError(
             f"invalid topology file {str(path)!r}: nodes must be 0..{n - 1} for {n} agents, "

@@ -22,6 +22,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from raympl.textfiles import is_count, read_text
 from raympl.topologies import TopologyError, erdos_renyi, random_regular
 
 SCHEDULE_SEED = 51
@@ -63,7 +64,7 @@ class Schedule:
 
     @staticmethod
     def _count(text: str, spec: str) -> int:
-        if not text.isdigit() or int(text) < 1:
+        if not is_count(text) or int(text) < 1:
             raise TopologyError(f"invalid topology-schedule {spec!r}: {text!r} must be an integer >= 1")
         return int(text)
 
@@ -110,19 +111,16 @@ def ordered(edges, n: int) -> nx.Graph:
 def read_list(path: Path, n: int) -> list[nx.Graph]:
     """The edge-list files named in `path`, one per line, each with nodes among 0..n-1 and no self-loop."""
     where = f"topology-schedule list {str(path)!r}"
-    try:
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    except OSError:
-        raise TopologyError(f"invalid {where}: cannot be read") from None
+    text = read_text(path, "topology-schedule list", TopologyError)
+    names = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not names:
         raise TopologyError(f"invalid {where}: names no edge-list file")
     graphs = []
     for name in names:
         file = path.parent / name
+        lines = read_text(file, f"{where}: its file", TopologyError).splitlines()
         try:
-            read = nx.read_edgelist(file, nodetype=int, data=False, comments="#")
-        except OSError:
-            raise TopologyError(f"invalid {where}: its file {str(file)!r} cannot be read") from None
+            read = nx.parse_edgelist(lines, nodetype=int, data=False, comments="#")
         except (TypeError, ValueError, IndexError) as err:
             raise TopologyError(f"invalid {where}: its file {str(file)!r}: {err}") from None
         outside = [v for v in read.nodes if not 0 <= v < n]

@@ -99,6 +99,10 @@ def iid(train_y: np.ndarray, test_y: np.ndarray, agents: int, num_classes: int, 
 def _finish(train: list[list[int]], train_y: np.ndarray, test_y: np.ndarray, num_classes: int,
             rng: np.random.Generator) -> Partition:
     train_arrays = [np.sort(np.asarray(t, dtype=np.int64)) for t in train]
+    empty = [a for a, t in enumerate(train_arrays) if len(t) == 0]
+    if empty:  # checked here: a test set is drawn to match the training labels
+        raise DataError(f"invalid agents {len(train)}: agent {empty[0]} ({len(empty)} of {len(train)}) gets no "
+                        f"training samples of the {len(train_y)} in the data set; use fewer agents")
     classes = [np.unique(train_y[t]).tolist() for t in train_arrays]
     test = [_matching_test(train_y[t], test_y, num_classes, rng) for t in train_arrays]
     return Partition(train_arrays, test, classes)

@@ -30,6 +30,7 @@ from raympl.data.datasets import DataError, Dataset
 from raympl.plugins import load_named
 
 GROUP = "raympl.datasets"
+LOADER_KEYS = ("train_x", "train_y", "test_x", "test_y", "train_owner", "test_owner", "num_classes")
 SHAPE_KEY = b"raympl.image_shape"
 
 
@@ -52,11 +53,21 @@ def load(name: str, folder: str | None, image_shape: str | None) -> Dataset:
     source = find(name)
     if isinstance(source, Path):
         return from_parquet(name, source, image_shape)
-    result = source(folder)
+    try:
+        result = source(folder)
+    except (ConfigError, DataError):
+        raise
+    except Exception as error:  # the user's code: a missing file, a bad call, whatever it raises
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise DataError(f"invalid dataset {name!r}: its loader failed ({type(error).__name__}: {detail})") from None
     if isinstance(result, dict):
         missing = [k for k in ("train_x", "train_y", "test_x", "test_y") if k not in result]
         if missing:
             raise DataError(f"invalid dataset {name!r}: the loader's dict lacks {', '.join(missing)}")
+        unknown = sorted(set(result) - set(LOADER_KEYS))
+        if unknown:
+            raise DataError(f"invalid dataset {name!r}: the loader's dict has the unknown key {unknown[0]!r}; "
+                            f"known: {', '.join(LOADER_KEYS)}")
         return from_arrays(name, **result)
     if not isinstance(result, tuple | list) or len(result) != 4:
         raise DataError(f"invalid dataset {name!r}: the loader must return (train_x, train_y, test_x, test_y) "
@@ -67,6 +78,8 @@ def load(name: str, folder: str | None, image_shape: str | None) -> Dataset:
 def _samples(name: str, part: str, x: Any) -> np.ndarray:
     """uint8 (N, C, H, W) images or float32 (N, D) features."""
     x = np.asarray(x)
+    if x.ndim == 0 or len(x) == 0:
+        raise DataError(f"invalid dataset {name!r}: no {part} samples")
     if x.ndim == 2 and np.issubdtype(x.dtype, np.number):
         return np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim in (3, 4) and x.dtype == np.uint8:
@@ -122,6 +135,8 @@ def _parquet_part(name: str, path: Path, image_shape: str | None) -> tuple[np.nd
     missing = [c for c in ("x", "label") if c not in table.column_names]
     if missing:
         raise DataError(f"invalid dataset {name!r}: {str(path)!r} has no column {' and no '.join(missing)}")
+    if table.num_rows == 0:
+        raise DataError(f"invalid dataset {name!r}: {str(path)!r} has no rows")
     column = table.column("x").combine_chunks()
     if not pa.types.is_list(column.type) and not pa.types.is_fixed_size_list(column.type) \
             and not pa.types.is_large_list(column.type):

@@ -118,6 +118,8 @@ class ToImageNetInput(nn.Module):
 
 
 PROBE_SIZES = (32, 64, 96, 128, 224)
+# torchvision models that return (logits, auxiliary logits) in training mode unless built without them
+AUXILIARY_OUTPUTS = {"googlenet", "inception_v3"}
 
 
 def torchvision_model(name: str) -> Callable[[tuple[int, ...], int], nn.Module]:
@@ -131,7 +133,8 @@ def torchvision_model(name: str) -> Callable[[tuple[int, ...], int], nn.Module]:
         if len(input_shape) != 3:
             raise ConfigError(f"invalid model 'torchvision:{name}': needs images, got inputs of shape "
                               f"{'x'.join(map(str, input_shape))}")
-        model = tvm.get_model(name, weights=None, num_classes=num_classes)
+        extra = {"aux_logits": False} if name in AUXILIARY_OUTPUTS else {}
+        model = tvm.get_model(name, weights=None, num_classes=num_classes, **extra)
         return ToImageNetInput(model, input_shape[0], smallest_size(model, name, min(input_shape[1:])))
 
     return build

@@ -18,12 +18,14 @@ An offline agent neither trains, sends nor receives; when it returns it continue
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 
 from raympl.network.profiles import ProfileError
+from raympl.textfiles import is_count, read_text
 
 AVAILABILITY_SEED = 43
 DAY_S = 86400.0
@@ -71,6 +73,23 @@ class Availability:
             raise ProfileError(f"invalid {option} {spec!r}: expected always, bernoulli:P, markov:UP:DOWN, "
                                "diurnal[:PERIOD[:LOW:HIGH]] or trace:FILE")
 
+    def check_someone_online(self, rounds: int) -> None:
+        """Refuse a spec under which no agent is ever online in rounds 1..rounds: the run would send nothing
+        and learn nothing. The simulated clock moves only through rounds that have an agent online, so a
+        trace in seconds reaches nothing unless an interval holds second 0."""
+        never = None
+        if self.kind == "diurnal" and self.high == 0:
+            never = "HIGH is 0, so the probability of being online is 0 at every time"
+        elif self.kind == "trace" and self.in_rounds:
+            if not any(math.ceil(start) <= rounds and math.ceil(end) - 1 >= max(1, math.ceil(start))
+                       for spans in self.intervals.values() for start, end in spans):
+                never = f"no interval holds a round in 1..{rounds}"
+        elif self.kind == "trace" and not any(start <= 0 < end for spans in self.intervals.values()
+                                              for start, end in spans):
+            never = "no interval holds second 0, and the clock only moves through rounds in which an agent is online"
+        if never:
+            raise ProfileError(f"invalid --availability {self.spec!r}: no agent is ever online ({never})")
+
     @property
     def uses_clock(self) -> bool:
         return self.kind == "diurnal" or (self.kind == "trace" and not self.in_rounds)
@@ -107,11 +126,7 @@ class Availability:
 def read_trace(path: Path, agents: int) -> tuple[bool, dict[int, list[tuple[float, float]]]]:
     """(in rounds?, each agent's sorted online intervals) from a trace CSV, checked."""
     name = f"--availability trace {str(path)!r}"
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.reader(fh))
-    except OSError:
-        raise ProfileError(f"invalid {name}: cannot be read") from None
+    rows = list(csv.reader(io.StringIO(read_text(path, "--availability trace", ProfileError), newline="")))
     header = [c.strip() for c in rows[0]] if rows else []
     if header not in (["agent", "start_round", "end_round"], ["agent", "start_s", "end_s"]):
         raise ProfileError(f"invalid {name}: the first line must be agent,start_round,end_round or "
@@ -121,6 +136,8 @@ def read_trace(path: Path, agents: int) -> tuple[bool, dict[int, list[tuple[floa
         if not row:
             continue
         try:
+            if not is_count(row[0]):
+                raise ValueError(row[0])
             agent, start, end = int(row[0]), float(row[1]), float(row[2])
         except (ValueError, IndexError):
             raise ProfileError(f"invalid {name}: line {line} is not agent,start,end: {row!r}") from None

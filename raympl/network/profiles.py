@@ -16,12 +16,14 @@ in the order given), so options given the same class list put the same agents in
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 
 from raympl.config import ConfigError
+from raympl.textfiles import is_count, read_text
 
 PROFILE_SEED = 41
 CLASS_SEED = 42
@@ -66,11 +68,11 @@ def values(quantity: str, spec: str | float, agents: int, seed: int) -> np.ndarr
 
 
 def _is_number(text: str) -> bool:
+    """A finite number: nan and inf are refused where they are given, not found later as bad draws."""
     try:
-        float(text)
+        return math.isfinite(float(text))
     except ValueError:
         return False
-    return True
 
 
 def _lognormal(option: str, text: str, agents: int, seed: int, purpose: int) -> np.ndarray:
@@ -81,7 +83,8 @@ def _lognormal(option: str, text: str, agents: int, seed: int, purpose: int) -> 
     if median <= 0 or sigma < 0:
         raise ProfileError(f"invalid {option} {text!r}: MEDIAN must be > 0 and SIGMA >= 0")
     rng = np.random.default_rng([seed, PROFILE_SEED, purpose])
-    return median * np.exp(sigma * rng.standard_normal(agents))
+    with np.errstate(over="ignore"):  # an overflow is refused by values() as an infinite figure
+        return median * np.exp(sigma * rng.standard_normal(agents))
 
 
 def class_members(shares: list[float], agents: int, seed: int) -> list[np.ndarray]:
@@ -103,7 +106,7 @@ def _classes(quantity: str, option: str, text: str, agents: int, seed: int) -> n
         name, sep, share = item.partition("=")
         name = name.strip()
         if not sep or not _is_number(share) or float(share) <= 0:
-            raise ProfileError(f"invalid {option} {text!r}: expected classes:NAME=SHARE,... with shares > 0, "
+            raise ProfileError(f"invalid {option} {text!r}: expected classes:NAME=SHARE,... with finite shares > 0, "
                                f"got {item!r}")
         if name in named:
             figures.append(named[name])
@@ -114,6 +117,8 @@ def _classes(quantity: str, option: str, text: str, agents: int, seed: int) -> n
                                + ", ".join(f"{k} ({v:g} {UNITS[quantity]})" for k, v in named.items())
                                + ", or a number")
         shares.append(float(share))
+    if not math.isclose(sum(shares), 1.0, abs_tol=1e-6):
+        raise ProfileError(f"invalid {option} {text!r}: the shares sum to {sum(shares):g}, they must sum to 1")
     out = np.empty(agents)
     for figure, members in zip(figures, class_members(shares, agents, seed), strict=True):
         out[members] = figure
@@ -122,19 +127,19 @@ def _classes(quantity: str, option: str, text: str, agents: int, seed: int) -> n
 
 def _csv(option: str, path: Path, agents: int) -> np.ndarray:
     out = np.full(agents, np.nan)
-    with open(path, newline="") as fh:
-        for line, row in enumerate(csv.reader(fh), start=1):
-            if not row or row[0].strip().startswith("#") or (line == 1 and not _is_number(row[0])):
-                continue  # blank, comment or header
-            if len(row) != 2 or not row[0].strip().isdigit() or not _is_number(row[1]):
-                raise ProfileError(f"invalid {option} file {str(path)!r}: line {line} is not agent,value: {row!r}")
-            agent = int(row[0])
-            if agent >= agents:
-                raise ProfileError(f"invalid {option} file {str(path)!r}: line {line} names agent {agent}, "
-                                   f"but the run has agents 0..{agents - 1}")
-            if not np.isnan(out[agent]):
-                raise ProfileError(f"invalid {option} file {str(path)!r}: agent {agent} is listed twice")
-            out[agent] = float(row[1])
+    text = read_text(path, f"{option} file", ProfileError)
+    for line, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if not row or row[0].strip().startswith("#") or (line == 1 and not _is_number(row[0])):
+            continue  # blank, comment or header
+        if len(row) != 2 or not is_count(row[0]) or not _is_number(row[1]):
+            raise ProfileError(f"invalid {option} file {str(path)!r}: line {line} is not agent,value: {row!r}")
+        agent = int(row[0])
+        if agent >= agents:
+            raise ProfileError(f"invalid {option} file {str(path)!r}: line {line} names agent {agent}, "
+                               f"but the run has agents 0..{agents - 1}")
+        if not np.isnan(out[agent]):
+            raise ProfileError(f"invalid {option} file {str(path)!r}: agent {agent} is listed twice")
+        out[agent] = float(row[1])
     missing = np.flatnonzero(np.isnan(out))
     if missing.size:
         raise ProfileError(f"invalid {option} file {str(path)!r}: {missing.size} agent(s) missing, first "

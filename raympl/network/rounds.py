@@ -88,6 +88,7 @@ class Network:
         self.schedule = Schedule(config.topology_schedule, graph, config.topology, config.seed,
                                  config.edge_probability, config.degree, needs_connectivity)
         self.availability = Availability(config.availability, config.agents, config.seed)
+        self.availability.check_someone_online(config.rounds)
         self.deadline = config.round_deadline
         self.dynamic = config.network_dynamic
         self.clock_s = 0.0

@@ -34,6 +34,7 @@ class Checkpoint:
     round: int  # the last completed round
     driver: dict[str, Any]  # bits sent per agent, ...
     agents: dict[int, bytes] | None  # per-agent state blobs (AgentHost.snapshot); None: round 0's states
+    run: dict[str, Any] | None = None  # config.run_identity of the run that wrote it (None: an older raympl)
 
 
 def to_bytes(obj: Any) -> bytes:
@@ -74,7 +75,8 @@ def map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
 
 def save(run_dir: Path, checkpoint: Checkpoint) -> int:
     """Write atomically; returns the file size in bytes."""
-    body = to_bytes({"round": checkpoint.round, "driver": checkpoint.driver, "agents": checkpoint.agents})
+    body = to_bytes({"round": checkpoint.round, "driver": checkpoint.driver, "agents": checkpoint.agents,
+                     "run": checkpoint.run})
     atomic_write_bytes(Path(run_dir) / FILENAME, MAGIC + hashlib.sha256(body).digest() + body)
     return len(MAGIC) + 32 + len(body)
 
@@ -92,4 +94,4 @@ def load(run_dir: Path) -> Checkpoint:
     if hashlib.sha256(body).digest() != digest:
         raise CheckpointError(f"invalid checkpoint {str(path)!r}: damaged or truncated (checksum mismatch)")
     content = from_bytes(body)
-    return Checkpoint(content["round"], content["driver"], content["agents"])
+    return Checkpoint(content["round"], content["driver"], content["agents"], content.get("run"))

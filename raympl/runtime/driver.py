@@ -22,10 +22,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from raympl import algorithms, models, provenance, topologies
-from raympl.config import ConfigError, RunConfig, load_toml
+from raympl.config import ConfigError, RunConfig, identity_differences, load_toml, run_identity
 from raympl.data import datasets
 from raympl.data import partition as partitioning
-from raympl.metrics import OutputError, Recorder, atomic_write_bytes, time_to_accuracy, write_table
+from raympl.metrics import OutputError, Recorder, atomic_write_bytes, read_rows, time_to_accuracy, write_table
 from raympl.network import rounds as network_rounds
 from raympl.runtime import checkpoint, gpu_memory
 from raympl.runtime.checkpoint import CheckpointError
@@ -68,7 +68,23 @@ def prepare(config: RunConfig) -> Prepared:
                               num_classes=dataset.num_classes, seed=config.seed,
                               train_fraction=config.train_fraction, train_owner=dataset.train_owner,
                               test_owner=dataset.test_owner)
+    check_every_agent_has_data(config, dataset, parts)
     return Prepared(dataset, graph, parts, model)
+
+
+def check_every_agent_has_data(config: RunConfig, dataset: datasets.Dataset, parts: partitioning.Partition) -> None:
+    """An agent without training or test samples can neither train nor be evaluated: refused before anything
+    is written, naming the agent and what its data set lacks."""
+    for part, indices, labels in (("training", parts.train, dataset.train_y), ("test", parts.test, dataset.test_y)):
+        empty = [a for a, idx in enumerate(indices) if len(idx) == 0]
+        if not empty:
+            continue
+        absent = dataset.num_classes - len(np.unique(labels))
+        why = (f"; {absent} of the data set's {dataset.num_classes} classes have no {part} samples"
+               if absent else "")
+        raise datasets.DataError(f"invalid dataset {config.dataset!r}: agent {empty[0]} ({len(empty)} of "
+                                 f"{config.agents}) gets no {part} samples from the {config.partition} partition "
+                                 f"of {len(labels)} samples{why}; use fewer agents or another partition")
 
 
 def check_model_fits(config: RunConfig, dataset: datasets.Dataset) -> models.MaskedNet:
@@ -105,12 +121,18 @@ def read_masks(path: Path) -> dict[int, bytes]:
     return {row["agent"]: row["mask"] for row in pq.read_table(path).to_pylist()}
 
 
+# the files by which a folder holds a run that a new run must not overwrite
+RUN_FILES = ("summary.json", "config.toml", checkpoint.FILENAME, "metrics.parquet", "rounds.parquet", "masks.parquet")
+
+
 def check_out_dir(out: Path, resuming: bool = False) -> None:
     """Refuse, before anything runs, a run directory that is a file, not writable, or holds a run."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"invalid out {str(out)!r}: a file of that name exists")
-    if not resuming and ((out / "summary.json").exists() or (out / "metrics.parquet").exists()):
-        raise ConfigError(f"invalid out {str(out)!r}: already holds a run; choose another --out "
+    held = [name for name in RUN_FILES if (out / name).exists()] if out.is_dir() else []
+    if not resuming and held:
+        state = "a finished run" if "summary.json" in held else f"an unfinished run ({held[0]})"
+        raise ConfigError(f"invalid out {str(out)!r}: already holds {state}; choose another --out "
                           "(or continue it with --resume)")
     existing = next(p for p in [out, *out.absolute().parents] if p.exists())
     if not existing.is_dir():
@@ -334,9 +356,13 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
     prepared = prepared or prepare(config)
     # a run stopped before its first checkpoint (a full disk, say) resumes from round 0
     saved = checkpoint.load(out) if resume and (out / checkpoint.FILENAME).exists() else None
+    if saved:
+        check_checkpoint_belongs(config, saved, out)
     extending = resume and (out / "summary.json").exists()
     if extending:
         check_extension(config, saved, out)
+    # the rows on disk are read (and a damaged file refused) before anything is written
+    recorder = Recorder(out, resume_round=saved.round if saved else (0 if resume else None))
     placement, memory = place(config, prepared, resources, log)
     # a bad schedule fails before anything is written
     network = network_rounds.build(config, prepared.graph, prepared.model, prepared.partition.train)
@@ -355,7 +381,6 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
     finally:
         if asked:
             request_nodes(None, log)
-    recorder = Recorder(out, resume_round=saved.round if saved else (0 if resume else None))
     board = TensorBoardLog(config.tensorboard, saved.round if saved else None) if config.tensorboard else None
     run = Run(config, out, prepared, placement, memory, executor, recorder, saved, tensorboard=board,
               network=network, cross_host_shares=[])
@@ -367,6 +392,20 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
 
 
 EARLIER_FINALS = "earlier_finals.parquet"
+
+
+def check_checkpoint_belongs(config: RunConfig, saved: checkpoint.Checkpoint, out: Path) -> None:
+    """A run directory is only continued by a checkpoint of its own run: the same options (those that say
+    where it runs and its length aside) and the same agents. Checked before anything is written."""
+    where = f"invalid checkpoint {str(out / checkpoint.FILENAME)!r}: written by another run"
+    differences = identity_differences(saved.run, config) if saved.run is not None else []
+    if differences:
+        raise CheckpointError(f"{where} ({differences[0]}); nothing was changed")
+    agents = set(range(config.agents))
+    held = [set(saved.driver.get("bits_sent", {}))] + ([set(saved.agents)] if saved.agents is not None else [])
+    if any(keys != agents for keys in held):
+        raise CheckpointError(f"{where} (it holds {len(held[-1])} agents, config.toml has {config.agents}); "
+                              "nothing was changed")
 
 
 def check_extension(config: RunConfig, saved: checkpoint.Checkpoint | None, out: Path) -> None:
@@ -385,7 +424,7 @@ def start_extension(run: Run) -> None:
     configuration is written and the old summary removed: from here on it is an interrupted longer run."""
     rounds = run.saved.round
     run.earlier_final = [r for r in run.recorder.metrics if r["round"] == rounds]
-    earlier = pq.read_table(run.out / EARLIER_FINALS).to_pylist() if (run.out / EARLIER_FINALS).exists() else []
+    earlier = read_rows(run.out / EARLIER_FINALS) if (run.out / EARLIER_FINALS).exists() else []
     kept = [r for r in earlier if r["run_rounds"] != rounds]  # an extension interrupted before it started
     write_table(kept + [{**r, "run_rounds": rounds} for r in run.earlier_final], run.out / EARLIER_FINALS)
     run.recorder.metrics = [r for r in run.recorder.metrics if r["round"] != rounds]
@@ -558,7 +597,7 @@ def save_checkpoint(run: Run, round_: int) -> None:
     start = time.perf_counter()
     driver = {"bits_sent": dict(run.bits_sent), "network": run.network.state(),
               "cross_host_shares": list(run.cross_host_shares)}
-    saved = checkpoint.Checkpoint(round_, driver, run.executor.snapshot())
+    saved = checkpoint.Checkpoint(round_, driver, run.executor.snapshot(), run_identity(run.config))
     run.checkpoint_bytes = checkpoint.save(run.out, saved)
     run.last = saved  # only once it is on disk
     run.checkpoint_s += time.perf_counter() - start
