@@ -15,9 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cli.main import app
+from raympl.models import zoo
 from raympl.runtime import checkpoint
 
 BASE = ["--model", "small-cnn", "--agents", "4", "--topology", "ring", "--rounds", "2", "--eval-every", "1",
@@ -183,6 +185,21 @@ def plugin_folder(tmp_path, monkeypatch):
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "broken_model.py").write_text("def build(:\n    pass\n")
+    (folder / "two_outputs.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+
+        class TwoOutputs(nn.Module):  # logits and auxiliary logits in training mode, as GoogLeNet returns
+            def __init__(self, features, classes):
+                super().__init__()
+                self.head, self.aux = nn.Linear(features, classes), nn.Linear(features, classes)
+
+            def forward(self, x):
+                x = x.flatten(1)
+                return (self.head(x), self.aux(x)) if self.training else self.head(x)
+
+        def build(input_shape, num_classes):
+            return TwoOutputs(784, num_classes)
+    """))
     (folder / "loaders.py").write_text(textwrap.dedent("""
         import numpy as np
         from raympl.data.sources import from_arrays
@@ -209,12 +226,13 @@ def plugin_folder(tmp_path, monkeypatch):
     """))
     monkeypatch.syspath_prepend(str(folder))
     yield folder
-    for name in ("broken_model", "loaders"):
+    for name in ("broken_model", "two_outputs", "loaders"):
         sys.modules.pop(name, None)
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--model", "broken_model:build"], "cannot import broken_model (SyntaxError: invalid syntax"),
+    (["--model", "two_outputs:build"], "gives tuple for 2 inputs in training mode, expected logits of shape (2, 10)"),
     (["--dataset", "loaders:missing", "--model", "mlp"], "its loader failed (FileNotFoundError:"),
     (["--dataset", "loaders:labels_255", "--model", "mlp"],
      "gets no training samples from the label-skew partition of 200 samples; 245 of the data set's 256 classes"),
@@ -248,3 +266,10 @@ def test_parquet_data_sets_without_samples_for_every_agent_are_one_line(train, t
                                       f"parquet:{folder}", "--out", str(tmp_path / "run"), *args])
     refused(result, message)
     assert not (tmp_path / "run").exists()
+
+
+def test_torchvision_models_with_auxiliary_outputs_give_logits_in_training_mode():
+    """googlenet and inception_v3 return (logits, auxiliary logits) in training mode unless built without."""
+    module = zoo.torchvision_model("googlenet")((1, 28, 28), 10).train()
+    out = module(torch.zeros(2, 1, 28, 28))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 10)

@@ -134,19 +134,18 @@ class ModuleNet:
         """One forward pass on zeros in each mode: the module must take this data's shape and give one
         logit per class (some models return a tuple of outputs in training mode only)."""
         x = torch.zeros(2, *self.input_shape, device=device, dtype=self.weights[0].dtype)
-        for mode in ("evaluation", "training"):
-            self.module.train(mode == "training")
+        for mode in ("", " in training mode"):
+            self.module.train(bool(mode))
             try:
                 # dropout draws in training mode leave no trace in the random streams
                 with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
                     out = self.forward(x, self.weights)
             except Exception as error:  # the user's code, as above
                 raise ConfigError(f"invalid model {self.name!r}: it does not take inputs of shape "
-                                  f"{'x'.join(map(str, self.input_shape))} in {mode} mode "
-                                  f"({first_line(error)})") from None
+                                  f"{'x'.join(map(str, self.input_shape))}{mode} ({first_line(error)})") from None
             finally:
                 self.module.train()
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, self.num_classes):
                 shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise ConfigError(f"invalid model {self.name!r}: gives {shape} for 2 inputs in {mode} mode, "
-                                  f"expected a tensor of logits of shape (2, {self.num_classes})")
+                raise ConfigError(f"invalid model {self.name!r}: gives {shape} for 2 inputs{mode}, expected "
+                                  f"logits of shape (2, {self.num_classes})")
