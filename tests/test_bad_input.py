@@ -94,7 +94,8 @@ def test_a_new_run_never_overwrites_an_unfinished_one(finished_runs, fashion_dir
     for name in ("summary.json", "metrics.parquet", "masks.parquet"):  # stopped before its first evaluation
         (run / name).unlink()
     before = contents(run)
-    refused(simulate("--data-dir", str(fashion_dir), "--out", str(run)), "already holds an unfinished run")
+    result = simulate("--data-dir", str(fashion_dir), "--out", str(run))
+    refused(result, "already holds a run (unfinished: config.toml)")
     assert contents(run) == before
 
 

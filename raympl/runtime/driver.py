@@ -131,8 +131,8 @@ def check_out_dir(out: Path, resuming: bool = False) -> None:
         raise ConfigError(f"invalid out {str(out)!r}: a file of that name exists")
     held = [name for name in RUN_FILES if (out / name).exists()] if out.is_dir() else []
     if not resuming and held:
-        state = "a finished run" if "summary.json" in held else f"an unfinished run ({held[0]})"
-        raise ConfigError(f"invalid out {str(out)!r}: already holds {state}; choose another --out "
+        state = "finished" if "summary.json" in held else f"unfinished: {held[0]}"
+        raise ConfigError(f"invalid out {str(out)!r}: already holds a run ({state}); choose another --out "
                           "(or continue it with --resume)")
     existing = next(p for p in [out, *out.absolute().parents] if p.exists())
     if not existing.is_dir():
