@@ -218,8 +218,6 @@ def gpus_amount(value: str | None) -> float | str | None:
         return value
 
 
-
-
 def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> cfg.RunConfig:
     """The saved configuration of run_dir; only placement options may be given again, and --rounds to extend
     the run (a finished one included) to more rounds."""

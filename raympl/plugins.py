@@ -12,6 +12,12 @@ from typing import Any
 from raympl.config import ConfigError
 
 
+def first_line(error: Exception) -> str:
+    """The first line of what an error from outside code says, or its type's name when it says nothing."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def load_named(what: str, name: str, group: str) -> Any:
     """The object named `module:attribute` or registered as `name` under the entry-point `group`;
     ConfigError naming `what` (e.g. "algorithm") when there is none."""
@@ -22,9 +28,10 @@ def load_named(what: str, name: str, group: str) -> Any:
         try:
             module = importlib.import_module(module_name)
         except Exception as error:  # the user's module: a missing one, a syntax error, whatever it raises
-            detail = f"{type(error).__name__}: {error}" if not isinstance(error, ImportError) else str(error)
-            raise ConfigError(f"invalid {what} {name!r}: cannot import {module_name} ({detail})".splitlines()[0]
-                              ) from None
+            detail = first_line(error)
+            if not isinstance(error, ImportError):
+                detail = f"{type(error).__name__}: {detail}"
+            raise ConfigError(f"invalid {what} {name!r}: cannot import {module_name} ({detail})") from None
         found = getattr(module, attribute, None)
         if found is None:
             raise ConfigError(f"invalid {what} {name!r}: {module_name} has no {attribute}")

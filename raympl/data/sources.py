@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from raympl.config import ConfigError, parse_image_shape
 from raympl.data.datasets import DataError, Dataset
-from raympl.plugins import load_named
+from raympl.plugins import first_line, load_named
 
 GROUP = "raympl.datasets"
 LOADER_KEYS = ("train_x", "train_y", "test_x", "test_y", "train_owner", "test_owner", "num_classes")
@@ -58,8 +58,8 @@ def load(name: str, folder: str | None, image_shape: str | None) -> Dataset:
     except (ConfigError, DataError):
         raise
     except Exception as error:  # the user's code: a missing file, a bad call, whatever it raises
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise DataError(f"invalid dataset {name!r}: its loader failed ({type(error).__name__}: {detail})") from None
+        raise DataError(f"invalid dataset {name!r}: its loader failed ({type(error).__name__}: "
+                        f"{first_line(error)})") from None
     if isinstance(result, dict):
         missing = [k for k in ("train_x", "train_y", "test_x", "test_y") if k not in result]
         if missing:

@@ -27,6 +27,7 @@ from torch.func import functional_call
 
 from raympl.config import ConfigError
 from raympl.models import Layer, init_fixed
+from raympl.plugins import first_line
 
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SELECTORS = ("conv+linear", "conv", "linear")
@@ -60,11 +61,6 @@ def select_maskable(module: nn.Module, selector: str) -> list[str]:
     if not chosen:
         raise ConfigError(f"invalid maskable {selector!r}: selects no parameter of this model")
     return chosen
-
-
-def first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def without_running_stats(module: nn.Module) -> None:

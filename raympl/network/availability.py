@@ -80,12 +80,10 @@ class Availability:
         never = None
         if self.kind == "diurnal" and self.high == 0:
             never = "HIGH is 0, so the probability of being online is 0 at every time"
-        elif self.kind == "trace" and self.in_rounds:
-            if not any(math.ceil(start) <= rounds and math.ceil(end) - 1 >= max(1, math.ceil(start))
-                       for spans in self.intervals.values() for start, end in spans):
-                never = f"no interval holds a round in 1..{rounds}"
-        elif self.kind == "trace" and not any(start <= 0 < end for spans in self.intervals.values()
-                                              for start, end in spans):
+        elif self.kind == "trace" and self.in_rounds and not any(self.online(t, 0.0).any()
+                                                                 for t in range(1, rounds + 1)):
+            never = f"no interval holds a round in 1..{rounds}"
+        elif self.kind == "trace" and not self.in_rounds and not self.online(1, 0.0).any():
             never = "no interval holds second 0, and the clock only moves through rounds in which an agent is online"
         if never:
             raise ProfileError(f"invalid --availability {self.spec!r}: no agent is ever online ({never})")

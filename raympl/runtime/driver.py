@@ -129,8 +129,8 @@ def check_out_dir(out: Path, resuming: bool = False) -> None:
     """Refuse, before anything runs, a run directory that is a file, not writable, or holds a run."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"invalid out {str(out)!r}: a file of that name exists")
-    held = [name for name in RUN_FILES if (out / name).exists()] if out.is_dir() else []
-    if not resuming and held:
+    held = [name for name in RUN_FILES if (out / name).exists()] if not resuming and out.is_dir() else []
+    if held:
         state = "finished" if "summary.json" in held else f"unfinished: {held[0]}"
         raise ConfigError(f"invalid out {str(out)!r}: already holds a run ({state}); choose another --out "
                           "(or continue it with --resume)")
