@@ -18,6 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from raympl import config as cfg
+from raympl import options
+from raympl.errors import USER_ERRORS, Stopped
 
 # help and messages are printed literally: option specs such as markov:UP:DOWN or lognormal:100:2000 are
 # neither rich markup nor emoji codes
@@ -32,20 +34,9 @@ Opt = typer.Option
 @contextmanager
 def one_line_errors():
     """Known bad input -> one red line and exit 2; Ctrl-C -> exit 130. Results on disk stay."""
-    from raympl.data.datasets import DataError
-    from raympl.metrics import DamagedFileError, OutputError
-    from raympl.runtime.checkpoint import CheckpointError
-    from raympl.runtime.executors import HostStartError, NoCapacity
-    from raympl.runtime.host import DeviceError
-    from raympl.runtime.stopping import Stopped
-    from raympl.topologies import TopologyError
-    from raympl.wire import PayloadError
-    from raympl.wire.qsgd import DivergedError
-
     try:
         yield
-    except (cfg.ConfigError, TopologyError, DataError, PayloadError, DivergedError,
-            CheckpointError, NoCapacity, HostStartError, DeviceError, OutputError, DamagedFileError) as error:
+    except USER_ERRORS as error:
         err.print(Text.assemble(("error:", "red"), f" {error}"), soft_wrap=True)
         raise typer.Exit(2) from None
     except Stopped as stopped:  # a first SIGINT / SIGTERM: the round finished, outputs and checkpoint written
@@ -174,7 +165,7 @@ def simulate(
     overrides["out"] = out_dir
     overrides["gpus_per_agent"] = gpus_amount(gpus_per_agent)
     with one_line_errors():
-        run_config = resume_config(resume, overrides, config) if resume else cfg.resolve(overrides, config)
+        run_config = resume_config(resume, overrides, config) if resume else options.resolve(overrides, config)
         from raympl.runtime.driver import check_out_dir, default_out_dir, dry_run_placement
         from raympl.runtime.driver import simulate as run_simulation
 
@@ -238,7 +229,7 @@ def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> c
         raise cfg.ConfigError(f"invalid resume {str(run_dir)!r}: the run has already finished its {saved_rounds} "
                               "rounds; give --rounds N with more to extend it")
     runtime = {k: v for k, v in overrides.items() if k in cfg.RESUMABLE | {"rounds"} and v is not None}
-    return cfg.resolve({**runtime, "out": str(run_dir)}, run_dir / "config.toml")
+    return options.resolve({**runtime, "out": str(run_dir)}, run_dir / "config.toml")
 
 
 study_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Studies that run many simulations.")
@@ -276,9 +267,10 @@ def study_scaling(
                      "address": address}
         # --degree/--p shape the Erdős–Rényi points only; ring and file topologies have no parameter
         graph_free = {"degree": None, "p": None}
-        base = cfg.resolve({**overrides, "topology": "er"} if "er" in names else {**overrides, **graph_free}, config)
+        base = options.resolve({**overrides, "topology": "er"} if "er" in names else {**overrides, **graph_free},
+                               config)
         for name in names:  # reject a bad name before any run starts
-            cfg.resolve({**overrides, "topology": name, **({} if name == "er" else graph_free)}, config)
+            options.resolve({**overrides, "topology": name, **({} if name == "er" else graph_free)}, config)
         from raympl.study import scaling
 
         scaling(base, counts, names, out_dir, log=lambda line: out.print(line, highlight=False))
@@ -459,7 +451,7 @@ def bench(
         names = [m.strip() for m in models.split(",") if m.strip()]
         for name in names:
             try:
-                cfg.resolve({"model": name})
+                options.resolve({"model": name})
             except cfg.ConfigError as error:
                 raise cfg.ConfigError(f"invalid models {name!r}: {str(error).partition(': ')[2]}") from None
         device_names = [d.strip() for d in devices.split(",") if d.strip()]
@@ -510,7 +502,7 @@ def info(
         if model is not None:
             show_model(model, input_shape, classes, maskable)
             return
-        run_config = cfg.resolve({"agents": agents, "agents_per_actor": agents_per_actor,
+        run_config = options.resolve({"agents": agents, "agents_per_actor": agents_per_actor,
                                   "cpus_per_agent": cpus_per_agent, "gpus_per_agent": gpus_per_agent,
                                   "address": address})
         import ray
@@ -542,7 +534,7 @@ def show_model(name: str, input_shape: str, classes: int, maskable: str) -> None
         raise cfg.ConfigError(f"invalid input-shape {input_shape!r}: expected C,H,W (or D) such as 1,28,28")
     if classes < 2:
         raise cfg.ConfigError(f"invalid classes {classes}: need at least 2")
-    config = cfg.resolve({"model": name, **({"maskable": maskable} if maskable != "conv+linear" else {})})
+    config = options.resolve({"model": name, **({"maskable": maskable} if maskable != "conv+linear" else {})})
     from raympl import models
 
     net = models.for_run(config, shape, classes)

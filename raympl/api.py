@@ -21,8 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
-from raympl.config import ConfigError, load_toml, resolve
+from raympl import comparison as comparing
+from raympl.config import ConfigError, load_toml
+from raympl.options import resolve
+from raympl.runtime.driver import check_out_dir, default_out_dir
+from raympl.runtime.driver import simulate as run_simulation
 
 if TYPE_CHECKING:
     import pandas
@@ -81,9 +86,6 @@ def load(run_dir: str | Path) -> Run:
 
 def simulate(config: str | Path | None = None, *, progress: bool = True, **options: Any) -> Run:
     """Run one simulation (same keys as the CLI and TOML) and return it once finished."""
-    from raympl.runtime.driver import check_out_dir, default_out_dir
-    from raympl.runtime.driver import simulate as run_simulation
-
     run_config = resolve(options, config)
     run_dir = Path(run_config.out or default_out_dir())
     check_out_dir(run_dir)
@@ -97,8 +99,6 @@ def compare(algorithms: str, *, seeds: str | list[int] = (0, 1, 2), classes: str
             **options: Any) -> pandas.DataFrame:
     """`raympl compare` from Python: methods (algorithm[:retention][+codec], comma separated) × columns
     × seeds; returns the table (one row per method and column). Finished runs are read, not rerun."""
-    from raympl import comparison as comparing
-
     runs = comparing.plan(algorithms, seeds, classes, topologies, options, Path(config) if config else None,
                           Path(out))
     comparing.compare(runs, Path(out), log=print)
@@ -111,8 +111,6 @@ def round_progress(rounds: int, enabled: bool) -> Iterator[Callable[[int, float 
     if not enabled:
         yield lambda round_, accuracy: None
         return
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=rounds, unit="round")
     done = 0
 

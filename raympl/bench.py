@@ -18,6 +18,7 @@ Writes bench.parquet (one row per point) and bench.md.
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -31,10 +32,12 @@ import torch
 import torch.nn.functional as F
 
 from raympl import models
-from raympl.config import resolve
 from raympl.data.datasets import write_fashion_mnist
 from raympl.metrics import atomic_write_bytes, write_table
+from raympl.models.flops import step_flops
+from raympl.options import resolve
 from raympl.runtime import allocator
+from raympl.runtime.driver import simulate
 from raympl.runtime.host import EVAL_CHUNK
 
 BENCH_COLUMNS = ["model", "agents", "device", "engine", "executor", "hosts", "agents_per_host", "threads", "local_s",
@@ -121,18 +124,6 @@ def eval_floor(model: models.MaskedNet, device: torch.device, repeats: int) -> f
     return sum(conv_floor(model_convs(model, n), device, backward=False, repeats=repeats) for n in chunks)
 
 
-def step_flops(model: models.MaskedNet, batch: int, device: torch.device) -> int:
-    """FLOPs of one training step (forward + backward with weight gradients), counted by torch."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    weights = [w.clone().requires_grad_(True) for w in model.weights]
-    x = torch.randn(batch, *model.input_shape, device=device, dtype=model.weights[0].dtype)
-    y = torch.randint(0, model.num_classes, (batch,), device=device)
-    with FlopCounterMode(display=False) as counter:
-        F.cross_entropy(model.forward(x, weights), y).backward()
-    return counter.get_total_flops()
-
-
 def matmul_peak_flops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
     """Measured float32 matmul FLOP/s on these threads (or this GPU)."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
@@ -150,8 +141,6 @@ def synthetic_data(folder: Path, agents: int) -> None:
 
 def bench_point(model_name: str, agents: int, device: str, engine: str, rounds: int, executor: str, out: Path,
                 data_dir: Path, repeats: int, log: Callable[[str], None]) -> dict:
-    from raympl.runtime.driver import simulate
-
     gpus = {"gpus_per_agent": "auto"} if device == "cuda" else {}
     config = resolve({"model": model_name, "agents": agents, "topology": "er", "degree": min(8, agents - 1),
                       "rounds": rounds + 1, "eval_every": rounds + 1, "eval_samples": EVAL_SAMPLES,
@@ -200,8 +189,6 @@ def machine() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    import os
-
     return (f"{cpu}, {len(os.sched_getaffinity(0))} CPU(s){gpu}; Python {platform.python_version()}, "
             f"torch {torch.__version__}")
 

@@ -21,18 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raympl.config import (
-    ALGORITHMS,
-    CODECS,
-    PLACEMENT_OPTIONS,
-    ConfigError,
-    RunConfig,
-    int_list,
-    load_toml,
-    resolve_shared,
-)
+from raympl.config import ALGORITHMS, CODECS, PLACEMENT_OPTIONS, ConfigError, RunConfig, int_list, load_toml
 from raympl.metrics import atomic_write_bytes, write_table
+from raympl.options import resolve_shared
 from raympl.runtime import checkpoint
+from raympl.runtime.driver import simulate
 
 
 @dataclass(frozen=True)
@@ -148,8 +141,6 @@ def run_row(method: Variant, column: Variant, seed: int, summary: dict, run_dir:
 
 def compare(runs: list[tuple[Variant, Variant, int, RunConfig]], out: Path,
             log: Callable[[str], None] = print) -> list[dict]:
-    from raympl.runtime.driver import simulate
-
     for *_, config in runs:  # before anything runs
         if (Path(config.out) / "config.toml").exists():
             check_same_run(Path(config.out), config)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
-import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+
+from raympl import plugins
+from raympl.errors import ConfigError
 
 ALGORITHMS = ("mce-pl", "ind-mask", "dsgd", "fedavg", "dsgd-prox", "ind-weipru", "avr-weipru", "par-weipru",
               "lottery-dsgd", "dis-pfl", "deprl", "malcom-psgd")
@@ -104,10 +106,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 PLACEMENT_OPTIONS = frozenset({"out", "data_dir", "executor", "address", "agents_per_actor", "cpus_per_agent",
                                "gpus_per_agent", "device", "placement_timeout", "state_store", "engine",
                                "checkpoint_every", "tensorboard", "keep_final_checkpoint"})
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line that names it."""
 
 
 @dataclass
@@ -239,7 +237,8 @@ class RunConfig:
             check_plugin(self.algorithm, self.algorithm_options)
         elif self.algorithm_options:
             raise bad("algorithm-options", self.algorithm_options, f"{self.algorithm} is built in and takes none")
-        check_model_and_data(self)
+        if self.image_shape is not None:
+            parse_image_shape(self.image_shape)
         choices = {"norm_stats": ("running", "batch"), "free_params": ("frozen", "personal"),
                    "partition": PARTITIONS, "preset": tuple(PRESETS), "weight_init": WEIGHT_INITS,
                    "init_neighbor_masks": INIT_NEIGHBOR_MASKS, "executor": ("ray", "inprocess"),
@@ -326,7 +325,6 @@ class RunConfig:
                       "masks are delta-coded; use entropy to code its support mask")
         if self.round_deadline is not None and self.round_deadline <= 0:
             raise bad("round-deadline", self.round_deadline, "must be > 0 seconds")
-        check_network(self)
         if self.local_steps < 1:
             raise bad("local-steps", self.local_steps, "must be >= 1")
         if self.local_epochs is not None and self.local_epochs <= 0:
@@ -431,28 +429,6 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
 }
 
 
-def check_model_and_data(config: RunConfig) -> None:
-    """A model or data set that is not built in must be found (its code is imported, nothing is built or
-    loaded here); --maskable and --image-shape must parse."""
-    from raympl.models import module_factory
-
-    if config.model not in FUNCTIONAL_MODELS:
-        module_factory(config.model)
-    if config.maskable.startswith("re:"):
-        try:
-            re.compile(config.maskable[3:])
-        except re.error as error:
-            raise ConfigError(f"invalid maskable {config.maskable!r}: {error}") from None
-    elif config.maskable not in ("conv+linear", "conv", "linear"):
-        raise ConfigError(f"invalid maskable {config.maskable!r}: choose conv+linear, conv, linear or re:REGEX")
-    if config.dataset not in DATASETS:
-        from raympl.data import sources
-
-        sources.find(config.dataset)
-    if config.image_shape is not None:
-        parse_image_shape(config.image_shape)
-
-
 def parse_image_shape(text: str) -> tuple[int, ...]:
     """"1,28,28" -> (1, 28, 28): channels, height, width."""
     try:
@@ -464,26 +440,9 @@ def parse_image_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def check_network(config: RunConfig) -> None:
-    """Profiles and availability parse (and trace files read) before anything runs; schedules are checked
-    against the run's graph when it is built."""
-    from raympl.network import availability, profiles
-
-    for quantity in profiles.QUANTITIES:
-        profiles.values(quantity, getattr(config, quantity.replace("-", "_")), config.agents, config.seed)
-    availability.Availability(config.availability, config.agents, config.seed)
-
-
-def plugins():
-    """raympl.algorithms.plugins, imported when a plug-in is named (it imports this module)."""
-    from raympl.algorithms import plugins as loaded
-
-    return loaded
-
-
 def check_plugin(name: str, given: dict[str, Any]) -> None:
     """The plug-in loads, and each of its options has the type of its default."""
-    declared = plugins().options(name)
+    declared = plugins.algorithm_options(name)
     if not isinstance(given, dict):
         raise ConfigError(f"invalid algorithm-options {given!r}: expected a table of {name}'s options")
     for key, value in given.items():
@@ -494,7 +453,7 @@ def check_plugin(name: str, given: dict[str, Any]) -> None:
         if default is not None and (not ok or isinstance(value, bool) != isinstance(default, bool)):
             raise ConfigError(f"invalid {key} {value!r}: expected {type(default).__name__}, as its default "
                               f"{default!r}")
-    check = getattr(plugins().load(name), "check_options", None)
+    check = getattr(plugins.algorithm_class(name), "check_options", None)
     if check is not None:
         check({**declared, **given})
 
@@ -503,7 +462,7 @@ def inapplicable(name: str, config: RunConfig) -> str | None:
     """Why option `name` does nothing in this run, or None when it applies."""
     for attribute, allowed in APPLIES.get(name, ()):
         if attribute == "algorithm" and config.algorithm not in ALGORITHMS:  # a plug-in says what it reads
-            if name in plugins().uses(config.algorithm):
+            if name in plugins.algorithm_uses(config.algorithm):
                 continue
             return f"it does nothing for algorithm {config.algorithm} (not in its `uses`)"
         value = getattr(config, attribute)
@@ -575,68 +534,3 @@ def check_type(name: str, value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"invalid {name.replace('_', '-')} {value!r}: must be a finite number")
     return float(value) if expected == (int, float) else value
-
-
-def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) -> RunConfig:
-    """Build a validated RunConfig: preset < algorithm defaults < config file < overrides (None = not given).
-
-    An option given as a flag that does nothing for this run is refused. A config file may hold such
-    an option only at the value the run would use anyway (a run's own config.toml always resolves).
-    """
-    from_file: dict[str, Any] = load_toml(config_file) if config_file else {}
-    for name, value in from_file.items():  # a flag that overrides a key does not excuse its wrong type
-        if name in FIELD_NAMES:
-            try:
-                check_type(name, value)
-            except ConfigError as error:
-                raise ConfigError(f"{error} (in config {str(config_file)!r})") from None
-    flags = {k: v for k, v in overrides.items() if v is not None}
-    config, defaults, values = _resolve({**from_file, **flags})
-    for name in sorted(values):
-        why = inapplicable(name, config)
-        if why is not None and (name in flags or getattr(config, name) != getattr(defaults, name)):
-            raise ConfigError(f"invalid {name.replace('_', '-')} {values[name]!r}: {why}")
-    return config
-
-
-def resolve_shared(shared: dict[str, Any], own: dict[str, Any]) -> tuple[RunConfig, set[str]]:
-    """One run of several (raympl compare): settings shared by every run plus the run's own. Shared
-    settings that do nothing for this run are left out and returned; the run's own must apply."""
-    algorithm = own.get("algorithm", shared.get("algorithm", RunConfig.algorithm))
-    known = FIELD_NAMES | (set(plugins().options(algorithm)) if algorithm not in ALGORITHMS else set())
-    foreign = {k for k in shared if k not in known and k not in own}  # another method's plug-in options
-    shared = {k: v for k, v in shared.items() if k not in foreign}
-    trial, _, _ = _resolve({**shared, **own})
-    dropped = {k for k in shared if k not in own and inapplicable(k, trial) is not None} | foreign
-    return resolve({**{k: v for k, v in shared.items() if k not in dropped}, **own}), dropped
-
-
-def _resolve(values: dict[str, Any]) -> tuple[RunConfig, RunConfig, dict[str, Any]]:
-    """(the configuration, what it would be with no option given, the type-checked options)."""
-    algorithm = values.get("algorithm", RunConfig.algorithm)
-    plugin = isinstance(algorithm, str) and algorithm not in ALGORITHMS
-    own = plugins().options(algorithm) if plugin else {}
-    extra = set(values) - FIELD_NAMES
-    unknown = sorted(extra - set(own))
-    if unknown:
-        raise ConfigError(f"invalid config key {unknown[0]!r}: not a known option"
-                          + (f" of raympl or of {algorithm}" if plugin else ""))
-    if extra:  # a plug-in's own options, given as keys like any other
-        given = {**values.get("algorithm_options", {}), **{k: values[k] for k in extra}}
-        values = {**{k: v for k, v in values.items() if k not in extra}, "algorithm_options": given}
-    values = {k: check_type(k, v) for k, v in values.items()}
-    preset = values.get("preset", "paper")
-    if preset not in PRESETS:
-        raise ConfigError(f"invalid preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    chosen = plugins().defaults(algorithm) if plugin else ALGORITHM_DEFAULTS.get(algorithm, {})
-    defaults = {**PRESETS[preset], **chosen}
-    if plugin:
-        defaults["algorithm_options"] = own
-        values = {**values, "algorithm_options": {**own, **values.get("algorithm_options", {})}}
-    return build({**defaults, **values}), RunConfig(**defaults), values
-
-
-def build(values: dict[str, Any]) -> RunConfig:
-    if "retention" in values:
-        values = {**values, "retention": parse_retention(values["retention"])}
-    return RunConfig(**values).validate()

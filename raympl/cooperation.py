@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from raympl import comparison
 from raympl.api import Run
@@ -154,8 +155,6 @@ def collect(out: Path) -> pd.DataFrame:
 
 def t_interval(values: np.ndarray) -> tuple[float, float]:
     """(low, high) of the 95 % t-interval of the mean; (nan, nan) below two values."""
-    from scipy import stats
-
     if len(values) < 2:
         return float("nan"), float("nan")
     low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
@@ -164,8 +163,6 @@ def t_interval(values: np.ndarray) -> tuple[float, float]:
 
 def bootstrap_interval(differences: np.ndarray) -> tuple[float, float]:
     """95 % bootstrap (BCa) interval of the mean paired difference; (nan, nan) below three pairs."""
-    from scipy import stats
-
     if len(differences) < 3 or np.all(differences == differences[0]):
         return float("nan"), float("nan")
     result = stats.bootstrap((differences,), np.mean, confidence_level=0.95, n_resamples=10_000,

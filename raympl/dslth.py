@@ -21,16 +21,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from raympl.api import Run  # noqa: E402
-from raympl.config import ConfigError, resolve  # noqa: E402
+from raympl.config import ConfigError  # noqa: E402
 from raympl.metrics import atomic_write_bytes  # noqa: E402
+from raympl.options import resolve  # noqa: E402
+from raympl.runtime.driver import simulate  # noqa: E402
 
 METHODS = {"weights": "ind-weipru", "mask": "ind-mask"}
 
 
 def run_both(retentions: list[float], steps: int, eval_every: int, out: Path, lr_weights: float,
              settings: dict[str, Any]) -> dict[str, Run]:
-    from raympl.runtime.driver import simulate
-
     if steps % eval_every:
         raise ConfigError(f"invalid steps {steps}: not a multiple of --eval-every {eval_every}")
     base = {**settings, "agents": len(retentions), "rounds": steps, "eval_every": eval_every,

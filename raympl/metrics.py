@@ -17,21 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raympl.errors import DamagedFileError, OutputError
+
 METRIC_COLUMNS = ["round", "agent", "accuracy", "loss", "density", "zero_filter_fraction", "bits_sent",
                   "samples", "online", "finish_s"]
 # time-to-accuracy in summary.json: first simulated time at which the mean accuracy reaches these shares of the
 # final mean accuracy, and these absolute levels
 TTA_FRACTIONS = (0.5, 0.8, 0.9, 0.95, 1.0)
 TTA_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-class OutputError(RuntimeError):
-    """An output file could not be written (a full disk, no permission, an I/O error); the file as it was
-    before, if any, is untouched and no temporary file is left."""
-
-    def __init__(self, path: Path, reason: str, advice: str = ""):
-        self.path, self.reason = Path(path), reason
-        super().__init__(f"could not write {path} ({reason})" + (f"; {advice}" if advice else ""))
 
 
 def reason(error: OSError) -> str:
@@ -83,10 +76,6 @@ def time_to_accuracy(means: list[tuple[int, float]], clock: dict[int, float]) ->
     final = means[-1][1] if means else None
     return {"fraction_of_final": {str(f): first(f * final) if final is not None else None for f in TTA_FRACTIONS},
             "level": {str(a): first(a) for a in TTA_LEVELS}}
-
-
-class DamagedFileError(ValueError):
-    """A run's own Parquet file that cannot be read back (truncated, overwritten); one line naming it."""
 
 
 def read_rows(path: Path) -> list[dict]:

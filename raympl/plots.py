@@ -17,8 +17,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from raympl import models  # noqa: E402
 from raympl.api import Run  # noqa: E402
 from raympl.config import PLACEMENT_OPTIONS, ConfigError  # noqa: E402
+from raympl.runtime.driver import read_mask_shapes, read_masks  # noqa: E402
+from raympl.wire import bitmask  # noqa: E402
 
 NOT_THE_SETTING = PLACEMENT_OPTIONS | {"seed"}  # what does not decide which curve a run belongs to
 INPUT_SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -155,10 +158,6 @@ def agent_accuracy(groups: dict[str, list[Run]], out: Path) -> list[Path]:
 def first_layer_masks(groups: dict[str, list[Run]], out: Path) -> list[Path]:
     """Each agent's final mask of the first layer, one row per output filter (the paper's Figs. 8-9);
     for the first seed of every mask-learning setting."""
-    from raympl import models
-    from raympl.runtime.driver import read_mask_shapes, read_masks
-    from raympl.wire import bitmask
-
     paths = []
     for k, (name, runs) in enumerate(groups.items()):
         run = runs[0]

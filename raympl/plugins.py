@@ -1,15 +1,32 @@
 """Finding code from outside raympl by name: `package.module:attribute`, or an entry point of an installed
-package (groups raympl.algorithms, raympl.models, raympl.datasets; docs/extending.md)."""
+package (groups raympl.algorithms, raympl.models, raympl.datasets; docs/extending.md).
+
+An algorithm plug-in is a class that implements the protocol of algorithms/base.py (`--algorithm
+package.module:Class`, or a name under the group `raympl.algorithms`). It may declare, as class attributes:
+  options:  its own options and their defaults ({"pull": 0.5}); set with `--set pull=0.3` or in TOML,
+            read as config.algorithm_options["pull"];
+  uses:     which of raympl's algorithm-specific options it reads (e.g. "retention", "local_steps");
+            the others are refused as doing nothing. Default: the graph's options when it communicates;
+  defaults: raympl options it wants other defaults for ({"lr": 0.01, "weight_init": "torch_default"});
+  check_options(options): a static method that raises ConfigError for bad values of its options.
+This module only reads those declarations (config.py checks options with them); algorithms.get() runs it.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
 from importlib import metadata
 from typing import Any
 
-from raympl.config import ConfigError
+from raympl.errors import ConfigError
+
+ALGORITHM_GROUP = "raympl.algorithms"
+ALGORITHM_PROTOCOL = ("communicates", "server", "init_state", "local", "decode", "merge", "eval_params",
+                      "personal_mask", "stats")
+GRAPH_OPTIONS = ("topology", "p", "degree", "link_drop", "comm_model")
 
 
 def first_line(error: Exception) -> str:
@@ -41,3 +58,28 @@ def load_named(what: str, name: str, group: str) -> Any:
         raise ConfigError(f"invalid {what} {name!r}: not built in, not module:attribute, and no installed "
                           f"package registers it under the entry-point group {group}")
     return next(iter(entries)).load()
+
+
+@functools.cache
+def algorithm_class(name: str) -> type:
+    """The plug-in class named `module:Class` or by an installed entry point; ConfigError if none."""
+    cls = load_named("algorithm", name, ALGORITHM_GROUP)
+    missing = [m for m in ALGORITHM_PROTOCOL if not hasattr(cls, m)]
+    if missing:
+        raise ConfigError(f"invalid algorithm {name!r}: {cls.__name__} lacks {', '.join(missing)} of the "
+                          "algorithm protocol (raympl/algorithms/base.py)")
+    return cls
+
+
+def algorithm_options(name: str) -> dict[str, Any]:
+    return dict(getattr(algorithm_class(name), "options", {}))
+
+
+def algorithm_uses(name: str) -> tuple[str, ...]:
+    cls = algorithm_class(name)
+    default = GRAPH_OPTIONS if cls.communicates and not cls.server else ()
+    return tuple(getattr(cls, "uses", default))
+
+
+def algorithm_defaults(name: str) -> dict[str, Any]:
+    return dict(getattr(algorithm_class(name), "defaults", {}))

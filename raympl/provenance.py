@@ -8,6 +8,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import torch
+
 PACKAGES = ("raympl", "torch", "ray", "numpy", "pyarrow", "pandas", "matplotlib", "networkx", "constriction")
 
 
@@ -35,11 +37,6 @@ def revision() -> str:
 def machine() -> str:
     """This machine in one line: OS, CPU count, and the CUDA device if torch sees one."""
     text = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            text += f", {torch.cuda.get_device_name(0)}"
-    except ImportError:
-        pass
+    if torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name(0)}"
     return text

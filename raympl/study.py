@@ -63,7 +63,7 @@ def scaling(base: RunConfig, agent_counts: list[int], topologies: list[str], out
 
 
 def plot_scaling(rows: list[dict], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # slow to import; only the figure needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -15,7 +15,7 @@ import numpy as np
 
 class TensorBoardLog:
     def __init__(self, log_dir: str | Path, resume_round: int | None = None):
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # optional: pip install 'raympl[tensorboard]'
 
         self.writer = SummaryWriter(str(log_dir), purge_step=resume_round + 1 if resume_round else None)
         self.total_bits = 0

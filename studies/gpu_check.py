@@ -68,8 +68,8 @@ def run_cuda_tests(out: Path) -> dict:
 def benchmark(out: Path, rounds: int) -> list[dict]:
     import pyarrow.parquet as pq
 
-    from raympl.config import resolve
     from raympl.data.datasets import write_fashion_mnist
+    from raympl.options import resolve
     from raympl.runtime.driver import simulate
 
     data, rng = out / "data", np.random.default_rng(0)

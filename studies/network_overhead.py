@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from raympl.config import resolve
+from raympl.options import resolve
 from raympl.runtime.driver import simulate
 
 BASE = {"model": "small-cnn", "topology": "er", "degree": 8, "classes_per_agent": 4, "retention": "0.3",

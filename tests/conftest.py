@@ -12,9 +12,10 @@ import torch.nn.functional as F
 
 from raympl import models
 from raympl.algorithms.mce_pl import MCEPL
-from raympl.config import RunConfig, resolve_shared
+from raympl.config import RunConfig
 from raympl.data.datasets import write_fashion_mnist
 from raympl.models import Layer, MaskedNet
+from raympl.options import resolve_shared
 from raympl.runtime import host
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

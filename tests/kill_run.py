@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from raympl.config import resolve
+from raympl.options import resolve
 from raympl.runtime import host
 from raympl.runtime.driver import simulate
 

@@ -15,7 +15,7 @@ import sys
 import ray
 from ray.cluster_utils import Cluster
 
-from raympl.config import resolve
+from raympl.options import resolve
 from raympl.runtime import executors
 from raympl.runtime.driver import simulate
 

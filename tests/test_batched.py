@@ -13,7 +13,8 @@ import pytest
 import torch
 from conftest import configure
 
-from raympl.config import ConfigError, resolve
+from raympl.config import ConfigError
+from raympl.options import resolve
 from raympl.runtime.driver import read_masks, simulate
 
 

@@ -8,8 +8,9 @@ import torch
 from typer.testing import CliRunner
 
 from raympl import models
-from raympl.bench import BENCH_COLUMNS, bench, model_convs, step_flops
+from raympl.bench import BENCH_COLUMNS, bench, model_convs
 from raympl.cli.main import app
+from raympl.models.flops import step_flops
 
 
 def test_the_models_convolutions_are_captured_as_called():

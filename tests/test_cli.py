@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from raympl.cli.main import app
-from raympl.config import resolve
+from raympl.options import resolve
 
 runner = CliRunner()
 

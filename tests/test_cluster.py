@@ -114,7 +114,7 @@ def commands(text: str) -> list[str]:
 
 
 def placement_of(command: str):
-    from raympl.config import resolve
+    from raympl.options import resolve
     from raympl.runtime.placement import plan
 
     words = command.split("#")[0].split()

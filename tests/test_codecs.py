@@ -7,7 +7,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from raympl.config import ConfigError, resolve
+from raympl.config import ConfigError
+from raympl.options import resolve
 from raympl.runtime.driver import read_masks, simulate
 
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raympl.config import PAPER_HETERO_RETENTION, ConfigError, RunConfig, resolve
+from raympl.config import PAPER_HETERO_RETENTION, ConfigError, RunConfig
+from raympl.options import resolve
 
 
 def test_precedence_preset_then_file_then_flags(tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from raympl.data import datasets, partition
+from raympl.data import load as load_data
 from raympl.data.datasets import DataError
 
 
@@ -34,12 +35,12 @@ def test_truncated_idx_file_is_a_clear_error(tmp_path, fashion_dir):
     bad = tmp_path / "train-images-idx3-ubyte.gz"
     bad.write_bytes(gzip.compress(raw[:-100]))
     with pytest.raises(DataError, match="truncated"):
-        datasets._read_idx(bad)
+        datasets.read_idx(bad)
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no such folder"):
-        datasets.load("cifar10", str(tmp_path / "nope"))
+        load_data("cifar10", str(tmp_path / "nope"))
 
 
 def test_label_skew_follows_the_paper():

@@ -15,9 +15,10 @@ from scipy.io import savemat
 from typer.testing import CliRunner
 
 from raympl.cli.main import app
-from raympl.config import resolve
-from raympl.data import datasets, partition
+from raympl.data import load as load_data
+from raympl.data import partition
 from raympl.data.datasets import DataError, write_idx
+from raympl.options import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,13 +39,13 @@ def test_mnist_and_emnist_idx_files(tmp_path):
         emnist_stem = stem.replace("t10k", "test").replace("-ubyte", "")
         (tmp_path / "gzip").mkdir(exist_ok=True)
         write_idx(tmp_path / "gzip" / f"emnist-letters-{emnist_stem}-ubyte.gz", letters)
-    mnist = datasets.load("mnist", str(tmp_path))
+    mnist = load_data("mnist", str(tmp_path))
     assert mnist.train_x.shape == (5, 1, 28, 28) and mnist.test_y.tolist() == [0, 1] and mnist.num_classes == 10
-    emnist = datasets.load("emnist-letters", str(tmp_path))
+    emnist = load_data("emnist-letters", str(tmp_path))
     assert emnist.train_x[0, 0, 0, 27] == 255 and emnist.train_y.tolist() == [0, 1, 2, 3, 4]
     assert emnist.num_classes == 26
     with pytest.raises(DataError, match="no EMNIST balanced in it"):
-        datasets.load("emnist-balanced", str(tmp_path))
+        load_data("emnist-balanced", str(tmp_path))
 
 
 def test_cifar100_pickles(tmp_path):
@@ -54,7 +55,7 @@ def test_cifar100_pickles(tmp_path):
         with open(folder / name, "wb") as fh:
             pickle.dump({b"data": np.full((n, 3072), 7, np.uint8), b"fine_labels": labelled(n, 100).tolist(),
                          b"coarse_labels": labelled(n, 20).tolist()}, fh)
-    data = datasets.load("cifar100", str(tmp_path))
+    data = load_data("cifar100", str(tmp_path))
     assert data.train_x.shape == (30, 3, 32, 32) and data.num_classes == 100 and data.test_y.max() < 100
 
 
@@ -63,7 +64,7 @@ def test_svhn_mat_files(tmp_path):
         x = np.zeros((32, 32, 3, n), np.uint8)
         x[0, 1, 2, :] = 200  # row 0, column 1, channel 2
         savemat(tmp_path / name, {"X": x, "y": (np.arange(n) % 10 + 1).reshape(-1, 1)})
-    data = datasets.load("svhn", str(tmp_path))
+    data = load_data("svhn", str(tmp_path))
     assert data.train_x.shape == (12, 3, 32, 32) and data.train_x[0, 2, 0, 1] == 200
     assert data.train_y.tolist()[:10] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]  # label 10 is the digit 0
 
@@ -87,7 +88,7 @@ def write_parquet(folder: Path, n_train: int = 60, owners: int | None = 12, *, s
 
 def test_parquet_images_with_owners(tmp_path):
     folder = write_parquet(tmp_path / "pq")
-    data = datasets.load(f"parquet:{folder}")
+    data = load_data(f"parquet:{folder}")
     assert data.train_x.shape == (60, 1, 8, 8) and data.train_x.dtype == np.uint8 and data.num_classes == 5
     assert data.train_owner.max() == 11 and data.test_owner is not None
     raw = pq.read_table(folder / "train.parquet").column("x").to_pylist()[0]
@@ -97,8 +98,8 @@ def test_parquet_images_with_owners(tmp_path):
 def test_parquet_without_shape_needs_the_option(tmp_path):
     folder = write_parquet(tmp_path / "pq", shape=None)
     with pytest.raises(DataError, match="uint8 pixels in .* need an image shape"):
-        datasets.load(f"parquet:{folder}")
-    assert datasets.load(f"parquet:{folder}", image_shape="1,8,8").input_shape == (1, 8, 8)
+        load_data(f"parquet:{folder}")
+    assert load_data(f"parquet:{folder}", image_shape="1,8,8").input_shape == (1, 8, 8)
 
 
 def test_parquet_feature_vectors(tmp_path):
@@ -106,7 +107,7 @@ def test_parquet_feature_vectors(tmp_path):
         table = pa.table({"x": [[0.5, 1.5, -2.0]] * 10, "label": [0, 1] * 5})
         (tmp_path / "f").mkdir(exist_ok=True)
         pq.write_table(table, tmp_path / "f" / f"{name}.parquet")
-    data = datasets.load(f"parquet:{tmp_path / 'f'}")
+    data = load_data(f"parquet:{tmp_path / 'f'}")
     assert data.train_x.dtype == np.float32 and data.input_shape == (3,) and data.num_classes == 2
 
 
@@ -151,7 +152,7 @@ def test_parquet_missing_column_and_bad_labels(tmp_path):
     folder = write_parquet(tmp_path / "pq")
     pq.write_table(pq.read_table(folder / "test.parquet").drop(["label"]), folder / "test.parquet")
     with pytest.raises(DataError, match="test.parquet' has no column label"):
-        datasets.load(f"parquet:{folder}")
+        load_data(f"parquet:{folder}")
     bad = tmp_path / "bad.py"
     bad.write_text("import numpy as np\ndef load(d):\n    x = np.zeros((4, 5, 5), np.uint8)\n"
                    "    return x, np.array([0, 1, 2, -1]), x, np.array([0, 1, 2, 3])\n")
@@ -160,7 +161,7 @@ def test_parquet_missing_column_and_bad_labels(tmp_path):
     sys.path.insert(0, str(tmp_path))
     try:
         with pytest.raises(DataError, match=r"label -1 out of range \[0, 4\)"):
-            datasets.load("bad:load")
+            load_data("bad:load")
     finally:
         sys.path.remove(str(tmp_path))
 
@@ -174,5 +175,5 @@ def test_loader_entry_point(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.chdir(ROOT)
     config = resolve({"dataset": "writers", "model": "writers-net", "partition": "natural", "agents": 4})
-    data = datasets.load(config.dataset)
+    data = load_data(config.dataset)
     assert data.input_shape == (1, 16, 16) and data.train_owner is not None

@@ -9,7 +9,7 @@ from conftest import OneBatch, OneLayer
 from raympl.algorithms.base import AgentContext
 from raympl.algorithms.ind_mask import IndMask
 from raympl.algorithms.mce_pl import MCEPL
-from raympl.config import resolve
+from raympl.options import resolve
 from raympl.wire import bitmask
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from raympl.config import resolve
+from raympl.options import resolve
 from raympl.runtime import checkpoint
 from raympl.runtime.driver import read_masks, simulate
 

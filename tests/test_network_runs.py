@@ -16,7 +16,8 @@ from test_reliability import kill_and_resume
 from typer.testing import CliRunner
 
 from raympl.cli.main import app
-from raympl.config import ALGORITHMS, GRAPH_METHODS, ConfigError, resolve_shared
+from raympl.config import ALGORITHMS, GRAPH_METHODS, ConfigError
+from raympl.options import resolve_shared
 from raympl.runtime.driver import read_masks, simulate
 
 # a slow link for a third of the agents: dense models (3.4 Mbit) miss a 1.5 s deadline there, masks do not

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
-from raympl.config import resolve
+from raympl.options import resolve
 from raympl.runtime.driver import read_masks, simulate
 
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from raympl.api import Run
 from raympl.cli.main import app
-from raympl.config import resolve
+from raympl.options import resolve
 from raympl.plots import group_runs
 from raympl.runtime.driver import simulate
 

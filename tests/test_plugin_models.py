@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from raympl import models
 from raympl.cli.main import app
-from raympl.config import ALGORITHMS, ConfigError, resolve
+from raympl.config import ALGORITHMS, ConfigError
+from raympl.options import resolve
 from raympl.runtime.driver import simulate
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from raympl.cli.main import app
-from raympl.config import ConfigError, resolve
+from raympl.config import ConfigError
+from raympl.options import resolve
 from raympl.runtime.driver import simulate
 
 ROOT = Path(__file__).resolve().parents[1]

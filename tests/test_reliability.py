@@ -14,10 +14,10 @@ from conftest import configure
 from typer.testing import CliRunner
 
 from raympl.cli.main import app
-from raympl.config import resolve
+from raympl.network.links import Links, link_dropped
+from raympl.options import resolve
 from raympl.runtime import checkpoint
 from raympl.runtime.driver import read_masks, simulate
-from raympl.runtime.links import Links, link_dropped
 
 ROOT = Path(__file__).resolve().parent.parent
 

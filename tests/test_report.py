@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from raympl.cli.main import app
-from raympl.config import resolve
+from raympl.options import resolve
 from raympl.runtime.driver import simulate
 
 TAB_BLUE = np.array([0x1F, 0x77, 0xB4]) / 255  # matplotlib's first line colour

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import configure
 
-from raympl.config import ConfigError, resolve
+from raympl.config import ConfigError
+from raympl.options import resolve
 from raympl.runtime.driver import read_masks, simulate
 from raympl.runtime.placement import Resources, plan
 

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from raympl.config import ConfigError, resolve
+from raympl.config import ConfigError
+from raympl.options import resolve
 from raympl.runtime.driver import simulate
 
 

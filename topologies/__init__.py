@@ -13,14 +13,12 @@ from pathlib import Path
 
 import networkx as nx
 
+from raympl.errors import TopologyError
+from raympl.metrics import atomic_write_bytes
 from raympl.textfiles import read_text
 
 PAPER20 = Path(__file__).with_name("paper20.edgelist")
 MAX_RESAMPLES = 1000
-
-
-class TopologyError(ValueError):
-    """A graph that cannot be used; the message is one line."""
 
 
 def ring(n: int) -> nx.Graph:
@@ -101,8 +99,6 @@ def neighbours(graph: nx.Graph) -> list[list[int]]:
 
 
 def write_edgelist(graph: nx.Graph, path: str | Path) -> None:
-    from raympl.metrics import atomic_write_bytes
-
     atomic_write_bytes(Path(path), "".join(f"{line}\n" for line in nx.generate_edgelist(graph, data=False)).encode())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from raympl import plugins
 from raympl.algorithms.avr_weipru import AvrWeiPru
 from raympl.algorithms.base import Algorithm
 from raympl.algorithms.deprl import DePRL
@@ -24,6 +25,4 @@ def get(name: str) -> type[Algorithm]:
     """A built-in algorithm, or a plug-in (`module:Class` or an entry point; plugins.py)."""
     if name in REGISTRY:
         return REGISTRY[name]
-    from raympl.algorithms import plugins
-
-    return plugins.load(name)
+    return plugins.algorithm_class(name)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from raympl.errors import DataError
+
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -26,10 +28,6 @@ FASHION_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 CIFAR_FOLDER = "cifar-10-batches-py"
-
-
-class DataError(RuntimeError):
-    """Data that cannot be found or read; the message says how to get it."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class Dataset:
         return tuple(self.train_x.shape[1:])
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
@@ -65,21 +63,21 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def _find_idx(folder: Path, stem: str) -> Path | None:
+def find_idx(folder: Path, stem: str) -> Path | None:
     for candidate in (folder / f"{stem}.gz", folder / stem, folder / "FashionMNIST" / "raw" / stem):
         if candidate.is_file():
             return candidate
     return None
 
 
-def _user_folder(data_dir: str | None) -> str | None:
+def user_folder(data_dir: str | None) -> str | None:
     """The folder the user named (--data-dir, else $RAYMPL_DATA); when set, data must be there."""
     return data_dir or os.environ.get("RAYMPL_DATA") or None
 
 
 def _fashion_folder(base: Path) -> Path | None:
     for sub in (base, base / "fashion-mnist"):
-        if all(_find_idx(sub, stem) for stem in FASHION_FILES.values()):
+        if all(find_idx(sub, stem) for stem in FASHION_FILES.values()):
             return sub
     return None
 
@@ -87,7 +85,7 @@ def _fashion_folder(base: Path) -> Path | None:
 def load_fashion_mnist(data_dir: str | None = None) -> Dataset:
     """From --data-dir, else $RAYMPL_DATA (nothing else is tried when either is set), else the Debian
     package path, else torchvision's download."""
-    named = _user_folder(data_dir)
+    named = user_folder(data_dir)
     if named:
         folder = _fashion_folder(Path(named))
         if folder is None:
@@ -95,7 +93,7 @@ def load_fashion_mnist(data_dir: str | None = None) -> Dataset:
             raise DataError(f"invalid data-dir {named!r}: no Fashion-MNIST in it (needs {files})")
     else:
         folder = _fashion_folder(DEBIAN_FASHION_MNIST) or _download("fashion-mnist")
-    arrays = {key: _read_idx(_find_idx(folder, stem)) for key, stem in FASHION_FILES.items()}
+    arrays = {key: read_idx(find_idx(folder, stem)) for key, stem in FASHION_FILES.items()}
     return Dataset(
         "fashion-mnist",
         arrays["train_images"][:, None, :, :],
@@ -118,7 +116,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_cifar10(data_dir: str | None = None) -> Dataset:
     """From `cifar-10-batches-py/` under --data-dir or $RAYMPL_DATA, else torchvision's download."""
-    named = _user_folder(data_dir)
+    named = user_folder(data_dir)
     if named:
         found = [sub for sub in (Path(named) / CIFAR_FOLDER, Path(named)) if (sub / "test_batch").is_file()]
         if not found:
@@ -148,7 +146,7 @@ def _download(name: str) -> Path:
     }[name]
     root = Path.home() / ".cache" / "raympl"
     try:
-        import torchvision.datasets as tvd
+        import torchvision.datasets as tvd  # slow to import; only a download needs it
 
         if name == "fashion-mnist":
             tvd.FashionMNIST(str(root), train=True, download=True)
@@ -158,29 +156,6 @@ def _download(name: str) -> Path:
         return root
     except Exception:  # any failure of the download means the same thing to the user
         raise DataError(f"invalid dataset {name!r}: data not found and download failed; {hint}") from None
-
-
-LOADERS = {"fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
-
-_CACHE: dict[tuple[str, str | None, str | None], Dataset] = {}
-
-
-def load(name: str, data_dir: str | None = None, image_shape: str | None = None) -> Dataset:
-    """Load once per process (the cache makes every later call free)."""
-    from raympl.data import sources, standard
-
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise DataError(f"invalid data-dir {data_dir!r}: no such folder")
-    folder = _user_folder(data_dir)
-    key = (name, folder, image_shape)  # $RAYMPL_DATA may change between calls (a notebook, tests)
-    if key not in _CACHE:
-        if name in LOADERS:
-            _CACHE[key] = LOADERS[name](data_dir)
-        elif name in standard.READERS or name.startswith("emnist-"):
-            _CACHE[key] = standard.load(name, folder)
-        else:
-            _CACHE[key] = sources.load(name, folder, image_shape)
-    return _CACHE[key]
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from raympl.data.datasets import DataError
+from raympl.errors import DataError
+from raympl.metrics import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,6 @@ class Partition:
     classes: list[list[int]]  # per agent: the classes it holds
 
     def to_json(self, path: str | Path) -> None:
-        from raympl.metrics import atomic_write_bytes
-
         atomic_write_bytes(Path(path), json.dumps({
             "classes": self.classes,
             "train": [a.tolist() for a in self.train],

@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raympl.config import ConfigError, parse_image_shape
-from raympl.data.datasets import DataError, Dataset
+from raympl.data.datasets import Dataset
+from raympl.errors import DataError
 from raympl.plugins import first_line, load_named
 
 GROUP = "raympl.datasets"

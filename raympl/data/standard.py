@@ -18,9 +18,11 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from scipy.io import loadmat
 
 from raympl.config import EMNIST_CLASSES
-from raympl.data.datasets import DataError, Dataset, _find_idx, _read_idx
+from raympl.data.datasets import Dataset, find_idx, read_idx
+from raympl.errors import DataError
 
 MNIST_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte")
@@ -28,9 +30,9 @@ MNIST_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-image
 
 def _idx_set(folder: Path, subfolders: tuple[str, ...], stems: tuple[str, ...], name: str) -> list[np.ndarray]:
     for sub in (folder, *(folder / s for s in subfolders)):
-        paths = [_find_idx(sub, stem) for stem in stems]
+        paths = [find_idx(sub, stem) for stem in stems]
         if all(paths):
-            return [_read_idx(path) for path in paths]
+            return [read_idx(path) for path in paths]
     needed = ", ".join(f"{stem}[.gz]" for stem in stems)
     raise DataError(f"invalid data-dir {str(folder)!r}: no {name} in it (needs {needed})")
 
@@ -71,8 +73,6 @@ def cifar100(folder: Path) -> Dataset:
 
 
 def _svhn_part(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.io import loadmat
-
     try:
         mat = loadmat(path)
         images = np.ascontiguousarray(np.asarray(mat["X"], dtype=np.uint8).transpose(3, 2, 0, 1))  # HWCN -> NCHW

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from raympl.config import ConfigError
-from raympl.models import Layer, init_fixed
+from raympl.errors import ConfigError
+from raympl.models.functional import Layer, init_fixed
 from raympl.plugins import first_line
 
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -43,21 +43,27 @@ def parameter_kinds(module: nn.Module) -> dict[str, str]:
     return kinds
 
 
-def select_maskable(module: nn.Module, selector: str) -> list[str]:
-    """Names of the maskable parameters, in the module's parameter order (docs/models.md, "--maskable")."""
-    kinds = parameter_kinds(module)
-    names = [name for name, _ in module.named_parameters()]
+def check_selector(selector: str) -> re.Pattern | None:
+    """The pattern of a re:REGEX selector (None for the named ones); ConfigError for anything else."""
     if selector.startswith("re:"):
         try:
-            pattern = re.compile(selector[3:])
+            return re.compile(selector[3:])
         except re.error as error:
             raise ConfigError(f"invalid maskable {selector!r}: {error}") from None
-        chosen = [n for n in names if pattern.fullmatch(n)]
-    elif selector in SELECTORS:
-        wanted = selector.split("+")
-        chosen = [n for n in names if kinds.get(n) in wanted]
-    else:
+    if selector not in SELECTORS:
         raise ConfigError(f"invalid maskable {selector!r}: choose {', '.join(SELECTORS)} or re:REGEX")
+    return None
+
+
+def select_maskable(module: nn.Module, selector: str) -> list[str]:
+    """Names of the maskable parameters, in the module's parameter order (docs/models.md, "--maskable")."""
+    pattern = check_selector(selector)
+    names = [name for name, _ in module.named_parameters()]
+    if pattern is not None:
+        chosen = [n for n in names if pattern.fullmatch(n)]
+    else:
+        kinds, wanted = parameter_kinds(module), selector.split("+")
+        chosen = [n for n in names if kinds.get(n) in wanted]
     if not chosen:
         raise ConfigError(f"invalid maskable {selector!r}: selects no parameter of this model")
     return chosen

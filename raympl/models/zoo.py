@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raympl.config import ConfigError
+from raympl.errors import ConfigError
 
 
 class BasicBlock(nn.Module):
@@ -123,7 +123,7 @@ AUXILIARY_OUTPUTS = {"googlenet", "inception_v3"}
 
 
 def torchvision_model(name: str) -> Callable[[tuple[int, ...], int], nn.Module]:
-    import torchvision.models as tvm
+    import torchvision.models as tvm  # slow to import; only torchvision:NAME models need it
 
     if name not in tvm.list_models(module=tvm):
         raise ConfigError(f"invalid model 'torchvision:{name}': not a torchvision classification model "

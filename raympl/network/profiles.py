@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raympl.config import ConfigError
+from raympl.errors import ProfileError
 from raympl.textfiles import is_count, read_text
 
 PROFILE_SEED = 41
@@ -37,10 +37,6 @@ CLASSES = {
     "latency": {"phone": 0.05, "laptop": 0.02, "server": 0.002},
 }
 UNITS = {"device-speed": "GFLOP/s", "bandwidth": "Mbit/s", "latency": "s"}
-
-
-class ProfileError(ConfigError):
-    """A bad SPEC, profile file or trace; the message is one line naming it."""
 
 
 def values(quantity: str, spec: str | float, agents: int, seed: int) -> np.ndarray:

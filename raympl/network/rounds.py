@@ -21,11 +21,13 @@ import networkx as nx
 import numpy as np
 import torch
 
-from raympl import topologies
+from raympl import algorithms, topologies
+from raympl.algorithms.base import local_steps
 from raympl.config import RunConfig
+from raympl.models.flops import step_flops
 from raympl.network import clock, profiles
 from raympl.network.availability import Availability
-from raympl.runtime.links import INITIAL, Sent, link_dropped
+from raympl.network.links import INITIAL, Sent, link_dropped
 from raympl.topologies.schedule import Schedule
 
 
@@ -53,10 +55,6 @@ class Delivery:
 
 def build(config: RunConfig, graph: nx.Graph, model, train: dict[int, np.ndarray]) -> Network:
     """The run's network, with each agent's counted FLOPs per round (docs/network.md, "The clock")."""
-    from raympl import algorithms
-    from raympl.algorithms.base import local_steps
-    from raympl.bench import step_flops
-
     per_batch: dict[int, int] = {}
     local = np.zeros(config.agents)
     for agent in range(config.agents):

@@ -19,14 +19,11 @@ from typing import Any
 
 import torch
 
+from raympl.errors import CheckpointError
 from raympl.metrics import atomic_write_bytes
 
 MAGIC = b"RAYMPL-CKPT-1\n"
 FILENAME = "checkpoint.bin"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, damaged or from another run; the message is one line."""
 
 
 @dataclass

@@ -20,18 +20,21 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pyarrow.parquet as pq
+import ray
+from ray.autoscaler.sdk import request_resources
 
-from raympl import algorithms, models, provenance, topologies
+from raympl import algorithms, data, models, provenance, topologies
 from raympl.config import ConfigError, RunConfig, identity_differences, load_toml, run_identity
-from raympl.data import datasets
 from raympl.data import partition as partitioning
+from raympl.data.datasets import Dataset
+from raympl.errors import DataError, HostStartError, NoCapacity, Stopped
 from raympl.metrics import OutputError, Recorder, atomic_write_bytes, read_rows, time_to_accuracy, write_table
 from raympl.network import rounds as network_rounds
+from raympl.network.links import Sent, link_dropped
 from raympl.runtime import checkpoint, gpu_memory
 from raympl.runtime.checkpoint import CheckpointError
-from raympl.runtime.executors import HostLost, InProcessExecutor, RayExecutor
+from raympl.runtime.executors import HostLost, InProcessExecutor, RayExecutor, error_line
 from raympl.runtime.host import SERVER, AgentData
-from raympl.runtime.links import Sent, link_dropped
 from raympl.runtime.placement import (
     Placement,
     Resources,
@@ -41,7 +44,7 @@ from raympl.runtime.placement import (
     plan,
     ray_resources,
 )
-from raympl.runtime.stopping import Stopped, StopRequests
+from raympl.runtime.stopping import StopRequests
 from raympl.tensorboard import TensorBoardLog
 
 ProgressFn = Callable[[int, float | None], None]
@@ -49,7 +52,7 @@ ProgressFn = Callable[[int, float | None], None]
 
 @dataclass
 class Prepared:
-    dataset: datasets.Dataset
+    dataset: Dataset
     graph: nx.Graph
     partition: partitioning.Partition
     model: models.MaskedNet  # the run's network on the driver (shapes, FLOPs, maskable weights), built once
@@ -60,7 +63,7 @@ def default_out_dir() -> Path:
 
 
 def prepare(config: RunConfig) -> Prepared:
-    dataset = datasets.load(config.dataset, config.data_dir, config.image_shape)
+    dataset = data.load(config.dataset, config.data_dir, config.image_shape)
     model = check_model_fits(config, dataset)
     graph = topologies.build(config.topology, config.agents, config.edge_probability, config.seed, config.degree)
     parts = partitioning.make(config.partition, dataset.train_y, dataset.test_y, agents=config.agents,
@@ -72,7 +75,7 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(dataset, graph, parts, model)
 
 
-def check_every_agent_has_data(config: RunConfig, dataset: datasets.Dataset, parts: partitioning.Partition) -> None:
+def check_every_agent_has_data(config: RunConfig, dataset: Dataset, parts: partitioning.Partition) -> None:
     """An agent without training or test samples can neither train nor be evaluated: refused before anything
     is written, naming the agent and what its data set lacks."""
     for part, indices, labels in (("training", parts.train, dataset.train_y), ("test", parts.test, dataset.test_y)):
@@ -82,12 +85,12 @@ def check_every_agent_has_data(config: RunConfig, dataset: datasets.Dataset, par
         absent = dataset.num_classes - len(np.unique(labels))
         why = (f"; {absent} of the data set's {dataset.num_classes} classes have no {part} samples"
                if absent else "")
-        raise datasets.DataError(f"invalid dataset {config.dataset!r}: agent {empty[0]} ({len(empty)} of "
+        raise DataError(f"invalid dataset {config.dataset!r}: agent {empty[0]} ({len(empty)} of "
                                  f"{config.agents}) gets no {part} samples from the {config.partition} partition "
                                  f"of {len(labels)} samples{why}; use fewer agents or another partition")
 
 
-def check_model_fits(config: RunConfig, dataset: datasets.Dataset) -> models.MaskedNet:
+def check_model_fits(config: RunConfig, dataset: Dataset) -> models.MaskedNet:
     """What only the loaded data can tell, before anything runs: classes per agent, and a model that takes
     these samples and gives one logit per class (models.for_run raises ConfigError otherwise)."""
     if config.partition == "label-skew" and config.classes_per_agent > dataset.num_classes:
@@ -149,8 +152,6 @@ def make_out_dir(out: Path) -> None:
 
 
 def connect_ray(address: str | None) -> None:
-    import ray
-
     if ray.is_initialized():
         return
     if address is None:
@@ -213,10 +214,6 @@ def measure_gpu_memory(config: RunConfig, prepared: Prepared, agents: list[Agent
     """Run gpu_memory.probe on one whole GPU: a Ray task on the cluster, or in this process."""
     if config.executor != "ray":
         return gpu_memory.probe(config, prepared.dataset, agents)
-    import ray
-
-    from raympl.runtime.executors import HostStartError, NoCapacity, error_line
-
     ref = ray.remote(num_gpus=1)(gpu_memory.probe).remote(config, prepared.dataset, agents)
     ready, _ = ray.wait([ref], timeout=config.placement_timeout)
     if not ready:
@@ -231,8 +228,6 @@ def measure_gpu_memory(config: RunConfig, prepared: Prepared, agents: list[Agent
 
 def request_nodes(placement: Placement | None, log: Callable[[str], None]) -> bool:
     """Ask the autoscaler for room for every host actor (None: withdraw the request)."""
-    from ray.autoscaler.sdk import request_resources
-
     if placement is None:
         request_resources(bundles=[])
         return False
@@ -245,8 +240,6 @@ def request_nodes(placement: Placement | None, log: Callable[[str], None]) -> bo
 
 def dry_run_placement(config: RunConfig) -> str:
     """The placement a run would get, without starting hosts or writing anything."""
-    import ray
-
     # no local cluster is started for a dry run: a fresh one would hold this machine's CPUs and GPUs
     fresh_local = config.executor == "ray" and config.address is None and not ray.is_initialized()
     resources = local_resources() if fresh_local else cluster_resources(config)

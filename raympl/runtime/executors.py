@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import ray
 
 from raympl.config import RunConfig
 from raympl.data.datasets import Dataset
+from raympl.errors import HostLost, HostStartError, NoCapacity
+from raympl.network.links import Sent
 from raympl.runtime.host import SERVER, AgentData, AgentHost
-from raympl.runtime.links import Sent
-from raympl.runtime.placement import Placement
+from raympl.runtime.placement import Placement, ray_resources
 from raympl.wire import batch as wire_batch
 
 
@@ -28,18 +30,6 @@ def _merge_dicts(parts: list[dict]) -> dict:
     for part in parts:
         out.update(part)
     return out
-
-
-class HostLost(RuntimeError):
-    """A host actor died (killed process, lost node); its agents must be restored and replayed."""
-
-
-class NoCapacity(RuntimeError):
-    """Host actors could not be placed in time: the cluster lacks the resources (one-line message)."""
-
-
-class HostStartError(RuntimeError):
-    """A host actor failed while starting (e.g. its GPU is unusable); the message is the host's own line."""
 
 
 def error_line(error: BaseException) -> str:
@@ -131,9 +121,6 @@ class RayExecutor:
 
     def __init__(self, config: RunConfig, dataset: Dataset, hosts: list[list[AgentData]],
                  routes: list[list[int]], placement: Placement):
-        import ray
-
-        self.ray = ray
         self.routes, self.hosts, self.placement = routes, hosts, placement
         self.timeout = config.placement_timeout
         dataset_ref = ray.put(dataset)  # once; every host on a node maps the same read-only copy
@@ -156,15 +143,13 @@ class RayExecutor:
         """Wait until the given hosts run; after --placement-timeout stop with one line saying which
         could not be placed and why. A host that fails while starting stops the run with its error."""
         pending_of = {self.actors[k].device_name.remote(): k for k in indices}
-        ready, pending = self.ray.wait(list(pending_of), num_returns=len(pending_of), timeout=self.timeout)
+        ready, pending = ray.wait(list(pending_of), num_returns=len(pending_of), timeout=self.timeout)
         try:
             self.get(ready)
         except HostLost as lost:
             self.shutdown()
             raise HostStartError(str(lost)) from None
         if pending:
-            from raympl.runtime.placement import ray_resources
-
             p, hosts = self.placement, len(self.actors)
             self.shutdown()
             raise NoCapacity(
@@ -175,9 +160,9 @@ class RayExecutor:
 
     def get(self, refs):
         """ray.get, re-raising a host's bad-input error (ValueError) as itself, not wrapped."""
-        errors = self.ray.exceptions
+        errors = ray.exceptions
         try:
-            return self.ray.get(refs)
+            return ray.get(refs)
         except errors.RayActorError as error:
             if error.actor_init_failed:
                 raise HostStartError(error_line(error)) from None
@@ -197,7 +182,7 @@ class RayExecutor:
 
     def aggregate(self, combine: Combine, weights: dict[int, float], senders: set[int] | None = None) -> int:
         batch = server_payload(self.get(self.payload_refs), combine, weights, senders)
-        self.payload_refs = [self.ray.put(batch)]
+        self.payload_refs = [ray.put(batch)]
         return download_size(batch)
 
     def merge(self, round_: int, plans: list | None = None, routes: list[list[int]] | None = None) -> float:
@@ -219,7 +204,7 @@ class RayExecutor:
         return _merge_dicts(self.get([a.snapshot.remote() for a in self.actors]))
 
     def restore(self, blobs: dict[int, bytes] | None) -> None:
-        blobs_ref = self.ray.put(blobs)
+        blobs_ref = ray.put(blobs)
         self.get([a.restore.remote(blobs_ref) for a in self.actors])
 
     def recover(self) -> int:
@@ -229,9 +214,9 @@ class RayExecutor:
         lost = []
         for k, actor in enumerate(self.actors):
             try:
-                self.ray.get(actor.device_name.remote(), timeout=60)
-            except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
-                self.ray.kill(actor)
+                ray.get(actor.device_name.remote(), timeout=60)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                ray.kill(actor)
                 self.actors[k] = self.new_actor(k)
                 lost.append(k)
         try:
@@ -248,5 +233,5 @@ class RayExecutor:
 
     def shutdown(self) -> None:
         for actor in self.actors:
-            self.ray.kill(actor)
+            ray.kill(actor)
         self.actors = []

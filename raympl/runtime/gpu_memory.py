@@ -18,8 +18,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 from raympl.algorithms.batched_masks import MAX_IMAGES
 from raympl.config import ConfigError
+from raympl.runtime.host import AgentHost
 
 MARGIN = 0.85  # share of a GPU's memory a layout may plan to use (fragmentation, cuDNN workspaces)
 GIB = 2**30
@@ -71,10 +74,6 @@ def check_layout(memory: HostMemory, agents_per_actor: int, gpus_per_actor: floa
 def probe(config, dataset, agents) -> HostMemory:
     """Measure a host on this process's GPU (run it where a whole GPU is free); `agents`: two agents' data
     (a run has at least two), the first alone and then both."""
-    import torch
-
-    from raympl.runtime.host import AgentHost
-
     device = torch.device("cuda")
     torch.cuda.synchronize(device)
     base = torch.cuda.memory_allocated(device)

@@ -20,8 +20,9 @@ from raympl.algorithms.base import AgentContext, agent_seed
 from raympl.algorithms.batched_masks import BatchedMasks
 from raympl.config import RunConfig
 from raympl.data.datasets import Dataset, normalize
+from raympl.errors import DeviceError
+from raympl.network.links import Links, Sent
 from raympl.runtime import allocator, checkpoint, state_store
-from raympl.runtime.links import Links, Sent
 from raympl.wire import batch, bitmask
 
 BATCH_SEED, EVAL_SEED = 11, 12
@@ -45,10 +46,6 @@ class AgentData:
 
     def context(self) -> AgentContext:
         return AgentContext(self.agent, self.neighbours, len(self.train), self.mixing)
-
-
-class DeviceError(ValueError):
-    """A host cannot compute where it was asked to (a GPU was asked for and CUDA is unusable)."""
 
 
 def pick_device(requested: str, given_gpu: bool) -> torch.device:

@@ -12,10 +12,13 @@ driver asks the autoscaler for the actors' bundles and waits up to --placement-t
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
+import ray
+import torch
 
 from raympl.config import ConfigError, RunConfig
 
@@ -169,17 +172,11 @@ def even_cpu_share(resources: Resources, actors: int, gpus_per_actor: float) -> 
 
 def local_resources() -> Resources:
     """What an in-process run may use: this machine's CPUs and GPUs, no Ray."""
-    import os
-
-    import torch
-
     cpus = float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     return Resources([(cpus, float(torch.cuda.device_count()) if torch.cuda.is_available() else 0.0)])
 
 
 def ray_resources(can_grow: bool = False) -> Resources:
     """The alive nodes of the connected Ray cluster; can_grow when it may run an autoscaler."""
-    import ray
-
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     return Resources([(r.get("CPU", 0.0), r.get("GPU", 0.0)) for r in nodes], can_grow)

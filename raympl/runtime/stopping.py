@@ -10,20 +10,9 @@ from __future__ import annotations
 
 import signal
 import threading
-from pathlib import Path
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Stopped(Exception):
-    """The run stopped on request after a complete round; its checkpoint continues it."""
-
-    def __init__(self, signum: int, round_: int, rounds: int, out: Path):
-        self.signum, self.round, self.out = signum, round_, out
-        self.exit_code = 128 + signum
-        super().__init__(f"stopped by {signal.Signals(signum).name} after round {round_} of {rounds}: outputs and "
-                         f"a checkpoint of round {round_} are in {out}; continue with: raympl simulate --resume {out}")
 
 
 class StopRequests:

@@ -19,6 +19,7 @@ Payload encodings, one module each:
 
 from __future__ import annotations
 
+from raympl.errors import PayloadError
 
-class PayloadError(ValueError):
-    """A payload that does not decode to what its receiver expects."""
+__all__ = ["PayloadError"]  # raised by the codecs below; imported from here by receivers
+

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-class DivergedError(ValueError):
-    """A vector with non-finite entries cannot be quantized (the model diverged)."""
+from raympl.errors import DivergedError
 
 
 def variance_factor(d: int, s: int) -> float:

@@ -1,0 +1,79 @@
+"""Every error raympl raises on purpose, in one leaf module that any package may import.
+
+Each carries a one-line message naming the bad value or file; the CLI prints it and exits 2
+(`USER_ERRORS`), the API raises it as it is. The modules that raise an error also re-export it, so
+`from raympl.config import ConfigError` (what plug-ins use) keeps working.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line that names it."""
+
+
+class ProfileError(ConfigError):
+    """A bad SPEC, profile file or trace; the message is one line naming it."""
+
+
+class TopologyError(ValueError):
+    """A graph that cannot be used; the message is one line."""
+
+
+class DataError(RuntimeError):
+    """Data that cannot be found or read; the message says how to get it."""
+
+
+class PayloadError(ValueError):
+    """A payload that does not decode to what its receiver expects."""
+
+
+class DivergedError(ValueError):
+    """A vector with non-finite entries cannot be quantized (the model diverged)."""
+
+
+class OutputError(RuntimeError):
+    """An output file could not be written (a full disk, no permission, an I/O error); the file as it was
+    before, if any, is untouched and no temporary file is left."""
+
+
+class DamagedFileError(ValueError):
+    """A run's own Parquet file that cannot be read back (truncated, overwritten); one line naming it."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged or from another run; the message is one line."""
+
+
+class DeviceError(ValueError):
+    """A host cannot compute where it was asked to (a GPU was asked for and CUDA is unusable)."""
+
+
+class HostLost(RuntimeError):
+    """A host actor died (killed process, lost node); its agents must be restored and replayed."""
+
+
+class NoCapacity(RuntimeError):
+    """Host actors could not be placed in time: the cluster lacks the resources (one-line message)."""
+
+
+class HostStartError(RuntimeError):
+    """A host actor failed while starting (e.g. its GPU is unusable); the message is the host's own line."""
+
+
+class Stopped(Exception):
+    """The run stopped on request after a complete round; its checkpoint continues it."""
+
+    def __init__(self, signum: int, round_: int, rounds: int, out: Path):
+        self.signum, self.round, self.out = signum, round_, out
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} after round {round_} of {rounds}: outputs and "
+                         f"a checkpoint of round {round_} are in {out}; continue with: raympl simulate --resume {out}")
+
+
+# bad input or an unusable machine: one line and exit code 2 on the command line (HostLost is recovered)
+USER_ERRORS = (ConfigError, TopologyError, DataError, PayloadError, DivergedError, CheckpointError, NoCapacity,
+               HostStartError, DeviceError, OutputError, DamagedFileError)
