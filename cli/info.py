@@ -37,7 +37,7 @@ def info(
         import ray
 
         from raympl.options import resolve
-        from raympl.runtime.driver import connect_ray
+        from raympl.runtime.launch import connect_ray
         from raympl.runtime.placement import plan, ray_resources
 
         run_config = resolve({"agents": agents, "agents_per_actor": agents_per_actor,

@@ -133,8 +133,9 @@ def simulate(
     overrides["gpus_per_agent"] = gpus_amount(gpus_per_agent)
     with one_line_errors():
         from raympl.options import resolve
-        from raympl.runtime.driver import check_out_dir, default_out_dir, dry_run_placement
         from raympl.runtime.driver import simulate as run_simulation
+        from raympl.runtime.launch import dry_run_placement
+        from raympl.runtime.run_dir import check_out_dir, default_out_dir
 
         run_config = resume_config(resume, overrides, config) if resume else resolve(overrides, config)
 

@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from raympl import comparison as comparing
 from raympl.config import ConfigError, load_toml
 from raympl.options import resolve
-from raympl.runtime.driver import check_out_dir, default_out_dir
 from raympl.runtime.driver import simulate as run_simulation
+from raympl.runtime.run_dir import check_out_dir, default_out_dir
 
 if TYPE_CHECKING:
     import pandas

@@ -39,6 +39,10 @@ class OutputError(RuntimeError):
     """An output file could not be written (a full disk, no permission, an I/O error); the file as it was
     before, if any, is untouched and no temporary file is left."""
 
+    def __init__(self, path: Path, reason: str, advice: str = ""):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"could not write {path} ({reason})" + (f"; {advice}" if advice else ""))
+
 
 class DamagedFileError(ValueError):
     """A run's own Parquet file that cannot be read back (truncated, overwritten); one line naming it."""

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from raympl import models  # noqa: E402
 from raympl.api import Run  # noqa: E402
 from raympl.config import PLACEMENT_OPTIONS, ConfigError  # noqa: E402
-from raympl.runtime.driver import read_mask_shapes, read_masks  # noqa: E402
+from raympl.runtime.run_dir import read_mask_shapes, read_masks  # noqa: E402
 from raympl.wire import bitmask  # noqa: E402
 
 NOT_THE_SETTING = PLACEMENT_OPTIONS | {"seed"}  # what does not decide which curve a run belongs to

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from raympl.api import Run  # noqa: E402
-from raympl.runtime.driver import read_masks  # noqa: E402
+from raympl.runtime.run_dir import read_masks  # noqa: E402
 
 CODEC_STYLE = {"raw": "-", "entropy": "--", "delta": ":"}
 

@@ -15,7 +15,8 @@ from conftest import configure
 
 from raympl.config import ConfigError
 from raympl.options import resolve
-from raympl.runtime.driver import read_masks, simulate
+from raympl.runtime.driver import simulate
+from raympl.runtime.run_dir import read_masks
 
 
 def mask_bits_differing(a: dict[int, bytes], b: dict[int, bytes]) -> float:

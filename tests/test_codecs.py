@@ -9,7 +9,8 @@ import pytest
 
 from raympl.config import ConfigError
 from raympl.options import resolve
-from raympl.runtime.driver import read_masks, simulate
+from raympl.runtime.driver import simulate
+from raympl.runtime.run_dir import read_masks
 
 
 def rows(run_dir: Path, name: str) -> list[dict]:

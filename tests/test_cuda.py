@@ -17,7 +17,8 @@ from test_batched import mask_bits_differing, run_both
 from test_reliability import kill_a_named_host, kill_and_resume, rows, same_results
 
 from raympl.config import ALGORITHMS
-from raympl.runtime.driver import read_masks, simulate
+from raympl.runtime.driver import simulate
+from raympl.runtime.run_dir import read_masks
 
 pytestmark = pytest.mark.cuda
 

@@ -33,7 +33,8 @@ from conftest import configure, learnable_images  # noqa: E402
 
 from raympl.config import ALGORITHMS  # noqa: E402
 from raympl.data.datasets import write_fashion_mnist  # noqa: E402
-from raympl.runtime.driver import read_masks, simulate  # noqa: E402
+from raympl.runtime.driver import simulate  # noqa: E402
+from raympl.runtime.run_dir import read_masks  # noqa: E402
 
 FINGERPRINTS = Path(__file__).parent / "data" / "defaults_fingerprint.json"
 METRIC_FIELDS = ("round", "agent", "accuracy", "loss", "density", "zero_filter_fraction", "bits_sent", "samples")

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from raympl.cli.main import app
-from raympl.runtime.driver import read_masks
+from raympl.runtime.run_dir import read_masks
 
 ARGS = ["--model", "small-cnn", "--agents", "6", "--topology", "ring", "--classes-per-agent", "3",
         "--batch-size", "16", "--eval-every", "2", "--eval-samples", "20", "--codec", "delta",

@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 from raympl.options import resolve
 from raympl.runtime import checkpoint
-from raympl.runtime.driver import read_masks, simulate
+from raympl.runtime.driver import simulate
+from raympl.runtime.run_dir import read_masks
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

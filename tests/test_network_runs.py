@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from raympl.cli.main import app
 from raympl.config import ALGORITHMS, GRAPH_METHODS, ConfigError
 from raympl.options import resolve_shared
-from raympl.runtime.driver import read_masks, simulate
+from raympl.runtime.driver import simulate
+from raympl.runtime.run_dir import read_masks
 
 # a slow link for a third of the agents: dense models (3.4 Mbit) miss a 1.5 s deadline there, masks do not
 SLOW_LINKS = {"bandwidth": "classes:1=0.34,100=0.66", "latency": "lognormal:0.01:0.5"}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 
 from raympl.options import resolve
-from raympl.runtime.driver import read_masks, simulate
+from raympl.runtime.driver import simulate
+from raympl.runtime.run_dir import read_masks
 
 
 def _run(overrides: dict, per_actor: int, out) -> tuple[list, dict]:

@@ -95,8 +95,8 @@ def test_every_algorithm_runs_with_a_plugin_model(algorithm, in_checkout, tmp_pa
 
 def hosted(overrides: dict, tmp_path: Path):
     """An in-process host of every agent of a small writers run, after one local phase."""
-    from raympl.runtime.driver import agent_data, prepare
     from raympl.runtime.host import AgentHost
+    from raympl.runtime.prepare import agent_data, prepare
 
     config = configure({**WRITERS, "agents": 4, "topology": "ring", "batch_size": 16, "executor": "inprocess",
                         "out": str(tmp_path / "h"), **overrides})

@@ -17,7 +17,8 @@ from raympl.cli.main import app
 from raympl.network.links import Links, link_dropped
 from raympl.options import resolve
 from raympl.runtime import checkpoint
-from raympl.runtime.driver import read_masks, simulate
+from raympl.runtime.driver import simulate
+from raympl.runtime.run_dir import read_masks
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,9 @@ from conftest import configure
 
 from raympl.config import ConfigError
 from raympl.options import resolve
-from raympl.runtime.driver import read_masks, simulate
+from raympl.runtime.driver import simulate
 from raympl.runtime.placement import Resources, plan
+from raympl.runtime.run_dir import read_masks
 
 
 @pytest.mark.parametrize("algorithm", ["mce-pl", "ind-mask"])

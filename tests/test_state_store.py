@@ -10,7 +10,8 @@ from conftest import configure
 from raympl.algorithms import REGISTRY
 from raympl.algorithms.mce_pl import MaskState
 from raympl.runtime import state_store
-from raympl.runtime.driver import read_masks, simulate
+from raympl.runtime.driver import simulate
+from raympl.runtime.run_dir import read_masks
 
 
 @pytest.mark.parametrize("algorithm", sorted(REGISTRY))

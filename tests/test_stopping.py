@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from raympl.cli.main import app
 from raympl.runtime import checkpoint
-from raympl.runtime.driver import read_masks, simulate
+from raympl.runtime.driver import simulate
+from raympl.runtime.run_dir import read_masks
 
 OVERRIDES = {"algorithm": "mce-pl", "codec": "delta", "rounds": 8, "eval_every": 1, "checkpoint_every": 3,
              "executor": "inprocess"}

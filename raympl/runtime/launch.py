@@ -1,0 +1,121 @@
+"""Where a run's hosts go: the Ray connection, the cluster's resources, the placement of host actors (with
+the measured GPU memory of --gpus-per-agent auto), the autoscaler request, and the dry run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import ray
+from ray.autoscaler.sdk import request_resources
+
+from raympl import algorithms
+from raympl.config import RunConfig
+from raympl.errors import HostStartError, NoCapacity
+from raympl.runtime import gpu_memory
+from raympl.runtime.executors import error_line
+from raympl.runtime.host import AgentData
+from raympl.runtime.placement import (
+    Placement,
+    Resources,
+    check_gpus_exist,
+    cross_host_share,
+    local_resources,
+    plan,
+    ray_resources,
+)
+from raympl.runtime.prepare import Prepared, agent_data, prepare
+
+
+def connect_ray(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    if address is None:
+        # A fresh local cluster owned by this process: no token needed between us and ourselves.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # "local", never None: ray.init(None) would join whatever /tmp/ray/ray_current_cluster names, and a
+    # stale entry left by an unclean `ray start` or test Cluster makes it wait minutes for a dead GCS.
+    ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+
+
+def host_layout(config: RunConfig, prepared: Prepared,
+                placement: Placement) -> tuple[list[list[AgentData]], list[list[int]]]:
+    """AgentData per host and, per host, the payloads it needs in phase 2: those of the hosts that
+    hold its agents' neighbours, or (server algorithms) the single server message."""
+    agents = agent_data(config, prepared)
+    hosts = [[agents[a] for a in group] for group in placement.groups]
+    if algorithms.get(config.algorithm).server:
+        return hosts, [[0] for _ in placement.groups]
+    host_of = {a: h for h, group in enumerate(placement.groups) for a in group}
+    routes = [sorted({host_of[j] for a in group for j in agents[a].neighbours}) for group in placement.groups]
+    return hosts, routes
+
+
+def cluster_resources(config: RunConfig) -> Resources:
+    """The Ray cluster's nodes (one raympl was pointed at may grow), or this machine for in-process runs."""
+    if config.executor != "ray":
+        return local_resources()
+    connect_ray(config.address)
+    return ray_resources(can_grow=config.address is not None)
+
+
+def place(config: RunConfig, prepared: Prepared, resources: Resources,
+          log: Callable[[str], None]) -> tuple[Placement, gpu_memory.HostMemory | None]:
+    """The placement, with GPU memory measured first when hosts compute on GPUs (auto packs by it)."""
+    if not config.wants_gpus:
+        return plan(config, resources, prepared.graph), None
+    agents = agent_data(config, prepared)
+    memory = measure_gpu_memory(config, prepared, [agents[0], agents[1]])
+    gpa = None
+    if config.gpus_per_agent == "auto":
+        per_gpu = gpu_memory.agents_per_gpu(memory, config.agents)
+        gpa = 1.0 / per_gpu  # not rounded: per_gpu agents must make exactly one GPU per host
+        log(f"gpus-per-agent auto: one host needs {memory.need(per_gpu) / 2**30:.2f} GiB for {per_gpu} agents "
+            f"(measured), so {per_gpu} agents share each GPU")
+    placement = plan(config, resources, prepared.graph, gpus_per_agent=gpa)
+    gpu_memory.check_layout(memory, placement.agents_per_actor, placement.gpus_per_actor)
+    return placement, memory
+
+
+def measure_gpu_memory(config: RunConfig, prepared: Prepared, agents: list[AgentData]) -> gpu_memory.HostMemory:
+    """Run gpu_memory.probe on one whole GPU: a Ray task on the cluster, or in this process."""
+    if config.executor != "ray":
+        return gpu_memory.probe(config, prepared.dataset, agents)
+    ref = ray.remote(num_gpus=1)(gpu_memory.probe).remote(config, prepared.dataset, agents)
+    ready, _ = ray.wait([ref], timeout=config.placement_timeout)
+    if not ready:
+        ray.cancel(ref, force=True)
+        raise NoCapacity(f"invalid placement: no whole GPU came free within {config.placement_timeout:g} s to "
+                         "measure a host's GPU memory; add a GPU node or raise --placement-timeout")
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:
+        raise HostStartError(error_line(error)) from None
+
+
+def request_nodes(placement: Placement | None, log: Callable[[str], None]) -> bool:
+    """Ask the autoscaler for room for every host actor (None: withdraw the request)."""
+    if placement is None:
+        request_resources(bundles=[])
+        return False
+    bundle = {k: v for k, v in (("CPU", placement.cpus_per_actor), ("GPU", placement.gpus_per_actor)) if v > 0}
+    request_resources(bundles=[bundle] * placement.actors)
+    log(f"the cluster cannot hold {placement.actors} host(s) of {bundle} now; asked the autoscaler for them, "
+        f"waiting up to --placement-timeout")
+    return True
+
+
+def dry_run_placement(config: RunConfig) -> str:
+    """The placement a run would get, without starting hosts or writing anything."""
+    # no local cluster is started for a dry run: a fresh one would hold this machine's CPUs and GPUs
+    fresh_local = config.executor == "ray" and config.address is None and not ray.is_initialized()
+    resources = local_resources() if fresh_local else cluster_resources(config)
+    check_gpus_exist(config, resources)
+    prepared = prepare(config)
+    if config.gpus_per_agent == "auto":
+        return (f"measured at start: as many agents per GPU as fit (cluster: {resources.describe()})")
+    placement = plan(config, resources, prepared.graph)
+    waits = "" if placement.fits_now else "; the cluster must grow first (autoscaler)"
+    return (f"{placement.describe()}; cross-host link share {cross_host_share(prepared.graph, placement.groups):.2f}"
+            f"; cluster {resources.describe()}{waits}")
