@@ -1,7 +1,7 @@
 """One validated run configuration, its presets, and TOML in/out.
 
-Precedence when resolving: preset defaults < config file < command-line flags.
-Every value that reaches the simulator has passed `RunConfig.validate`, so the
+Resolving (precedence, plug-in options, the packages' own checks) is in options.py.
+Every value that reaches the simulator has passed `RunConfig.validate` and those checks, so the
 rest of the code can trust it.
 """
 
@@ -106,6 +106,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 PLACEMENT_OPTIONS = frozenset({"out", "data_dir", "executor", "address", "agents_per_actor", "cpus_per_agent",
                                "gpus_per_agent", "device", "placement_timeout", "state_store", "engine",
                                "checkpoint_every", "tensorboard", "keep_final_checkpoint"})
+
+
+def _bad(name: str, value: Any, why: str) -> ConfigError:
+    return ConfigError(f"invalid {name} {value!r}: {why}")
 
 
 @dataclass
@@ -230,13 +234,20 @@ class RunConfig:
 
     # ---- validation -----------------------------------------------------
     def validate(self) -> RunConfig:
-        def bad(name: str, value: Any, why: str) -> ConfigError:
-            return ConfigError(f"invalid {name} {value!r}: {why}")
+        """Each value by itself and against the others; the packages check the rest (raympl/options.py)."""
+        self._check_choices()
+        self._check_graph_and_data()
+        self._check_lengths_and_placement()
+        self._check_learning_and_network()
+        self._check_baselines()
+        return self
 
+    def _check_choices(self) -> None:
+        """The algorithm (a plug-in's options), every option with a fixed set of values, --tensorboard."""
         if self.algorithm not in ALGORITHMS:
             check_plugin(self.algorithm, self.algorithm_options)
         elif self.algorithm_options:
-            raise bad("algorithm-options", self.algorithm_options, f"{self.algorithm} is built in and takes none")
+            raise _bad("algorithm-options", self.algorithm_options, f"{self.algorithm} is built in and takes none")
         if self.image_shape is not None:
             parse_image_shape(self.image_shape)
         choices = {"norm_stats": ("running", "batch"), "free_params": ("frozen", "personal"),
@@ -248,102 +259,113 @@ class RunConfig:
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise bad(name.replace("_", "-"), value, f"choose one of {', '.join(allowed)}")
+                raise _bad(name.replace("_", "-"), value, f"choose one of {', '.join(allowed)}")
         if self.tensorboard is not None:
             if importlib.util.find_spec("tensorboard") is None:
-                raise bad("tensorboard", self.tensorboard, "needs the tensorboard package: "
+                raise _bad("tensorboard", self.tensorboard, "needs the tensorboard package: "
                           "pip install 'raympl[tensorboard]'")
             if Path(self.tensorboard).is_file():
-                raise bad("tensorboard", self.tensorboard, "a file; give a folder for the event files")
+                raise _bad("tensorboard", self.tensorboard, "a file; give a folder for the event files")
+
+    def _check_graph_and_data(self) -> None:
+        """The graph, the agents and how data and retention are shared among them."""
         if self.topology not in NAMED_TOPOLOGIES and not Path(self.topology).is_file():
-            raise bad("topology", self.topology,
+            raise _bad("topology", self.topology,
                       f"not one of {', '.join(NAMED_TOPOLOGIES)} and no such edge-list file")
         if self.agents < 2:
-            raise bad("agents", self.agents, "need at least 2 agents")
+            raise _bad("agents", self.agents, "need at least 2 agents")
         if not 0.0 < self.p <= 1.0:
-            raise bad("p", self.p, "edge probability must be in (0, 1]")
+            raise _bad("p", self.p, "edge probability must be in (0, 1]")
         if self.degree is not None and not 0 < self.degree <= self.agents - 1:
-            raise bad("degree", self.degree, f"mean degree must be in (0, {self.agents - 1}]")
+            raise _bad("degree", self.degree, f"mean degree must be in (0, {self.agents - 1}]")
         if self.topology == "regular" and (self.degree is None or self.degree != int(self.degree)
                                            or self.degree * self.agents % 2):
-            raise bad("degree", self.degree, "--topology regular needs an integer --degree d with agents * d even")
+            raise _bad("degree", self.degree, "--topology regular needs an integer --degree d with agents * d even")
         if not 1 <= self.classes_per_agent <= (self.num_classes or self.classes_per_agent):
-            raise bad("classes-per-agent", self.classes_per_agent,
+            raise _bad("classes-per-agent", self.classes_per_agent,
                       f"must be in [1, {self.num_classes}] for {self.dataset}")
         if self.free_lr <= 0:
-            raise bad("free-lr", self.free_lr, "must be > 0")
+            raise _bad("free-lr", self.free_lr, "must be > 0")
         if self.alpha <= 0:
-            raise bad("alpha", self.alpha, "Dirichlet concentration must be > 0")
+            raise _bad("alpha", self.alpha, "Dirichlet concentration must be > 0")
         if len(self.retention) not in (1, self.agents):
-            raise bad("retention", ",".join(map(str, self.retention)),
+            raise _bad("retention", ",".join(map(str, self.retention)),
                       f"give one value or one per agent ({self.agents}), got {len(self.retention)}")
         for r in self.retention:
             if not 0.0 < r <= 1.0:
-                raise bad("retention", r, "must be in (0, 1]")
+                raise _bad("retention", r, "must be in (0, 1]")
         if self.linear_retention is not None and not 0.0 < self.linear_retention <= 1.0:
-            raise bad("linear-retention", self.linear_retention, "must be in (0, 1]")
+            raise _bad("linear-retention", self.linear_retention, "must be in (0, 1]")
+
+    def _check_lengths_and_placement(self) -> None:
+        """Lengths of the run and its evaluations, and where it runs."""
         positive_ints = {"rounds": self.rounds, "batch-size": self.batch_size, "eval-every": self.eval_every}
         for name, value in positive_ints.items():
             if value < 1:
-                raise bad(name, value, "must be >= 1")
+                raise _bad(name, value, "must be >= 1")
         if self.eval_samples is not None and self.eval_samples < 1:
-            raise bad("eval-samples", self.eval_samples, "must be >= 1")
+            raise _bad("eval-samples", self.eval_samples, "must be >= 1")
         if self.agents_per_actor is not None and self.agents_per_actor < 1:
-            raise bad("agents-per-actor", self.agents_per_actor, "must be >= 1")
+            raise _bad("agents-per-actor", self.agents_per_actor, "must be >= 1")
         if self.cpus_per_agent is not None and self.cpus_per_agent <= 0:
-            raise bad("cpus-per-agent", self.cpus_per_agent, "must be > 0")
+            raise _bad("cpus-per-agent", self.cpus_per_agent, "must be > 0")
         if isinstance(self.gpus_per_agent, str):
             if self.gpus_per_agent != "auto":
-                raise bad("gpus-per-agent", self.gpus_per_agent, "a number >= 0 or auto")
+                raise _bad("gpus-per-agent", self.gpus_per_agent, "a number >= 0 or auto")
         elif self.gpus_per_agent < 0:
-            raise bad("gpus-per-agent", self.gpus_per_agent, "must be >= 0")
+            raise _bad("gpus-per-agent", self.gpus_per_agent, "must be >= 0")
         if self.device == "cpu" and self.wants_gpus:
-            raise bad("device", self.device, f"GPUs were asked for (--gpus-per-agent {self.gpus_per_agent})")
+            raise _bad("device", self.device, f"GPUs were asked for (--gpus-per-agent {self.gpus_per_agent})")
         if self.device == "cuda" and self.executor == "ray" and not self.wants_gpus:
-            raise bad("device", self.device, "Ray hides GPUs from actors that ask for none; set --gpus-per-agent")
+            raise _bad("device", self.device, "Ray hides GPUs from actors that ask for none; set --gpus-per-agent")
         if self.engine == "batched" and self.state_store == "disk":
-            raise bad("state-store", self.state_store, "--engine batched keeps a host's agents on its device together")
+            raise _bad("state-store", self.state_store, "--engine batched keeps a host's agents on its device together")
         if self.placement_timeout <= 0:
-            raise bad("placement-timeout", self.placement_timeout, "must be > 0 seconds")
+            raise _bad("placement-timeout", self.placement_timeout, "must be > 0 seconds")
+
+    def _check_learning_and_network(self) -> None:
+        """Step sizes, the mask options, checkpoints and the simulated network."""
         if self.lr <= 0:
-            raise bad("lr", self.lr, "must be > 0")
+            raise _bad("lr", self.lr, "must be > 0")
         if self.lam < 0:
-            raise bad("lam", self.lam, "must be >= 0")
+            raise _bad("lam", self.lam, "must be >= 0")
         if not 0.0 < self.train_fraction <= 1.0:
-            raise bad("train-fraction", self.train_fraction, "must be in (0, 1]")
+            raise _bad("train-fraction", self.train_fraction, "must be in (0, 1]")
         if self.fil_threshold < 0:
-            raise bad("fil-threshold", self.fil_threshold, "must be >= 0")
+            raise _bad("fil-threshold", self.fil_threshold, "must be >= 0")
         if self.checkpoint_every < 0:
-            raise bad("checkpoint-every", self.checkpoint_every, "must be >= 0 (0 = never)")
+            raise _bad("checkpoint-every", self.checkpoint_every, "must be >= 0 (0 = never)")
         if not 0.0 <= self.link_drop < 1.0:
-            raise bad("link-drop", self.link_drop, "must be in [0, 1)")
+            raise _bad("link-drop", self.link_drop, "must be in [0, 1)")
         if self.link_drop > 0 and self.algorithm in ("fedavg", "malcom-psgd"):
-            raise bad("link-drop", self.link_drop, f"{self.algorithm} needs reliable delivery (a server round, or "
+            raise _bad("link-drop", self.link_drop, f"{self.algorithm} needs reliable delivery (a server round, or "
                       "public copies every receiver must update identically)")
         if self.codec == "delta" and self.algorithm in SPARSE_SENDERS:
-            raise bad("codec", self.codec, f"{self.algorithm} sends new float values every round, so only mce-pl's "
+            raise _bad("codec", self.codec, f"{self.algorithm} sends new float values every round, so only mce-pl's "
                       "masks are delta-coded; use entropy to code its support mask")
         if self.round_deadline is not None and self.round_deadline <= 0:
-            raise bad("round-deadline", self.round_deadline, "must be > 0 seconds")
+            raise _bad("round-deadline", self.round_deadline, "must be > 0 seconds")
+
+    def _check_baselines(self) -> None:
+        """The baselines' own options (docs/algorithms.md §3-4)."""
         if self.local_steps < 1:
-            raise bad("local-steps", self.local_steps, "must be >= 1")
+            raise _bad("local-steps", self.local_steps, "must be >= 1")
         if self.local_epochs is not None and self.local_epochs <= 0:
-            raise bad("local-epochs", self.local_epochs, "must be > 0")
+            raise _bad("local-epochs", self.local_epochs, "must be > 0")
         non_negative = {"prox-mu": self.prox_mu, "dispfl-weight-decay": self.dispfl_weight_decay,
                         "dispfl-clip": self.dispfl_clip, "malcom-l1": self.malcom_l1}
         for name, value in non_negative.items():
             if value < 0:
-                raise bad(name, value, "must be >= 0")
+                raise _bad(name, value, "must be >= 0")
         unit_interval = {"lottery-prune-rate": self.lottery_prune_rate, "dispfl-anneal": self.dispfl_anneal,
                          "dispfl-lr-decay": self.dispfl_lr_decay, "malcom-gamma": self.malcom_gamma}
         for name, value in unit_interval.items():
             if not 0.0 < value <= 1.0:
-                raise bad(name, value, "must be in (0, 1]")
+                raise _bad(name, value, "must be in (0, 1]")
         if not 0.0 <= self.lottery_acc_threshold <= 1.0:
-            raise bad("lottery-acc-threshold", self.lottery_acc_threshold, "must be in [0, 1]")
+            raise _bad("lottery-acc-threshold", self.lottery_acc_threshold, "must be in [0, 1]")
         if not 1 <= self.malcom_bits <= 16:
-            raise bad("malcom-bits", self.malcom_bits, "must be in [1, 16]")
-        return self
+            raise _bad("malcom-bits", self.malcom_bits, "must be in [1, 16]")
 
     # ---- TOML -----------------------------------------------------------
     def to_toml(self) -> str:
