@@ -52,7 +52,7 @@ ALGORITHM_DEFAULTS: dict[str, dict[str, Any]] = {
 EMNIST_CLASSES = {"balanced": 47, "byclass": 62, "bymerge": 47, "digits": 10, "letters": 26, "mnist": 10}
 DATASETS = {"fashion-mnist": 10, "cifar10": 10, "mnist": 10, "cifar100": 100, "svhn": 10,
             **{f"emnist-{split}": classes for split, classes in EMNIST_CLASSES.items()}}
-FUNCTIONAL_MODELS = ("alexnet", "small-cnn")  # raympl's own functional networks (models/__init__.py)
+FUNCTIONAL_MODELS = ("alexnet", "small-cnn")  # raympl's own functional networks (models/functional.py)
 # built in: the functional networks and the nn.Modules of models/zoo.py; others: torchvision:NAME,
 # package.module:factory, entry points of raympl.models (models/module_net.py)
 MODELS = FUNCTIONAL_MODELS + ("resnet18", "vgg11", "mlp")

@@ -1,6 +1,6 @@
 """The short soak (studies/soak.py): a 12-round run on Ray, started with 8 rounds and extended, meets a
 SIGKILL of its driver, a SIGKILL of a host actor and a SIGTERM at seeded random rounds, and equals the
-uninterrupted run bit for bit. studies/soak.sh runs the full 300-round version (docs: README, Reliability)."""
+uninterrupted run bit for bit. studies/soak.sh runs the full 300-round version (docs/reliability.md)."""
 
 from __future__ import annotations
 
