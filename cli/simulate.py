@@ -91,6 +91,9 @@ def simulate(
                                                  "node between uses, so RAM holds one agent at a time.")] = None,
     engine: Annotated[str | None, Opt(help="per-agent, or batched: each host trains all its agents in one step "
                                            "(mce-pl, ind-mask; made for GPUs).")] = None,
+    precision: Annotated[str | None, Opt(help="Convolutions and linear layers: fp32 (exact, default), bf16 "
+                                              "(bfloat16 on CPUs with AVX512_BF16/AMX and on GPUs; scores, masks "
+                                              "and messages stay exact), or tf32 (CUDA only).")] = None,
     codec: Annotated[str | None, Opt(help="Mask messages (mce-pl): raw (1 bit per weight), entropy (arithmetic-"
                                           "coded), or delta (coded against the previous message).")] = None,
     comm_model: Annotated[str | None, Opt(help="unicast (one copy per directed link) or broadcast (one "

@@ -61,6 +61,7 @@ NAMED_TOPOLOGIES = ("er", "regular", "ring", "paper20")
 WEIGHT_INITS = ("uniform_pm1", "torch_default")
 INIT_NEIGHBOR_MASKS = ("bernoulli_shared", "zeros")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "tf32")  # of convolutions and linear layers (models/precision.py)
 CODECS = ("raw", "entropy", "delta")
 
 # Node-heterogeneous retention ratios of the paper (Table II, agents 1..20).
@@ -184,6 +185,7 @@ class RunConfig:
     device: str = "auto"  # auto: CUDA where the host was given a GPU; cpu; cuda (an error without one)
     placement_timeout: float = 600.0  # seconds to wait for every host actor to be placed
     state_store: str = "memory"  # where agents' states live between uses: memory, or disk (runtime/state_store.py)
+    precision: str = "fp32"  # bf16: convolutions and linear layers in bfloat16; tf32: TF32 matmuls on CUDA
     engine: str = "per-agent"  # or batched: a host's agents stacked in one step (algorithms/batched_masks.py)
     algorithm_options: dict[str, Any] = field(default_factory=dict)  # a plug-in algorithm's own (plugins.py)
     codec: str = "raw"  # masks: raw bits, entropy-coded, or delta-coded against the last message (wire/)
@@ -254,6 +256,7 @@ class RunConfig:
                    "partition": PARTITIONS, "preset": tuple(PRESETS), "weight_init": WEIGHT_INITS,
                    "init_neighbor_masks": INIT_NEIGHBOR_MASKS, "executor": ("ray", "inprocess"),
                    "device": DEVICES, "state_store": ("memory", "disk"), "engine": ("per-agent", "batched"),
+                   "precision": PRECISIONS,
                    "codec": CODECS, "comm_model": ("unicast", "broadcast"),
                    "mixing": MIXINGS, **CHOICE_FIELDS}
         for name, allowed in choices.items():
@@ -318,6 +321,9 @@ class RunConfig:
             raise _bad("device", self.device, f"GPUs were asked for (--gpus-per-agent {self.gpus_per_agent})")
         if self.device == "cuda" and self.executor == "ray" and not self.wants_gpus:
             raise _bad("device", self.device, "Ray hides GPUs from actors that ask for none; set --gpus-per-agent")
+        if self.precision == "tf32" and (self.device == "cpu" or (self.executor == "ray" and not self.wants_gpus)):
+            raise _bad("precision", self.precision, "TF32 is a mode of CUDA GPUs: give the hosts GPUs "
+                       "(--gpus-per-agent) or use fp32 or bf16")
         if self.engine == "batched" and self.state_store == "disk":
             raise _bad("state-store", self.state_store, "--engine batched keeps a host's agents on its device together")
         if self.placement_timeout <= 0:

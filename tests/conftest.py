@@ -28,7 +28,7 @@ class OneLayer(MaskedNet):
     def _build_layers(self, input_shape, num_classes):
         return [Layer("linear", (num_classes, int(np.prod(input_shape))))]
 
-    def forward(self, x, weights, biases=None):
+    def _logits(self, x, weights, biases):
         return F.linear(x.flatten(1), weights[0], (biases or self.biases)[0])
 
 

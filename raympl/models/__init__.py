@@ -55,8 +55,10 @@ def build(name: str, input_shape, num_classes: int, *, seed: int, weight_init: s
 
 def for_run(config: RunConfig, input_shape, num_classes: int, device: str = "cpu"):
     """The run's network with its options (every process builds the same one from config.seed)."""
-    return build(config.model, input_shape, num_classes, seed=config.seed, weight_init=config.weight_init,
-                 final_elu=config.final_elu, device=device, maskable=config.maskable, norm_stats=config.norm_stats)
+    net = build(config.model, input_shape, num_classes, seed=config.seed, weight_init=config.weight_init,
+                final_elu=config.final_elu, device=device, maskable=config.maskable, norm_stats=config.norm_stats)
+    net.precision = config.precision
+    return net
 
 
 def check_config(config: RunConfig) -> None:

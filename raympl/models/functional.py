@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
+from raympl.models import precision
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -37,6 +39,7 @@ class MaskedNet:
     """Architecture + fixed shared weights/biases; subclasses define `layers` and `_forward`."""
 
     name = "base"
+    precision = "fp32"  # --precision; set by models.for_run
 
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int, *, seed: int,
                  weight_init: str = "uniform_pm1", final_elu: bool = True, device: str = "cpu"):
@@ -63,7 +66,15 @@ class MaskedNet:
 
     def forward(self, x: torch.Tensor, weights: list[torch.Tensor],
                 biases: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
-        """Logits with these weights and biases (default: the fixed shared biases)."""
+        """Float32 logits with these weights and biases (default: the fixed shared biases); convolutions and
+        linear layers in the network's precision (models/precision.py)."""
+        if self.precision == "fp32":
+            return self._logits(x, weights, biases)
+        with precision.compute(self.precision, x.device):
+            return self._logits(x, weights, biases).float()
+
+    def _logits(self, x: torch.Tensor, weights: list[torch.Tensor],
+                biases: dict[int, torch.Tensor] | None) -> torch.Tensor:
         raise NotImplementedError
 
     def _build_layers(self, input_shape, num_classes) -> list[Layer]:
@@ -167,6 +178,8 @@ class EluLrn(torch.autograd.Function):
 
 
 def elu_lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    if x.dtype == torch.bfloat16:  # --precision bf16: the normalisation itself stays in float32
+        x = x.float()
     return EluLrn.apply(x, size, alpha, beta, k)
 
 
@@ -189,7 +202,7 @@ class AlexNet(MaskedNet):
             x = F.max_pool2d(x, 3, 2, padding=pad)
         return x.flatten(1)
 
-    def forward(self, x, weights, biases=None):
+    def _logits(self, x, weights, biases):
         b = self.biases if biases is None else biases
         x = F.elu(linear(self._features(x, weights), weights[3], b[3]))
         x = linear(x, weights[4], b[4])
@@ -211,7 +224,7 @@ class SmallCNN(MaskedNet):
             x = F.max_pool2d(F.relu(conv(x, w, padding=1)), 2)
         return x.flatten(1)
 
-    def forward(self, x, weights, biases=None):
+    def _logits(self, x, weights, biases):
         b = self.biases if biases is None else biases
         x = F.relu(linear(self._features(x, weights), weights[2], b[2]))
         return linear(x, weights[3], b[3])

@@ -26,6 +26,7 @@ from torch import nn
 from torch.func import functional_call
 
 from raympl.errors import ConfigError
+from raympl.models import precision
 from raympl.models.functional import Layer, init_fixed
 from raympl.plugins import first_line
 
@@ -80,6 +81,8 @@ def without_running_stats(module: nn.Module) -> None:
 class ModuleNet:
     """A user's nn.Module with raympl's fixed maskable weights; the interface of models.MaskedNet."""
 
+    precision = "fp32"  # --precision; set by models.for_run
+
     def __init__(self, name: str, factory: Callable[[tuple[int, ...], int], nn.Module],
                  input_shape: tuple[int, ...], num_classes: int, *, seed: int, weight_init: str = "uniform_pm1",
                  device: str = "cpu", maskable: str = "conv+linear", norm_stats: str = "running"):
@@ -126,7 +129,11 @@ class ModuleNet:
                    else self.agent_buffers)
         tensors = {**(self.biases if biases is None else biases), **dict(zip(self.maskable, weights, strict=True)),
                    **buffers}
-        return functional_call(self.module, tensors, (x,))
+        if self.precision == "fp32":
+            return functional_call(self.module, tensors, (x,))
+        with precision.compute(self.precision, x.device):
+            out = functional_call(self.module, tensors, (x,))
+        return out.float() if isinstance(out, torch.Tensor) else out
 
     def train(self, mode: bool) -> None:
         """Training mode (batch statistics, running statistics updated) or evaluation mode."""

@@ -21,6 +21,7 @@ from raympl.algorithms.batched_masks import BatchedMasks
 from raympl.config import RunConfig
 from raympl.data.datasets import Dataset, normalize
 from raympl.errors import DeviceError
+from raympl.models import precision
 from raympl.network.links import Links, Sent
 from raympl.runtime import allocator, checkpoint, state_store
 from raympl.wire import batch, bitmask
@@ -103,6 +104,8 @@ class AgentHost:
         self.device = pick_device(config.device, given_gpu)
         if self.device.type == "cuda":
             deterministic_cuda()
+        precision.check_device(config.precision, self.device)
+        precision.set_matmul_mode(config.precision)
         self.config, self.dataset = config, dataset
         model = models.for_run(config, dataset.input_shape, dataset.num_classes, device=str(self.device))
         self.model = model
