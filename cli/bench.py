@@ -20,6 +20,8 @@ def bench(
     rounds: Annotated[int, Opt(help="Timed rounds per point (one more, untimed, comes first).")] = 3,
     executor: Annotated[str, Opt(help="inprocess (hosts one after another) or ray.")] = "inprocess",
     engines: Annotated[str, Opt(help="Comma list: per-agent, batched (a host's agents in one step).")] = "per-agent",
+    precisions: Annotated[str, Opt(help="Comma list: fp32, bf16, tf32 (each point in each; floors in each and "
+                                        "in fp32).")] = "fp32",
     quick: Annotated[bool, Opt("--quick", help="small-cnn, 20 agents, 2 timed rounds: under 2 minutes on 2 cores.")
                      ] = False,
     out_dir: Annotated[Path, Opt("--out", help="Benchmark directory.")] = Path("runs/bench"),
@@ -31,6 +33,7 @@ def bench(
         import torch
 
         from raympl.bench import bench as run_bench
+        from raympl.models import precision
         from raympl.options import resolve
 
         names = [m.strip() for m in models.split(",") if m.strip()]
@@ -53,9 +56,16 @@ def bench(
         for name in engine_names or ("",):
             if name not in ("per-agent", "batched"):
                 raise cfg.ConfigError(f"invalid engines {name!r}: choose from per-agent, batched")
+        precision_names = tuple(p.strip() for p in precisions.split(",") if p.strip())
+        for name in precision_names or ("",):
+            if name not in cfg.PRECISIONS:
+                raise cfg.ConfigError(f"invalid precisions {name!r}: choose from {', '.join(cfg.PRECISIONS)}")
+            for device in device_names:  # the hosts would refuse it later, after the data and a warm-up
+                precision.check_device(name, torch.device(device))
         counts = cfg.int_list(agents, "agents")
         if min(counts) < 2:
             raise cfg.ConfigError(f"invalid agents {min(counts)}: need at least 2 agents")
         run_bench(names, counts, device_names, rounds, executor, out_dir,
-                  log=lambda line: out.print(line, highlight=False), engines=engine_names)
+                  log=lambda line: out.print(line, highlight=False), engines=engine_names,
+                  precisions=precision_names)
     out.print(f"wrote {out_dir / 'bench.md'} and {out_dir / 'bench.parquet'}", highlight=False)

@@ -11,6 +11,7 @@ from raympl import models
 from raympl.bench import BENCH_COLUMNS, bench, model_convs
 from raympl.cli.main import app
 from raympl.models.flops import step_flops
+from raympl.models.precision import fast_bf16_cpu
 
 
 def test_the_models_convolutions_are_captured_as_called():
@@ -30,15 +31,22 @@ def test_step_flops_count_forward_and_backward():
 
 
 def test_bench_writes_every_column(tmp_path):
+    # bf16 where this CPU multiplies bfloat16 in hardware (elsewhere the CLI refuses it: test below)
+    precisions = ("fp32", "bf16") if fast_bf16_cpu() else ("fp32",)
     rows = bench(["small-cnn"], [4], ["cpu"], rounds=1, executor="inprocess", out=tmp_path, repeats=1,
-                 log=lambda line: None, engines=("per-agent", "batched"))
+                 log=lambda line: None, engines=("per-agent", "batched"), precisions=precisions)
     table = pq.read_table(tmp_path / "bench.parquet")
-    assert table.column_names == BENCH_COLUMNS and [r["engine"] for r in rows] == ["per-agent", "batched"]
+    assert table.column_names == BENCH_COLUMNS
+    assert [(r["engine"], r["precision"]) for r in rows] == [(e, p) for e in ("per-agent", "batched")
+                                                             for p in precisions]
     for row in rows:
         assert row["conv_floor_s"] > 0 and row["fwd_floor_s_per_image"] > 0 and row["flop_limit_s"] > 0
         assert row["round_s"] > 0 and row["host_rss_mb"] > 0
+        assert row["round_over_fp32_conv_floor"] == pytest.approx(row["round_s"] / row["fp32_conv_floor_s"])
+        if row["precision"] == "fp32":  # its own floor is the float32 floor, measured a second time
+            assert row["fp32_conv_floor_s"] == pytest.approx(row["conv_floor_s"], rel=1.0)
     text = (tmp_path / "bench.md").read_text()
-    assert "| small-cnn | 4 | cpu | per-agent |" in text and "| small-cnn | 4 | cpu | batched |" in text
+    assert "| small-cnn | 4 | cpu | per-agent | fp32 |" in text and "| small-cnn | 4 | cpu | batched | fp32 |" in text
 
 
 @pytest.mark.parametrize("args, message", [
@@ -46,6 +54,8 @@ def test_bench_writes_every_column(tmp_path):
     (["--devices", "tpu"], "invalid devices 'tpu'"),
     (["--agents", "1"], "invalid agents 1"),
     (["--engines", "fused"], "invalid engines 'fused'"),
+    (["--precisions", "fp16"], "invalid precisions 'fp16'"),
+    (["--precisions", "tf32"], "invalid precision 'tf32': TF32 is a mode of CUDA GPUs"),
 ])
 def test_bench_bad_input_is_one_line(args, message, tmp_path):
     result = CliRunner().invoke(app, ["bench", *args, "--out", str(tmp_path / "b")])
