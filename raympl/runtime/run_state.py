@@ -1,5 +1,4 @@
-"""One running simulation: what the driver set up and what it has counted so far.
-"""
+"""One running simulation: what the driver set up and what it has counted so far."""
 
 from __future__ import annotations
 
@@ -13,9 +12,7 @@ from raympl.metrics import Recorder
 from raympl.network import rounds as network_rounds
 from raympl.runtime import checkpoint, gpu_memory
 from raympl.runtime.executors import InProcessExecutor, RayExecutor
-from raympl.runtime.placement import (
-    Placement,
-)
+from raympl.runtime.placement import Placement
 from raympl.runtime.prepare import Prepared
 from raympl.runtime.stopping import StopRequests
 from raympl.tensorboard import TensorBoardLog
