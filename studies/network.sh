@@ -7,7 +7,8 @@
 #   (d) 10 % stragglers 5x slower (20 against 100 GFLOP/s), MCE-PL with and without a 0.06 s deadline
 # then tables and figures with studies/network_report.py. Rerunning skips finished runs.
 # Override e.g. ROUNDS=50 SEEDS=0 AGENTS=6 OUT=runs/network-short; MODEL=alexnet runs only the cells of (a),
-# with A_METHODS (default: all four) and DISPFL=0 to leave Dis-PFL out; EVAL_EVERY, EVAL_SAMPLES (10, 500).
+# with A_METHODS (default: all four) and DISPFL=0 to leave Dis-PFL out; BANDWIDTHS (Mbit/s, default "1 10 100");
+# EVAL_EVERY, EVAL_SAMPLES (10, 500).
 set -euo pipefail
 RAYMPL=${RAYMPL:-.venv/bin/raympl}
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -18,7 +19,7 @@ MODEL=${MODEL:-small-cnn}
 COMMON=(--model "$MODEL" --agents "${AGENTS:-20}" --classes 4 --retention 0.3 --rounds "$ROUNDS" --eval-every "${EVAL_EVERY:-10}"
         --eval-samples "${EVAL_SAMPLES:-500}" --executor "${EXECUTOR:-inprocess}")
 ER=(--topology er --p 0.5)
-for bw in 1 10 100; do
+for bw in ${BANDWIDTHS:-1 10 100}; do
   # Dis-PFL at lr 0.1: at its paper step size 0.001 it stays near chance for hundreds of rounds (docs/results.md)
   "$RAYMPL" compare "${COMMON[@]}" "${ER[@]}" --seeds 0 --set bandwidth=$bw \
     --algorithms "${A_METHODS:-mce-pl,mce-pl+delta,dsgd,lottery-dsgd}" --out "$OUT/a-$MODEL-bw$bw"

@@ -66,10 +66,20 @@ def test_simulate_writes_every_output(ray_session, fashion_dir, tmp_path):
       for args in (["--gpus-per-agent", "0.5", "--executor", "inprocess"], ["--gpus-per-agent", "auto", "--dry-run"])],
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "raympl.cli.main", "simulate", *args,
-                             "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
+    result = runner.invoke(app, ["simulate", *args, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
     assert message in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_input_from_a_shell_is_one_line_on_stderr(tmp_path):
+    """The same as a user sees it: the installed command in its own process, one line on stderr, exit 2."""
+    result = subprocess.run([sys.executable, "-m", "raympl.cli.main", "simulate", "--retention", "1.5",
+                             "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "invalid retention 1.5" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
 

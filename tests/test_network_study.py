@@ -17,6 +17,8 @@ def test_the_network_study_script_and_its_report(fashion_dir, tmp_path):
     figures = tmp_path / "figures"
     figures.mkdir()
     env = {**os.environ, "RAYMPL_DATA": str(fashion_dir), "ROUNDS": "2", "SEEDS": "0", "AGENTS": "6",
+           # (a) at one link speed without Dis-PFL and LotteryDSGD: each compare is a process start
+           "BANDWIDTHS": "1", "A_METHODS": "mce-pl,mce-pl+delta,dsgd", "DISPFL": "0",
            "OUT": str(tmp_path / "study"), "RAYMPL": str(Path(sys.executable).parent / "raympl"),
            "PYTHON": sys.executable, "FIGURES": str(figures)}
     result = subprocess.run(["bash", str(ROOT / "studies" / "network.sh")], cwd=ROOT, env=env, capture_output=True,
