@@ -447,7 +447,7 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
        for name in FIELD_NAMES if name.startswith(prefix)},
     "address": (("executor", ("ray",)),),
     "placement_timeout": (("executor", ("ray",)),),
-    "engine": (("algorithm", ("mce-pl", "ind-mask")), ("model_form", ("functional",)), ("free_params", ("frozen",))),
+    "engine": (("algorithm", ("mce-pl", "ind-mask")), ("free_params", ("frozen",))),
     "codec": (("algorithm", ("mce-pl",) + SPARSE_SENDERS),),
     "comm_model": (("algorithm", GRAPH_METHODS),),
     "bandwidth": (("algorithm", GRAPH_METHODS + ("fedavg",)),),

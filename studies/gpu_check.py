@@ -23,17 +23,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-POINTS = [  # (model, agents, GPUs per agent, agents per host, engine); "auto" packs hosts per GPU by memory
-    ("small-cnn", 20, "auto", None, "per-agent"),
-    ("small-cnn", 20, 1 / 20, 20, "batched"),  # all 20 agents in one host, one step
-    ("small-cnn", 4, 0.25, 1, "per-agent"),  # the design card's layout: one actor per agent at 0.25 GPU
-    ("small-cnn", 4, 1 / 4, 4, "batched"),
-    ("alexnet", 20, "auto", None, "per-agent"),
-    ("alexnet", 20, 1 / 20, 20, "batched"),
-    ("alexnet", 4, 0.25, 1, "per-agent"),
-    ("alexnet", 4, 1 / 4, 4, "batched"),
-    ("small-cnn", 1000, 1 / 1000, 1000, "batched"),  # ER with mean degree 8
-    ("alexnet", 1000, 1 / 1000, 1000, "batched"),
+POINTS = [  # (model, agents, GPUs per agent, agents per host, engine, precision); "auto" packs hosts by memory
+    ("small-cnn", 20, "auto", None, "per-agent", "fp32"),
+    ("small-cnn", 20, 1 / 20, 20, "batched", "fp32"),  # all 20 agents in one host, one step
+    ("small-cnn", 4, 0.25, 1, "per-agent", "fp32"),  # the design card's layout: one actor per agent at 0.25 GPU
+    ("small-cnn", 4, 1 / 4, 4, "batched", "fp32"),
+    ("alexnet", 20, "auto", None, "per-agent", "fp32"),
+    ("alexnet", 20, 1 / 20, 20, "batched", "fp32"),
+    ("alexnet", 4, 0.25, 1, "per-agent", "fp32"),
+    ("alexnet", 4, 1 / 4, 4, "batched", "fp32"),
+    *[("alexnet", 20, 1 / 20, 20, "batched", p) for p in ("bf16", "tf32")],  # --precision on the device
+    ("alexnet", 20, "auto", None, "per-agent", "bf16"),
+    *[("resnet18", 20, 1 / 20, 20, "batched", p) for p in ("fp32", "bf16")],  # an nn.Module through vmap
+    ("resnet18", 20, "auto", None, "per-agent", "fp32"),
+    ("small-cnn", 1000, 1 / 1000, 1000, "batched", "fp32"),  # ER with mean degree 8
+    ("alexnet", 1000, 1 / 1000, 1000, "batched", "fp32"),
 ]
 
 
@@ -77,15 +81,16 @@ def benchmark(out: Path, rounds: int) -> list[dict]:
     write_fashion_mnist(data, rng.integers(0, 255, (60000, 28, 28)), np.tile(np.arange(10), 6000),
                         rng.integers(0, 255, (10000, 28, 28)), np.tile(np.arange(10), 1000))
     rows = []
-    for model, agents, gpus, per_host, engine in POINTS:
-        run_dir = out / "bench" / f"{model}-{agents}-{per_host}-{engine}"
+    for model, agents, gpus, per_host, engine, precision in POINTS:
+        run_dir = out / "bench" / f"{model}-{agents}-{per_host}-{engine}-{precision}"
         config = resolve({"model": model, "agents": agents, "topology": "er", "degree": min(8, agents - 1),
                           "rounds": rounds, "eval_every": rounds, "eval_samples": 100, "gpus_per_agent": gpus,
                           "agents_per_actor": per_host, "data_dir": str(data), "checkpoint_every": 0,
-                          "engine": engine, "eval_final_full": False, "out": str(run_dir)})
+                          "engine": engine, "precision": precision, "eval_final_full": False,
+                          "out": str(run_dir)})
         summary = simulate(config, log=print)
         timings = pq.read_table(run_dir / "rounds.parquet").to_pylist()[1:]  # round 1: lazy start-up
-        rows.append({"model": model, "agents": agents, "gpus_per_agent": gpus, "engine": engine,
+        rows.append({"model": model, "agents": agents, "gpus_per_agent": gpus, "engine": engine, "precision": precision,
                      "placement": summary["placement"], "s_per_round": statistics.median(
                          t["local_s"] + t["merge_s"] for t in timings),
                      "gpu_peak_mb": round(summary["gpu_peak_mb"], 1),
@@ -99,11 +104,12 @@ def markdown(facts: dict, tests: dict, rows: list[dict]) -> str:
     lines = ["# gpu-check", "", f"Date: {time.strftime('%Y-%m-%d')}", ""]
     lines += [f"- {key}: {value}" for key, value in facts.items()]
     lines += ["", f"Tests marked cuda: {tests['summary']} (exit {tests['exit_code']}, {tests['seconds']} s)", ""]
-    lines += ["| model | agents | GPUs/agent | engine | placement | s/round | GPU peak MB | measured need MB |",
-              "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['agents']} | {r['gpus_per_agent']} | {r['engine']} | {r['placement']} "
+    lines += ["| model | agents | GPUs/agent | engine | precision | placement | s/round | GPU peak MB "
+              "| measured need MB | final accuracy |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['agents']} | {r['gpus_per_agent']} | {r['engine']} | {r['precision']} "
+              f"| {r['placement']} "
               f"| {r['s_per_round']:.4f} "
-              f"| {r['gpu_peak_mb']} | {r['gpu_need_mb_measured']} |" for r in rows]
+              f"| {r['gpu_peak_mb']} | {r['gpu_need_mb_measured']} | {r['final_accuracy']:.3f} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -121,6 +121,21 @@ def float64(monkeypatch):
 
 
 @pytest.fixture
+def float64_modules(float64, monkeypatch):
+    """float64 also for an nn.Module's buffers (batch-norm running statistics)."""
+    build = models.build
+
+    def build64(*args, **kwargs):
+        model = build(*args, **kwargs)
+        if hasattr(model, "module"):
+            model.module.double()
+            model.buffers = {k: b.double() if b.is_floating_point() else b for k, b in model.buffers.items()}
+        return model
+
+    monkeypatch.setattr(models, "build", build64)
+
+
+@pytest.fixture
 def tiny_overrides(fashion_dir, tmp_path):
     """A fast, real configuration: small CNN, 6 agents on a ring, tiny data."""
     return {"model": "small-cnn", "agents": 6, "topology": "ring", "classes_per_agent": 3, "rounds": 4,

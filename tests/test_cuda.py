@@ -2,8 +2,9 @@
 
 Run them with `make gpu-check` on a machine with a GPU: every algorithm on the GPU with Ray and
 in-process giving identical results, SIGKILL + --resume and host-kill recovery bit-identical, four
-actors sharing one GPU equal to one actor, --gpus-per-agent auto measuring and packing, and the batched
-engine giving the per-agent masks (float64) on the GPU.
+actors sharing one GPU equal to one actor, --gpus-per-agent auto measuring and packing, the batched
+engine giving the per-agent masks (float64) on the GPU, for a functional network and a batch-norm nn.Module,
+and --precision bf16 / tf32 on the device with both engines.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 from conftest import configure
-from test_batched import mask_bits_differing, run_both
+from test_batched import ROOT, mask_bits_differing, run_both
 from test_reliability import kill_a_named_host, kill_and_resume, rows, same_results
 
 from raympl.config import ALGORITHMS
@@ -98,3 +99,25 @@ def test_batched_engine_on_the_gpu_in_float32_differs_only_by_rounding(tiny_over
     results = run_both({**tiny_overrides, "device": "cuda", "rounds": 6}, tmp_path)
     share = mask_bits_differing(results["per-agent"][1], results["batched"][1])
     assert share < 1e-3, f"{share:.2e} of the mask bits differ"
+
+
+def test_batched_engine_runs_a_batch_norm_module_on_the_gpu_in_float64(float64_modules, tiny_overrides, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.chdir(ROOT)
+    results = run_both({**tiny_overrides, "model": "examples.writers:make_model", "device": "cuda", "agents": 4,
+                        "rounds": 3, "eval_every": 3, "batch_size": 8, "retention": "0.3,0.5,0.7,0.3"}, tmp_path)
+    assert results["batched"][1] == results["per-agent"][1]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "tf32"])
+@pytest.mark.parametrize("engine", ["per-agent", "batched"])
+def test_reduced_precisions_run_on_the_gpu_and_stay_close_to_fp32(precision, engine, tiny_overrides, tmp_path):
+    """bf16 autocast and TF32 on the device: the run finishes, the masks keep their retention and the accuracy
+    stays near the float32 run's (rounding moves near-threshold scores, so masks are not equal)."""
+    finals = {}
+    for name in ("fp32", precision):
+        out = tmp_path / name
+        simulate(configure({**tiny_overrides, "device": "cuda", "engine": engine, "precision": name, "rounds": 6,
+                            "executor": "inprocess", "out": str(out)}))
+        finals[name] = json.loads((out / "summary.json").read_text())["final_mean_accuracy"]
+    assert abs(finals[precision] - finals["fp32"]) < 0.1, finals

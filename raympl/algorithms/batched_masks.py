@@ -28,6 +28,7 @@ from raympl.masks import bits
 from raympl.masks.ops import binary_masks, group_lasso, keep_count, straight_through
 
 Inbox = list[tuple[tuple[int, int], np.ndarray]]  # (sender, round sent) and the packed message
+NormState = dict[int, dict[str, torch.Tensor]]  # agent -> an nn.Module's buffers (batch-norm statistics)
 MAX_IMAGES = 8192
 
 
@@ -69,8 +70,9 @@ class BatchedMasks:
 
     # ---- phase 1 ---------------------------------------------------------------
     def local(self, states: list[MaskState], batches: list[tuple[torch.Tensor, torch.Tensor]],
-              sends: bool) -> list[np.ndarray | None]:
-        """Every agent's step on its own minibatch; the outgoing masks (eq. 16) when `sends`."""
+              sends: bool, norm_state: NormState | None = None) -> list[np.ndarray | None]:
+        """Every agent's step on its own minibatch; the outgoing masks (eq. 16) when `sends`. norm_state: the
+        agents' own buffers of an nn.Module model, updated by their steps."""
         by_size: dict[int, list[int]] = defaultdict(list)
         for row, (x, _) in enumerate(batches):
             by_size[x.shape[0]].append(row)
@@ -80,13 +82,13 @@ class BatchedMasks:
             for start in range(0, len(same_size), per_step):
                 rows = same_size[start:start + per_step]
                 outgoing = self._step([states[r] for r in rows], torch.cat([batches[r][0] for r in rows]),
-                                      torch.cat([batches[r][1] for r in rows]), sends)
+                                      torch.cat([batches[r][1] for r in rows]), sends, norm_state or {})
                 for r, message in zip(rows, outgoing, strict=True):
                     messages[r] = message
         return messages
 
     def _step(self, states: list[MaskState], x: torch.Tensor, y: torch.Tensor,
-              sends: bool) -> list[np.ndarray | None]:
+              sends: bool, norm_state: NormState) -> list[np.ndarray | None]:
         config, agents = self.config, len(states)
         z = [torch.stack([s.z[layer] for s in states]).requires_grad_(True) for layer in range(len(self.sizes))]
         abar, keep = self._abar(states), self._keep(states)
@@ -94,7 +96,8 @@ class BatchedMasks:
                 for layer, shape in enumerate(self.shapes)]
         weights = [w * straight_through(m, zl, a, agents=True)
                    for w, m, zl, a in zip(self.model.weights, mask, z, abar or [None] * len(z), strict=True)]
-        losses = F.cross_entropy(self.model.forward(x, weights), y, reduction="none").view(agents, -1).mean(1)
+        losses = F.cross_entropy(self._logits(states, x, weights, norm_state), y,
+                                 reduction="none").view(agents, -1).mean(1)
         loss = losses.sum()  # agents share no parameter: each gradient is that agent's own
         if config.lam > 0:
             loss = loss + sum(group_lasso(zl, config.lam, agents=True) for zl in z)
@@ -111,6 +114,21 @@ class BatchedMasks:
             self._store_masks(states, new_masks)
             return [None] * agents
         return list(self._pack(new_masks).cpu().numpy())
+
+    def _logits(self, states: list[MaskState], x: torch.Tensor, weights: list[torch.Tensor],
+                norm_state: NormState) -> torch.Tensor:
+        """The stacked forward pass; an nn.Module's per-agent buffers go in stacked and come out updated."""
+        if not self.model.buffers:
+            return self.model.forward(x, weights)
+        stacked = {n: torch.stack([norm_state[s.agent][n] for s in states]) for n in self.model.buffers}
+        self.model.agent_buffers = stacked
+        try:
+            logits = self.model.forward(x, weights)
+        finally:
+            self.model.agent_buffers = None
+        for row, state in enumerate(states):
+            norm_state[state.agent] = {n: b[row] for n, b in stacked.items()}
+        return logits
 
     # ---- phase 2 ---------------------------------------------------------------
     def merge(self, states: list[MaskState], inboxes: list[Inbox]) -> None:

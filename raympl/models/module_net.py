@@ -14,6 +14,9 @@ networks (layers, weights, biases, forward(x, weights, biases)), so every algori
   statistics off, so normalisation always uses the statistics of the batch at hand, evaluation included.
 
 The module runs through torch.func.functional_call with the tensors of the moment; it is not changed.
+With `--engine batched` the weights come stacked, one row per agent: the call is vectorised over the agents
+with torch.func.vmap, each agent with its own images and its own buffers (stacked the same way by the host),
+the free parameters shared (the engine requires `--free-params frozen`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call
+from torch.func import functional_call, vmap
 
 from raympl.errors import ConfigError
 from raympl.models import precision
@@ -122,18 +125,33 @@ class ModuleNet:
 
     def forward(self, x: torch.Tensor, weights: list[torch.Tensor],
                 biases: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        if weights[0].dim() != len(self.layers[0].shape):
-            raise ValueError("a torch.nn.Module model runs one agent at a time (--engine per-agent)")
+        agents = weights[0].dim() > len(self.layers[0].shape)  # stacked: one row per agent (--engine batched)
         # without an agent's buffers (a probe, a FLOP count), copies: the shared initial ones stay as built
-        buffers = ({n: b.clone() for n, b in self.buffers.items()} if self.agent_buffers is None
-                   else self.agent_buffers)
-        tensors = {**(self.biases if biases is None else biases), **dict(zip(self.maskable, weights, strict=True)),
-                   **buffers}
-        if self.precision == "fp32":
-            return functional_call(self.module, tensors, (x,))
+        buffers = self.agent_buffers
+        if buffers is None:
+            buffers = {n: b.expand(weights[0].shape[0], *b.shape).clone() if agents else b.clone()
+                       for n, b in self.buffers.items()}
+        free = self.biases if biases is None else biases
         with precision.compute(self.precision, x.device):
-            out = functional_call(self.module, tensors, (x,))
-        return out.float() if isinstance(out, torch.Tensor) else out
+            if agents:
+                out = self._forward_agents(x, dict(zip(self.maskable, weights, strict=True)), free, buffers)
+            else:
+                out = functional_call(self.module, {**free, **dict(zip(self.maskable, weights, strict=True)),
+                                                    **buffers}, (x,))
+        return out.float() if self.precision != "fp32" and isinstance(out, torch.Tensor) else out
+
+    def _forward_agents(self, x: torch.Tensor, weights: dict[str, torch.Tensor], free: dict[str, torch.Tensor],
+                        buffers: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits of A agents' images (A·B rows, agent-major) through their own stacked weights and buffers."""
+        agents = next(iter(weights.values())).shape[0]
+
+        def one_agent(own: dict[str, torch.Tensor], own_buffers: dict[str, torch.Tensor],
+                      images: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.module, {**free, **own, **own_buffers}, (images,))
+
+        # dropout draws differ per agent, as they would one agent after the other (not the same draws)
+        out = vmap(one_agent, randomness="different")(weights, buffers, x.unflatten(0, (agents, -1)))
+        return out.flatten(0, 1)
 
     def train(self, mode: bool) -> None:
         """Training mode (batch statistics, running statistics updated) or evaluation mode."""

@@ -181,7 +181,8 @@ class AgentHost:
     def _local_messages(self, round_: int, agents: list[int]) -> list[np.ndarray | None]:
         if self.batched:
             states = [self.states[a] for a in agents]
-            return self.batched.local(states, [self._batch(a) for a in agents], self.algorithm.communicates)
+            return self.batched.local(states, [self._batch(a) for a in agents], self.algorithm.communicates,
+                                      self.norm_state)
         messages = []
         for agent in agents:
             state = self.states[agent]
