@@ -174,10 +174,13 @@ def bench_point(model_name: str, agents: int, device: str, engine: str, precisio
         convs = model_convs(model, config.batch_size)
         sequential = agents if executor == "inprocess" else summary["agents_per_actor"]
         # both precisions' floors in this process: a bf16 round is also set against what float32 could do
-        conv_s, fp32_conv_s = (sequential * conv_floor(convs, torch_device, backward=True, repeats=repeats,
-                                                       precision=p) for p in (precision, "fp32"))
-        fwd_per_image, fp32_fwd_per_image = (eval_floor(model, torch_device, repeats, p) / EVAL_SAMPLES
-                                             for p in (precision, "fp32"))
+        # (fp32 is measured once: its two ratios are then against the same floor)
+        both = dict.fromkeys((precision, "fp32"))
+        conv = {p: sequential * conv_floor(convs, torch_device, backward=True, repeats=repeats, precision=p)
+                for p in both}
+        fwd = {p: eval_floor(model, torch_device, repeats, p) / EVAL_SAMPLES for p in both}
+        conv_s, fp32_conv_s = conv[precision], conv["fp32"]
+        fwd_per_image, fp32_fwd_per_image = fwd[precision], fwd["fp32"]
         flops = sequential * step_flops(model, config.batch_size, torch_device)
         peak = matmul_peak_flops(torch_device)
     finally:
