@@ -154,7 +154,7 @@ def test_link_drop_is_seeded_reused_and_accounted(tiny_overrides, tmp_path):
 def test_no_room_for_a_replacement_host_stops_cleanly_and_resumes(ray_session, tiny_overrides, tmp_path):
     from raympl.runtime import executors
 
-    overrides = {**tiny_overrides, "rounds": 5, "eval_every": 1, "checkpoint_every": 1, "placement_timeout": 30}
+    overrides = {**tiny_overrides, "rounds": 5, "eval_every": 1, "checkpoint_every": 1, "placement_timeout": 20}
     simulate(resolve({**overrides, "out": str(tmp_path / "whole")}))
 
     @ray_session.remote(num_cpus=1)
@@ -171,7 +171,7 @@ def test_no_room_for_a_replacement_host_stops_cleanly_and_resumes(ray_session, t
             ray_session.get(blockers[0].ping.remote(), timeout=60)
 
     config = resolve({**overrides, "out": str(tmp_path / "stuck")})
-    with pytest.raises(executors.NoCapacity, match="1 of 2 host actor.* could not be placed within 30 s.*--resume"):
+    with pytest.raises(executors.NoCapacity, match="1 of 2 host actor.* could not be placed within 20 s.*--resume"):
         simulate(config, progress=take_the_cpu_of_a_host)
     ray_session.kill(blockers[0])
     assert checkpoint.load(tmp_path / "stuck").round == 2
@@ -192,13 +192,13 @@ def test_hosts_that_cannot_be_placed_stop_with_one_line_within_the_timeout(ray_s
     try:
         args = ["simulate", "--model", "small-cnn", "--agents", "6", "--topology", "ring", "--rounds", "2",
                 "--classes-per-agent", "3", "--batch-size", "16", "--data-dir", tiny_overrides["data_dir"],
-                "--cpus-per-agent", str(1 / 3), "--placement-timeout", "30"]  # time for the free host to start
+                "--cpus-per-agent", str(1 / 3), "--placement-timeout", "20"]  # time for the free host to start
         start = time.perf_counter()
         result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "blocked")])
         assert result.exit_code == 2, result.output
         error = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert len(error) == 1 and "Traceback" not in result.output
-        assert ("1 of 2 host actor(s), each asking 1 CPU / 0 GPU on one node, could not be placed within 30 s"
+        assert ("1 of 2 host actor(s), each asking 1 CPU / 0 GPU on one node, could not be placed within 20 s"
                 in error[0])
         assert time.perf_counter() - start < 90
         # a cluster that may grow (given by --address) is asked for nodes first, then the same timeout applies
