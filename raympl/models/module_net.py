@@ -125,19 +125,18 @@ class ModuleNet:
 
     def forward(self, x: torch.Tensor, weights: list[torch.Tensor],
                 biases: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        agents = weights[0].dim() > len(self.layers[0].shape)  # stacked: one row per agent (--engine batched)
+        stacked = weights[0].dim() > len(self.layers[0].shape)  # one row per agent (--engine batched)
         # without an agent's buffers (a probe, a FLOP count), copies: the shared initial ones stay as built
         buffers = self.agent_buffers
         if buffers is None:
-            buffers = {n: b.expand(weights[0].shape[0], *b.shape).clone() if agents else b.clone()
+            buffers = {n: b.expand(weights[0].shape[0], *b.shape).clone() if stacked else b.clone()
                        for n, b in self.buffers.items()}
-        free = self.biases if biases is None else biases
+        free, masked = self.biases if biases is None else biases, dict(zip(self.maskable, weights, strict=True))
         with precision.compute(self.precision, x.device):
-            if agents:
-                out = self._forward_agents(x, dict(zip(self.maskable, weights, strict=True)), free, buffers)
+            if stacked:
+                out = self._forward_agents(x, masked, free, buffers)
             else:
-                out = functional_call(self.module, {**free, **dict(zip(self.maskable, weights, strict=True)),
-                                                    **buffers}, (x,))
+                out = functional_call(self.module, {**free, **masked, **buffers}, (x,))
         return out.float() if self.precision != "fp32" and isinstance(out, torch.Tensor) else out
 
     def _forward_agents(self, x: torch.Tensor, weights: dict[str, torch.Tensor], free: dict[str, torch.Tensor],
