@@ -3,15 +3,18 @@ options."""
 
 from __future__ import annotations
 
+import time
 import tomllib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.text import Text
 
 from raympl import config as cfg
-from raympl.errors import USER_ERRORS, Stopped
+from raympl.errors import USER_ERRORS, Stopped, StudyStopped
 
 # help and messages are printed literally: option specs such as markov:UP:DOWN or lognormal:100:2000 are
 # neither rich markup nor emoji codes
@@ -29,7 +32,7 @@ def one_line_errors():
     except USER_ERRORS as error:
         err.print(Text.assemble(("error:", "red"), f" {error}"), soft_wrap=True)
         raise typer.Exit(2) from None
-    except Stopped as stopped:  # a first SIGINT / SIGTERM: the round finished, outputs and checkpoint written
+    except (Stopped, StudyStopped) as stopped:  # a first SIGINT / SIGTERM: outputs and checkpoints written
         err.print(str(stopped), highlight=False, soft_wrap=True)
         raise typer.Exit(stopped.exit_code) from None
     except KeyboardInterrupt:
@@ -58,3 +61,21 @@ def parse_settings(items: list[str] | None) -> dict[str, object]:
         except tomllib.TOMLDecodeError:
             settings[key.strip().replace("-", "_")] = value
     return settings
+
+
+def clock(seconds: float | None) -> str:
+    return "?" if seconds is None else time.strftime("%H:%M:%S", time.gmtime(seconds))
+
+
+@contextmanager
+def study_display() -> Iterator[Callable[[dict], None]]:
+    """The one progress line of a study of many runs (runs done / failed / running / pending, elapsed,
+    remaining), redrawn in place on a terminal; elsewhere the per-run lines are the record."""
+    with Live(Text(""), console=err, auto_refresh=False, transient=True) as live:
+        def show(counts: dict) -> None:
+            if err.is_terminal:
+                live.update(Text(f"runs: {counts['done']} done, {counts['failed']} failed, {counts['running']} "
+                                 f"running, {counts['pending']} pending; elapsed {clock(counts['elapsed_s'])}, "
+                                 f"remaining ~{clock(counts['remaining_s'])}"), refresh=True)
+
+        yield show

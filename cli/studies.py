@@ -8,11 +8,16 @@ from typing import Annotated
 import typer
 
 from raympl import config as cfg
-from raympl.cli.common import Opt, gpus_amount, one_line_errors, out, parse_settings
+from raympl.cli.common import Opt, err, gpus_amount, one_line_errors, out, parse_settings, study_display
 
 # The modules that compute (torch, Ray, pandas) are imported inside each command, when it runs, so that
 # `raympl --help` and a bad flag answer at once instead of after seconds of imports.
 
+
+CONCURRENT_HELP = ("Runs at once: 1 (one after another in this process), N, or auto (as many as the cluster "
+                   "holds), each as a Ray Tune trial in its own placement group.")
+TRIAL_RESOURCES_HELP = ("What one trial may use with --concurrent, on one node: cpus=C[,gpus=G]; default: what "
+                        "the run asks for alone (an in-process run: its torch threads).")
 
 study_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Studies that run many simulations.")
 
@@ -42,6 +47,8 @@ def compare(
     config: Annotated[Path | None, Opt(help="TOML file with simulate keys for every run.")] = None,
     out_dir: Annotated[Path, Opt("--out", help="Comparison directory (reruns skip finished runs).")] = Path(
         "runs/compare"),
+    concurrent: Annotated[str, Opt(help=CONCURRENT_HELP)] = "1",
+    trial_resources: Annotated[str | None, Opt(help=TRIAL_RESOURCES_HELP)] = None,
 ) -> None:
     """Several methods x columns x seeds -> table.md and table.parquet (mean ± std, total bits)."""
     with one_line_errors():
@@ -51,12 +58,31 @@ def compare(
                     "retention": retention, "preset": preset, "batch_size": batch_size, "eval_every": eval_every,
                     "eval_samples": eval_samples, "dataset": dataset, "data_dir": data_dir, "executor": executor,
                     "address": address, **parse_settings(set_)}
+        from raympl import trials
+
+        at_once, shape = trials.parse_concurrent(concurrent), trials.parse_trial_resources(trial_resources)
         runs = comparing.plan(algorithms, seeds, classes, topologies, settings, config, out_dir)
         out.print(f"raympl compare: {len(runs)} runs -> {out_dir}", highlight=False)
-        table = comparing.compare(runs, out_dir, log=lambda line: out.print(line, highlight=False))
-        out.print(comparing.markdown(table), highlight=False)
+        with study_display() as show:
+            comparing.compare(runs, out_dir, log=lambda line: out.print(line, highlight=False), concurrent=at_once,
+                              trial_resources=shape, show=show)
+        out.print((out_dir / "table.md").read_text(), highlight=False)
     out.print(f"wrote {out_dir / 'table.md'}, {out_dir / 'table.parquet'} and {out_dir / 'runs.parquet'}",
               highlight=False)
+    exit_if_runs_failed([out_dir])
+
+
+def exit_if_runs_failed(folders: list[Path]) -> None:
+    """Failed runs are in the tables with their errors; the exit status tells scripts that some failed."""
+    import pyarrow.parquet as pq
+
+    rows = [r for folder in folders if (folder / "runs.parquet").exists()
+            for r in pq.read_table(folder / "runs.parquet").to_pylist()]
+    failures = [r for r in rows if r.get("error")]
+    if failures:
+        err.print(f"{len(failures)} of {len(rows)} runs failed (listed in table.md with their errors); the "
+                  f"first: {failures[0]['run_dir']}: {failures[0]['error']}", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @study_app.command("scaling")
@@ -79,7 +105,8 @@ def study_scaling(
     out_dir: Annotated[Path, Opt("--out", help="Study directory.")] = Path("runs/scaling"),
     config: Annotated[Path | None, Opt(help="TOML file with simulate keys for every point.")] = None,
 ) -> None:
-    """Time per round and bytes per round over agent counts and topologies -> scaling.parquet/.png."""
+    """Time per round and bytes per round over agent counts and topologies -> scaling.parquet/.png (one point at
+    a time: it measures time per round)."""
     with one_line_errors():
         counts = cfg.int_list(agents, "agents")
         names = [t for t in topology.split(",") if t.strip()]
@@ -120,6 +147,8 @@ def study_cooperation(
     set_: Annotated[list[str] | None, Opt("--set", help="Any option for every run, as KEY=VALUE.")] = None,
     out_dir: Annotated[Path, Opt("--out", help="Study folder (reruns skip finished runs).")] = Path(
         "runs/cooperation"),
+    concurrent: Annotated[str, Opt(help=CONCURRENT_HELP)] = "1",
+    trial_resources: Annotated[str | None, Opt(help=TRIAL_RESOURCES_HELP)] = None,
 ) -> None:
     """MCE-PL vs ind-mask, paired seeds, one factor at a time -> cooperation.md/.parquet with CIs."""
     with one_line_errors():
@@ -132,13 +161,20 @@ def study_cooperation(
         base = {"model": model, "rounds": rounds, "eval_every": eval_every, "eval_samples": eval_samples,
                 "data_dir": data_dir, "executor": executor, "agents": 20, "topology": "er", "p": 0.5,
                 "classes_per_agent": 4, "retention": "0.3", **parse_settings(set_)}
-        cooperation.run_cells(chosen, cfg.int_list(seeds, "seeds"), {k: v for k, v in base.items() if v is not None},
-                              out_dir, log=lambda line: out.print(line, highlight=False))
+        from raympl import trials
+
+        at_once, shape = trials.parse_concurrent(concurrent), trials.parse_trial_resources(trial_resources)
+        with study_display() as show:
+            cooperation.run_cells(chosen, cfg.int_list(seeds, "seeds"),
+                                  {k: v for k, v in base.items() if v is not None}, out_dir,
+                                  log=lambda line: out.print(line, highlight=False), concurrent=at_once,
+                                  trial_resources=shape, show=show)
         table = cooperation.report(out_dir)
     if not table.empty:
         out.print((out_dir / "cooperation.md").read_text(), highlight=False)
     out.print(f"wrote cooperation.md, cooperation.parquet and the figures cooperation-curves.png and "
               f"cooperation-difference.png (also SVG) in {out_dir}", highlight=False)
+    exit_if_runs_failed(sorted(p.parent for p in out_dir.glob("*/runs.parquet")))
 
 
 def verify_dslth(

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from raympl import comparison as comparing
+from raympl import trials
 from raympl.config import ConfigError, load_toml
 from raympl.options import resolve
 from raympl.runtime.driver import simulate as run_simulation
@@ -96,12 +97,14 @@ def simulate(config: str | Path | None = None, *, progress: bool = True, **optio
 
 def compare(algorithms: str, *, seeds: str | list[int] = (0, 1, 2), classes: str | list[int] = (3, 4, 5),
             topologies: str | None = None, config: str | Path | None = None, out: str | Path = "runs/compare",
-            **options: Any) -> pandas.DataFrame:
+            concurrent: int | str = 1, trial_resources: str | None = None, **options: Any) -> pandas.DataFrame:
     """`raympl compare` from Python: methods (algorithm[:retention][+codec], comma separated) × columns
-    × seeds; returns the table (one row per method and column). Finished runs are read, not rerun."""
+    × seeds; returns the table (one row per method and column). Finished runs are read, not rerun.
+    concurrent, trial_resources: as --concurrent and --trial-resources (N or "auto"; "cpus=1,gpus=0.25")."""
+    at_once, shape = trials.parse_concurrent(concurrent), trials.parse_trial_resources(trial_resources)
     runs = comparing.plan(algorithms, seeds, classes, topologies, options, Path(config) if config else None,
                           Path(out))
-    comparing.compare(runs, Path(out), log=print)
+    comparing.compare(runs, Path(out), log=print, concurrent=at_once, trial_resources=shape)
     return pq.read_table(Path(out) / "table.parquet").to_pandas()
 
 

@@ -11,9 +11,7 @@ mean ± std over seeds and the bits sent.
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import statistics
 import tomllib
 from collections.abc import Callable
@@ -21,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raympl import trials
 from raympl.config import ALGORITHMS, CODECS, PLACEMENT_OPTIONS, ConfigError, RunConfig, int_list, load_toml
 from raympl.metrics import atomic_write_bytes, write_table
 from raympl.options import resolve_shared
-from raympl.runtime import checkpoint
-from raympl.runtime.driver import simulate
 
 
 @dataclass(frozen=True)
@@ -108,7 +105,7 @@ def plan(algorithms: str, seeds: str | list[int], classes: str | list[int], topo
 
 
 def plan_runs(base: dict[str, Any], config_file: Path | None, methods: list[Variant], columns: list[Variant],
-              seeds: list[int], out: Path) -> list[tuple[Variant, Variant, int, RunConfig]]:
+              seeds: list[int], out: Path) -> list[PlannedRun]:
     """Every run's validated configuration, so bad input fails before the first run starts. Seeds are
     the outer loop, so a comparison stopped early still has whole tables for its first seeds."""
     shared = {**(load_toml(config_file) if config_file else {}), **base}
@@ -128,48 +125,77 @@ def plan_runs(base: dict[str, Any], config_file: Path | None, methods: list[Vari
     return runs
 
 
-def run_row(method: Variant, column: Variant, seed: int, summary: dict, run_dir: str) -> dict:
+def run_row(method: Variant, column: Variant, seed: int, outcome: trials.Outcome, run_dir: str) -> dict:
+    """One line of runs.parquet; a failed run keeps its line, with its error and no results."""
+    summary = outcome.summary or {}
     return {"method": method.label, "algorithm": method.overrides["algorithm"], "column": column.label,
-            "seed": seed, "final_accuracy": summary["final_mean_accuracy"], "total_bits": summary["total_bits"],
+            "seed": seed, "final_accuracy": summary.get("final_mean_accuracy"), "total_bits": summary.get("total_bits"),
             "bits_per_weight": summary.get("bits_per_weight"),  # absent in runs from before the codecs
-            "wall_time_s": summary["wall_time_s"], "rounds": summary["rounds"],
+            "wall_time_s": summary.get("wall_time_s"), "rounds": summary.get("rounds"),
             # the simulated clock (absent in runs from before it): total, and to 90 % of the final accuracy
             "sim_time_s": summary.get("sim_time_total_s"),
             "time_to_90pct_s": summary.get("time_to_accuracy", {}).get("fraction_of_final", {}).get("0.9"),
-            "run_dir": run_dir}
+            "run_dir": run_dir, "error": outcome.error, "node": outcome.node}
 
 
-def compare(runs: list[tuple[Variant, Variant, int, RunConfig]], out: Path,
-            log: Callable[[str], None] = print) -> list[dict]:
-    for *_, config in runs:  # before anything runs
+def outcome_line(k: int, n: int, method: Variant, column: Variant, seed: int, outcome: trials.Outcome,
+                 rounds: int) -> str:
+    head = f"[{k}/{n}] {method.label}, {column.label}, seed {seed}:"
+    summary = outcome.summary
+    if outcome.error:
+        return f"{head} failed: {outcome.error}"
+    if outcome.how == "already done":
+        return f"{head} already done"
+    if outcome.how == "extended":
+        return f"{head} extended to {rounds} rounds, accuracy {summary['final_mean_accuracy']:.4f}"
+    return (f"{head} accuracy {summary['final_mean_accuracy']:.4f}, {summary['total_bits'] / 8e6:.1f} MB, "
+            f"{summary['wall_time_s']:.0f} s")
+
+
+def compare(runs: list[PlannedRun], out: Path, log: Callable[[str], None] = print, concurrent: int | None = 1,
+            trial_resources: trials.TrialResources | None = None,
+            show: Callable[[dict[str, Any]], None] = lambda counts: None) -> list[dict]:
+    """Run (or read) every planned run and write runs.parquet, table.parquet and table.md after each one.
+    concurrent 1: one run after another in this process; N or None (auto): Ray Tune trials at once."""
+    return compare_many([(runs, out)], log, concurrent, trial_resources, show, scratch=out / ".tune")[0]
+
+
+def compare_many(groups: list[tuple[list[PlannedRun], Path]], log: Callable[[str], None] = print,
+                 concurrent: int | None = 1, trial_resources: trials.TrialResources | None = None,
+                 show: Callable[[dict[str, Any]], None] = lambda counts: None,
+                 scratch: Path | None = None) -> list[list[dict]]:
+    """Several comparisons (a study's cells) whose runs share one queue, so that concurrent trials fill the
+    cluster across them; each comparison's tables are rewritten in its own folder after each of its runs."""
+    flat = [(g, run) for g, (runs, _) in enumerate(groups) for run in runs]
+    for _, (*_, config) in flat:  # before anything runs
         if (Path(config.out) / "config.toml").exists():
             check_same_run(Path(config.out), config)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for k, (method, column, seed, config) in enumerate(runs, 1):
-        run_dir = Path(config.out)
-        done = run_dir / "summary.json"
-        if done.exists() and json.loads(done.read_text())["rounds"] == config.rounds:
-            summary = json.loads(done.read_text())
-            log(f"[{k}/{len(runs)}] {method.label}, {column.label}, seed {seed}: already done")
-        elif done.exists():  # finished with fewer rounds: extended from its final checkpoint
-            summary = simulate(config, run_dir, resume=True)
-            log(f"[{k}/{len(runs)}] {method.label}, {column.label}, seed {seed}: extended to {config.rounds} rounds, "
-                f"accuracy {summary['final_mean_accuracy']:.4f}")
-        else:
-            resume = (run_dir / checkpoint.FILENAME).exists()  # interrupted after a checkpoint: continue
-            if run_dir.exists() and not resume:  # interrupted before any checkpoint: start again
-                shutil.rmtree(run_dir)
-            summary = simulate(config, run_dir, resume=resume)
-            log(f"[{k}/{len(runs)}] {method.label}, {column.label}, seed {seed}: "
-                f"accuracy {summary['final_mean_accuracy']:.4f}, {summary['total_bits'] / 8e6:.1f} MB, "
-                f"{summary['wall_time_s']:.0f} s")
-        rows.append(run_row(method, column, seed, summary, str(run_dir)))
-        write_table(rows, out / "runs.parquet")
-        table = summarize(rows)
-        write_table(table, out / "table.parquet")
-        atomic_write_bytes(out / "table.md", markdown(table).encode())
-    return table
+    if trial_resources is not None and concurrent == 1:
+        raise ConfigError(f"invalid trial-resources {trial_resources}: it shapes the trials of --concurrent N or "
+                          "auto; one run at a time uses the whole machine")
+    rows: list[dict[int, dict]] = [{} for _ in groups]
+
+    def record(index: int, outcome: trials.Outcome) -> None:
+        g, (method, column, seed, config) = flat[index]
+        log(outcome_line(sum(map(len, rows)) + 1, len(flat), method, column, seed, outcome, config.rounds))
+        rows[g][index] = run_row(method, column, seed, outcome, str(config.out))
+        write_tables([rows[g][i] for i in sorted(rows[g])], groups[g][1])
+
+    for _, out in groups:
+        out.mkdir(parents=True, exist_ok=True)
+    configs = [config for _, (*_, config) in flat]
+    if concurrent == 1:
+        trials.run_here(configs, record, show)
+    elif configs:
+        trials.run_trials(configs, record, concurrent, trial_resources, configs[0].address, show, scratch)
+    return [summarize([found[i] for i in sorted(found)]) for found in rows]
+
+
+def write_tables(rows: list[dict], out: Path) -> None:
+    write_table(rows, out / "runs.parquet")
+    table = summarize(rows)
+    write_table(table, out / "table.parquet")
+    atomic_write_bytes(out / "table.md", markdown(table, failures=[r for r in rows if r["error"]]).encode())
 
 
 def check_same_run(run_dir: Path, config: RunConfig) -> None:
@@ -188,10 +214,12 @@ def check_same_run(run_dir: Path, config: RunConfig) -> None:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """One row per (method, column): mean ± std of the final accuracy over seeds, mean bits and time."""
+    """One row per (method, column): mean ± std of the final accuracy over the seeds that finished, mean bits
+    and time; failed runs are left out (table.md lists them)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["method"], row["column"]), []).append(row)
+        if not row.get("error"):
+            groups.setdefault((row["method"], row["column"]), []).append(row)
     table = []
     for (method, column), group in groups.items():
         accuracy = [r["final_accuracy"] for r in group]
@@ -210,8 +238,8 @@ def mean_or_none(values: list[float | None]) -> float | None:
     return None if None in values else statistics.fmean(values)
 
 
-def markdown(table: list[dict]) -> str:
-    """The paper's layout: methods as rows, columns (c or topology) as columns; three blocks."""
+def markdown(table: list[dict], failures: list[dict] | None = None) -> str:
+    """The paper's layout: methods as rows, columns (c or topology) as columns; then the failed runs."""
     methods = list(dict.fromkeys(r["method"] for r in table))
     columns = list(dict.fromkeys(r["column"] for r in table))
     cell = {(r["method"], r["column"]): r for r in table}
@@ -234,7 +262,15 @@ def markdown(table: list[dict]) -> str:
         block("Simulated time per run, s (mean over seeds; docs/network.md)", lambda r: seconds(r["sim_time_s_mean"])),
         block("Simulated time to 90 % of the final accuracy, s (mean over seeds)",
               lambda r: seconds(r["time_to_90pct_s_mean"])),
+        *([failed_block(failures)] if failures else []),
     ]) + "\n"
+
+
+def failed_block(failures: list[dict]) -> str:
+    lines = ["**Failed runs (left out of the tables above)**", "", "| method | column | seed | error |",
+             "|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['column']} | {r['seed']} | {r['error']} |" for r in failures]
+    return "\n".join(lines)
 
 
 def seconds(value: float | None) -> str:

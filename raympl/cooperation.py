@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from raympl import comparison
+from raympl import comparison, trials
 from raympl.api import Run
 from raympl.config import ConfigError, RunConfig
 from raympl.metrics import atomic_write_bytes
@@ -73,13 +73,16 @@ def cell_settings(base: dict[str, Any], cell: str) -> dict[str, Any]:
 
 
 def run_cells(cells: list[str], seeds: list[int], base: dict[str, Any], out: Path,
-              log: Callable[[str], None] = print) -> None:
+              log: Callable[[str], None] = print, concurrent: int | None = 1,
+              trial_resources: trials.TrialResources | None = None,
+              show: Callable[[dict[str, Any]], None] = lambda counts: None) -> None:
     """Every cell's runs (skipping finished ones); seeds are the outer loop inside each cell. A run whose
     configuration equals one planned in an earlier cell, or one finished in any cell's folder, is not run
     again: its folder becomes a link to that run. (ind-mask sends nothing, so the graph options are dropped
     from its configuration and the graph cells share the paper-text cell's ind-mask runs.)"""
     plans = {cell: plan(cell, seeds, base, out) for cell in cells}  # every cell validated before the first run
     first = finished_runs(seeds, base, out, skip=set(cells))
+    queue = []
     for cell, runs in plans.items():
         own = []
         for run in runs:
@@ -93,7 +96,8 @@ def run_cells(cells: list[str], seeds: list[int], base: dict[str, Any], out: Pat
         shared = f" ({len(runs) - len(own)} shared with another cell)" if len(own) < len(runs) else ""
         log(f"cell {cell!r}: {len(own)} runs{shared}")
         if own:
-            comparison.compare(own, out / slug(cell), log=log)
+            queue.append((own, out / slug(cell)))
+    comparison.compare_many(queue, log, concurrent, trial_resources, show, scratch=out / ".tune")
 
 
 def plan(cell: str, seeds: list[int], base: dict[str, Any], out: Path) -> list:

@@ -79,5 +79,15 @@ class Stopped(Exception):
 
 
 # bad input or an unusable machine: one line and exit code 2 on the command line (HostLost is recovered)
+class StudyStopped(Exception):
+    """A study of many runs stopped before all of them finished (Ctrl-C); rerunning it continues them."""
+
+    exit_code = 130
+
+    def __init__(self, unfinished: int, runs: int):
+        super().__init__(f"stopped with {unfinished} of {runs} runs unfinished: finished runs are kept and the "
+                         "same command continues the others from their checkpoints")
+
+
 USER_ERRORS = (ConfigError, TopologyError, DataError, PayloadError, DivergedError, CheckpointError, NoCapacity,
                HostStartError, DeviceError, OutputError, DamagedFileError)

@@ -2,6 +2,8 @@
 
 Writes `scaling.parquet` (one row per point) and `scaling.png` (time and bytes per round vs agents).
 Evaluation is kept out of the timings: one cheap evaluation on a small fixed subset after the last round.
+Points run one at a time, each with the whole machine or cluster (unlike `raympl compare --concurrent`): it
+measures time per round, and runs sharing the machine would measure each other.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def scaling(base: RunConfig, agent_counts: list[int], topologies: list[str], out
             log=print) -> list[dict]:
     """Run every (agents, topology) point; rows are written after each point, so none is lost."""
     out.mkdir(parents=True, exist_ok=True)
+    log(f"raympl study scaling: {len(topologies) * len(agent_counts)} points, one at a time (each measures time per "
+        "round with the whole cluster)")
     rows: list[dict] = []
     for topology in topologies:
         for agents in agent_counts:

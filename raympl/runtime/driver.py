@@ -34,10 +34,7 @@ from raympl.runtime.extension import (
     start_extension,
 )
 from raympl.runtime.launch import cluster_resources, host_layout, place, request_nodes
-from raympl.runtime.placement import (
-    check_gpus_exist,
-    cross_host_share,
-)
+from raympl.runtime.placement import Slot, check_gpus_exist, cross_host_share
 from raympl.runtime.prepare import Prepared, prepare
 from raympl.runtime.run_dir import check_out_dir, default_out_dir, make_out_dir, output_failed, write_masks
 from raympl.runtime.run_state import ProgressFn, Run
@@ -47,10 +44,11 @@ from raympl.tensorboard import TensorBoardLog
 
 def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | None = None,
              prepared: Prepared | None = None, resume: bool = False,
-             log: Callable[[str], None] = lambda line: None) -> dict:
+             log: Callable[[str], None] = lambda line: None, slot: Slot | None = None) -> dict:
     """Run one simulation end to end and return its summary (also written to out/summary.json).
 
     resume: continue the run in `out` from its checkpoint (same configuration, same results).
+    slot: the resources of the study trial this run is (None: the whole machine or cluster).
     A host actor lost mid-run is recreated, every agent is restored from the last checkpoint and the
     rounds since are replayed; `log` receives a warning line.
     """
@@ -58,7 +56,7 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     out = Path(out or config.out or default_out_dir())
     try:
         with StopRequests() as stop:  # from the start: a request during set-up stops before the first round
-            run = start_run(config, out, prepared, resume, log)
+            run = start_run(config, out, prepared, resume, log, slot)
             stop.reinstall()
             run.stop = stop
             return run_to_end(run, start, progress, log)
@@ -92,11 +90,11 @@ def run_to_end(run: Run, start: float, progress: ProgressFn | None, log: Callabl
 
 
 def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: bool,
-              log: Callable[[str], None]) -> Run:
+              log: Callable[[str], None], slot: Slot | None = None) -> Run:
     """Check the output folder, load data, write the run's files, place and start the hosts."""
     check_out_dir(out, resuming=resume)
     # bad resources, data, graph or placement fail before anything is written
-    resources = cluster_resources(config)
+    resources = slot.resources if slot else cluster_resources(config)
     check_gpus_exist(config, resources)
     prepared = prepared or prepare(config)
     # a run stopped before its first checkpoint (a full disk, say) resumes from round 0
@@ -122,7 +120,7 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
     executor_cls = RayExecutor if config.executor == "ray" else InProcessExecutor
     asked = request_nodes(placement, log) if config.executor == "ray" and not placement.fits_now else False
     try:
-        executor = executor_cls(config, prepared.dataset, hosts, routes, placement)
+        executor = executor_cls(config, prepared.dataset, hosts, routes, placement, slot)
     finally:
         if asked:
             request_nodes(None, log)

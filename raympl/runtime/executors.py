@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from raympl.config import RunConfig
 from raympl.data.datasets import Dataset
 from raympl.errors import HostLost, HostStartError, NoCapacity
 from raympl.network.links import Sent
 from raympl.runtime.host import SERVER, AgentData, AgentHost
-from raympl.runtime.placement import Placement, ray_resources
+from raympl.runtime.placement import Placement, Slot, ray_resources
 from raympl.wire import batch as wire_batch
 
 
@@ -64,7 +65,7 @@ def download_size(batch: pa.RecordBatch) -> int:
 
 class InProcessExecutor:
     def __init__(self, config: RunConfig, dataset: Dataset, hosts: list[list[AgentData]],
-                 routes: list[list[int]], placement: Placement):
+                 routes: list[list[int]], placement: Placement, slot: Slot | None = None):
         self.routes = routes
         self.hosts = [AgentHost(config, dataset, agents, placement.threads, placement.gpus_per_actor > 0)
                       for agents in hosts]
@@ -120,17 +121,26 @@ class RayExecutor:
     """One Ray actor per host; payloads stay in the object store, the driver only routes refs."""
 
     def __init__(self, config: RunConfig, dataset: Dataset, hosts: list[list[AgentData]],
-                 routes: list[list[int]], placement: Placement):
+                 routes: list[list[int]], placement: Placement, slot: Slot | None = None):
         self.routes, self.hosts, self.placement = routes, hosts, placement
         self.timeout = config.placement_timeout
         dataset_ref = ray.put(dataset)  # once; every host on a node maps the same read-only copy
         remote_host = ray.remote(AgentHost)
         run_id, self.generation = uuid.uuid4().hex[:8], 0
 
+        def where(k: int):
+            """A study trial's host goes into its own bundle of the trial's group, so concurrent trials never
+            take each other's resources; a run alone spreads its hosts over the nodes."""
+            if slot is None or slot.group is None:
+                return "SPREAD"
+            first = len(slot.group.bundle_specs) - len(hosts)  # the hosts' bundles are the group's last ones
+            return PlacementGroupSchedulingStrategy(slot.group, placement_group_bundle_index=first + k)
+
         def new_actor(k: int):
             # named so that operators (and tests) can find a run's hosts: raympl-host-<run>-<k>-<generation>
             return remote_host.options(
-                num_cpus=placement.cpus_per_actor, num_gpus=placement.gpus_per_actor, scheduling_strategy="SPREAD",
+                num_cpus=placement.cpus_per_actor, num_gpus=placement.gpus_per_actor,
+                scheduling_strategy=where(k),
                 name=f"raympl-host-{run_id}-{k}-{self.generation}").remote(
                 config, dataset_ref, hosts[k], placement.threads, placement.gpus_per_actor > 0)
 

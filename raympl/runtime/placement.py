@@ -19,6 +19,7 @@ import networkx as nx
 import numpy as np
 import ray
 import torch
+from ray.util.placement_group import PlacementGroup
 
 from raympl.config import ConfigError, RunConfig
 
@@ -72,6 +73,16 @@ class Placement:
     def describe(self) -> str:
         return (f"{self.actors} host actor(s) x {self.agents_per_actor} agent(s), each asking "
                 f"{self.cpus_per_actor:g} CPU / {self.gpus_per_actor:g} GPU, {self.threads} torch thread(s)")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What a run may use when it is one trial of a study (raympl/trials.py): its share of the cluster,
+    planned against as if it were the whole cluster, and the trial's placement group, whose last bundles
+    are the run's host actors, one each (None for an in-process run)."""
+
+    resources: Resources
+    group: PlacementGroup | None = None
 
 
 def assign_agents(graph: nx.Graph, sizes: list[int], seed: int = 0) -> list[list[int]]:
