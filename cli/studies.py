@@ -42,7 +42,8 @@ def compare(
     dataset: Annotated[str | None, Opt()] = None,
     data_dir: Annotated[str | None, Opt()] = None,
     executor: Annotated[str | None, Opt()] = None,
-    address: Annotated[str | None, Opt()] = None,
+    address: Annotated[str | None, Opt(help="Ray cluster: of the runs (Ray executor), or with --concurrent of the "
+                                            "trials.")] = None,
     set_: Annotated[list[str] | None, Opt("--set", help="Any simulate option as KEY=VALUE (repeatable).")] = None,
     config: Annotated[Path | None, Opt(help="TOML file with simulate keys for every run.")] = None,
     out_dir: Annotated[Path, Opt("--out", help="Comparison directory (reruns skip finished runs).")] = Path(
@@ -61,11 +62,12 @@ def compare(
         from raympl import trials
 
         at_once, shape = trials.parse_concurrent(concurrent), trials.parse_trial_resources(trial_resources)
+        cluster = comparing.study_address(settings, at_once)
         runs = comparing.plan(algorithms, seeds, classes, topologies, settings, config, out_dir)
         out.print(f"raympl compare: {len(runs)} runs -> {out_dir}", highlight=False)
         with study_display() as show:
             comparing.compare(runs, out_dir, log=lambda line: out.print(line, highlight=False), concurrent=at_once,
-                              trial_resources=shape, show=show)
+                              trial_resources=shape, show=show, address=cluster)
         out.print((out_dir / "table.md").read_text(), highlight=False)
     out.print(f"wrote {out_dir / 'table.md'}, {out_dir / 'table.parquet'} and {out_dir / 'runs.parquet'}",
               highlight=False)
@@ -149,6 +151,8 @@ def study_cooperation(
         "runs/cooperation"),
     concurrent: Annotated[str, Opt(help=CONCURRENT_HELP)] = "1",
     trial_resources: Annotated[str | None, Opt(help=TRIAL_RESOURCES_HELP)] = None,
+    address: Annotated[str | None, Opt(help="Ray cluster of the --concurrent trials (default: a local one).")
+                       ] = None,
 ) -> None:
     """MCE-PL vs ind-mask, paired seeds, one factor at a time -> cooperation.md/.parquet with CIs."""
     with one_line_errors():
@@ -164,11 +168,13 @@ def study_cooperation(
         from raympl import trials
 
         at_once, shape = trials.parse_concurrent(concurrent), trials.parse_trial_resources(trial_resources)
+        if address is not None and at_once == 1:
+            raise cfg.ConfigError(f"invalid address {address!r}: it is the cluster of --concurrent N or auto trials")
         with study_display() as show:
             cooperation.run_cells(chosen, cfg.int_list(seeds, "seeds"),
                                   {k: v for k, v in base.items() if v is not None}, out_dir,
                                   log=lambda line: out.print(line, highlight=False), concurrent=at_once,
-                                  trial_resources=shape, show=show)
+                                  trial_resources=shape, show=show, address=address)
         table = cooperation.report(out_dir)
     if not table.empty:
         out.print((out_dir / "cooperation.md").read_text(), highlight=False)

@@ -102,9 +102,10 @@ def compare(algorithms: str, *, seeds: str | list[int] = (0, 1, 2), classes: str
     × seeds; returns the table (one row per method and column). Finished runs are read, not rerun.
     concurrent, trial_resources: as --concurrent and --trial-resources (N or "auto"; "cpus=1,gpus=0.25")."""
     at_once, shape = trials.parse_concurrent(concurrent), trials.parse_trial_resources(trial_resources)
+    address = comparing.study_address(options, at_once)
     runs = comparing.plan(algorithms, seeds, classes, topologies, options, Path(config) if config else None,
                           Path(out))
-    comparing.compare(runs, Path(out), log=print, concurrent=at_once, trial_resources=shape)
+    comparing.compare(runs, Path(out), log=print, concurrent=at_once, trial_resources=shape, address=address)
     return pq.read_table(Path(out) / "table.parquet").to_pandas()
 
 

@@ -154,16 +154,24 @@ def outcome_line(k: int, n: int, method: Variant, column: Variant, seed: int, ou
 
 def compare(runs: list[PlannedRun], out: Path, log: Callable[[str], None] = print, concurrent: int | None = 1,
             trial_resources: trials.TrialResources | None = None,
-            show: Callable[[dict[str, Any]], None] = lambda counts: None) -> list[dict]:
+            show: Callable[[dict[str, Any]], None] = lambda counts: None, address: str | None = None) -> list[dict]:
     """Run (or read) every planned run and write runs.parquet, table.parquet and table.md after each one.
-    concurrent 1: one run after another in this process; N or None (auto): Ray Tune trials at once."""
-    return compare_many([(runs, out)], log, concurrent, trial_resources, show, scratch=out / ".tune")[0]
+    concurrent 1: one run after another in this process; N or None (auto): Ray Tune trials at once, on the
+    Ray cluster at `address` (None: a local one)."""
+    return compare_many([(runs, out)], log, concurrent, trial_resources, show, scratch=out / ".tune",
+                        address=address)[0]
+
+
+def study_address(settings: dict[str, Any], concurrent: int | None) -> str | None:
+    """With --concurrent, --address is the cluster of the trials (a run inside a trial uses its trial's
+    Ray), so it leaves the runs' settings; one run at a time, it stays a run option (Ray executor)."""
+    return None if concurrent == 1 else settings.pop("address", None)
 
 
 def compare_many(groups: list[tuple[list[PlannedRun], Path]], log: Callable[[str], None] = print,
                  concurrent: int | None = 1, trial_resources: trials.TrialResources | None = None,
                  show: Callable[[dict[str, Any]], None] = lambda counts: None,
-                 scratch: Path | None = None) -> list[list[dict]]:
+                 scratch: Path | None = None, address: str | None = None) -> list[list[dict]]:
     """Several comparisons (a study's cells) whose runs share one queue, so that concurrent trials fill the
     cluster across them; each comparison's tables are rewritten in its own folder after each of its runs."""
     flat = [(g, run) for g, (runs, _) in enumerate(groups) for run in runs]
@@ -187,7 +195,7 @@ def compare_many(groups: list[tuple[list[PlannedRun], Path]], log: Callable[[str
     if concurrent == 1:
         trials.run_here(configs, record, show)
     elif configs:
-        trials.run_trials(configs, record, concurrent, trial_resources, configs[0].address, show, scratch)
+        trials.run_trials(configs, record, concurrent, trial_resources, address, show, scratch)
     return [summarize([found[i] for i in sorted(found)]) for found in rows]
 
 

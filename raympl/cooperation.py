@@ -75,7 +75,7 @@ def cell_settings(base: dict[str, Any], cell: str) -> dict[str, Any]:
 def run_cells(cells: list[str], seeds: list[int], base: dict[str, Any], out: Path,
               log: Callable[[str], None] = print, concurrent: int | None = 1,
               trial_resources: trials.TrialResources | None = None,
-              show: Callable[[dict[str, Any]], None] = lambda counts: None) -> None:
+              show: Callable[[dict[str, Any]], None] = lambda counts: None, address: str | None = None) -> None:
     """Every cell's runs (skipping finished ones); seeds are the outer loop inside each cell. A run whose
     configuration equals one planned in an earlier cell, or one finished in any cell's folder, is not run
     again: its folder becomes a link to that run. (ind-mask sends nothing, so the graph options are dropped
@@ -97,7 +97,7 @@ def run_cells(cells: list[str], seeds: list[int], base: dict[str, Any], out: Pat
         log(f"cell {cell!r}: {len(own)} runs{shared}")
         if own:
             queue.append((own, out / slug(cell)))
-    comparison.compare_many(queue, log, concurrent, trial_resources, show, scratch=out / ".tune")
+    comparison.compare_many(queue, log, concurrent, trial_resources, show, scratch=out / ".tune", address=address)
 
 
 def plan(cell: str, seeds: list[int], base: dict[str, Any], out: Path) -> list:

@@ -82,11 +82,10 @@ class Stopped(Exception):
 class StudyStopped(Exception):
     """A study of many runs stopped before all of them finished (Ctrl-C); rerunning it continues them."""
 
-    exit_code = 130
-
-    def __init__(self, unfinished: int, runs: int):
-        super().__init__(f"stopped with {unfinished} of {runs} runs unfinished: finished runs are kept and the "
-                         "same command continues the others from their checkpoints")
+    def __init__(self, unfinished: int, runs: int, signum: int = signal.SIGINT):
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} with {unfinished} of {runs} runs unfinished: "
+                         "finished runs are kept and the same command continues the others from their checkpoints")
 
 
 USER_ERRORS = (ConfigError, TopologyError, DataError, PayloadError, DivergedError, CheckpointError, NoCapacity,

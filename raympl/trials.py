@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import shutil
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -277,6 +279,8 @@ def run_trials(runs: list[RunConfig], report: Report, concurrent: int | None = N
     # the study prints its own lines and progress: no Tune tables; of Tune's loggers only its JSON one
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # nor Tune's advice on a stop (Tuner.restore): rerunning the study is what continues it
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
     connect_ray(address)
     cluster = ray_resources(can_grow=address is not None)
     shaped = [trial_shape(config, resources, cluster) for config in runs]
@@ -293,6 +297,16 @@ def run_trials(runs: list[RunConfig], report: Report, concurrent: int | None = N
         run_config=tune.RunConfig(storage_path=str(Path(scratch or ".raympl-tune").resolve()), name="trials",
                                   verbose=0, callbacks=[Tracker(progress, report), JsonLoggerCallback()],
                                   failure_config=tune.FailureConfig(max_failures=MAX_RETRIES)))
-    tuner.fit()
-    if progress.unfinished():  # Tune stops its trials on Ctrl-C and returns: the runs' folders continue them
-        raise StudyStopped(len(progress.unfinished()), len(runs))
+    received: list[int] = []
+
+    def stop_as_on_ctrl_c(signum, frame) -> None:  # Tune stops gracefully on SIGINT only
+        received.append(signum)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, stop_as_on_ctrl_c)
+    try:
+        tuner.fit()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if progress.unfinished():  # Tune stops its trials on a stop request and returns: the runs' folders go on
+        raise StudyStopped(len(progress.unfinished()), len(runs), received[0] if received else signal.SIGINT)

@@ -155,3 +155,36 @@ def test_a_stale_recorded_cluster_is_not_joined(fashion_dir, tmp_path):
             env={**env, "RAY_TMPDIR": ray_tmp}, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "r" / "summary.json").exists()
+
+
+def test_a_study_fills_a_cluster_and_a_lost_trial_continues_from_its_checkpoint(fashion_dir, tmp_path):
+    """4 runs as trials of 1 CPU on 3 worker nodes: they land on different nodes; the node of one running
+    trial is lost, Tune starts the trial again and its run continues from its checkpoint; every result equals
+    the same study run one run after another in this process."""
+    import raympl
+
+    study = {"algorithms": "mce-pl,dsgd", "seeds": [0, 1], "classes": [3], "model": "small-cnn", "agents": 6,
+             "topology": "ring", "rounds": 16, "eval_every": 4, "checkpoint_every": 2, "batch_size": 16,
+             "data_dir": str(fashion_dir), "executor": "inprocess"}
+    raympl.compare(**study, out=str(tmp_path / "alone"))
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "multinode_study.py"), str(tmp_path / "study.json"),
+                             str(tmp_path / "cluster")], capture_output=True, text=True, timeout=600, env=_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    removed = json.loads(result.stdout.strip().splitlines()[-1])["removed_node"]
+    rows, alone = ({r["run_dir"].split("/runs/", 1)[1]: r for r in pq.read_table(d / "runs.parquet").to_pylist()}
+                   for d in (tmp_path / "cluster", tmp_path / "alone"))
+    assert len(rows) == 4 and not any(r["error"] for r in rows.values())
+    assert len({r["node"] for r in rows.values()}) >= 2 and removed is not None
+    resumed = [json.loads((tmp_path / "cluster" / "runs" / name / "summary.json").read_text())["resumed_from_round"]
+               for name in rows]
+    assert any(r is not None and r >= 2 for r in resumed), resumed  # the lost trial's run went on from a checkpoint
+    for name, row in rows.items():
+        assert row["final_accuracy"] == alone[name]["final_accuracy"] and row["total_bits"] == alone[name]["total_bits"]
+        here, there = (pq.read_table(d / "runs" / name / "metrics.parquet").to_pandas()
+                       for d in (tmp_path / "alone", tmp_path / "cluster"))
+        assert here[["round", "agent", "accuracy", "loss", "bits_sent"]].equals(
+            there[["round", "agent", "accuracy", "loss", "bits_sent"]]), name
+        if name.startswith("mce-pl"):
+            assert read_masks(tmp_path / "cluster" / "runs" / name / "masks.parquet") == \
+                read_masks(tmp_path / "alone" / "runs" / name / "masks.parquet")

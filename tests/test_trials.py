@@ -3,6 +3,14 @@ another, bit for bit; a failed run is marked while the others finish; bad study 
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -28,7 +36,7 @@ def same_runs(a, b, loss_rtol: float = 0.0) -> None:
     accuracy exactly; the loss (a float sum) exactly, or within loss_rtol between executors (a Ray host and
     this process round its float32 sums differently in the last bits)."""
     rows_a, rows_b = runs_of(a), runs_of(b)
-    assert sorted(rows_a) == sorted(rows_b) and len(rows_a) == 4
+    assert sorted(rows_a) == sorted(rows_b) and rows_a
     for name in rows_a:
         assert rows_a[name]["final_accuracy"] == rows_b[name]["final_accuracy"]
         assert rows_a[name]["total_bits"] == rows_b[name]["total_bits"]
@@ -94,3 +102,46 @@ def test_bad_study_options_are_one_line(ray_session, fashion_dir, tmp_path, extr
     result = study(fashion_dir, tmp_path / "bad", "--executor", "inprocess", *extra)
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output, result.output
     assert not (tmp_path / "bad" / "runs").exists()  # refused before any run started
+
+
+def stoppable(fashion_dir, out, *extra: str) -> list[str]:
+    """Two runs long enough to be stopped in the middle, checkpointed every 2 rounds."""
+    args = [*STUDY[:STUDY.index("--seeds")], "--seeds", "0", "--classes", "3", "--agents", "6", "--topology", "ring",
+            "--rounds", "20", "--eval-every", "5", "--batch-size", "16", "--set", "checkpoint_every=2"]
+    return [*args, "--executor", "inprocess", "--data-dir", str(fashion_dir), "--out", str(out), *extra]
+
+
+def start_study(fashion_dir, out) -> subprocess.Popen:
+    return subprocess.Popen([str(Path(sys.executable).parent / "raympl"), *stoppable(fashion_dir, out, "--concurrent",
+                                                                                     "2")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for_checkpoints(out, count: int, before: float = 300) -> None:
+    deadline = time.monotonic() + before
+    while len(list(out.glob("runs/*/*/*/checkpoint.bin"))) < count:
+        assert time.monotonic() < deadline, "no checkpoints appeared"
+        time.sleep(0.1)
+
+
+def test_a_stopped_study_continues_where_it_stopped(ray_session, fashion_dir, tmp_path):
+    """SIGTERM: the trials stop, one line says how to go on (exit 143); SIGKILL of the driver: nothing is said,
+    and the runs' checkpoints are still there; the same command then finishes every run, continuing the
+    stopped ones, with the results of the study never stopped."""
+    out = tmp_path / "stopped"
+    study = start_study(fashion_dir, out)
+    wait_for_checkpoints(out, 1)
+    study.send_signal(signal.SIGTERM)
+    _, stderr = study.communicate(timeout=120)
+    assert study.returncode == 143 and "stopped by SIGTERM with" in stderr and "same command continues" in stderr
+    study = start_study(fashion_dir, out)
+    wait_for_checkpoints(out, 2)
+    os.killpg(study.pid, signal.SIGKILL)
+    study.wait(timeout=60)
+    finished = CliRunner().invoke(app, stoppable(fashion_dir, out, "--concurrent", "2"))
+    assert finished.exit_code == 0, finished.output
+    resumed = [json.loads(p.read_text())["resumed_from_round"] for p in out.glob("runs/*/*/*/summary.json")]
+    assert len(resumed) == 2 and any(r is not None for r in resumed), resumed
+    alone = CliRunner().invoke(app, stoppable(fashion_dir, tmp_path / "alone"))
+    assert alone.exit_code == 0, alone.output
+    same_runs(tmp_path / "alone", out)
