@@ -56,6 +56,8 @@ def simulate(
     linear_retention: Annotated[float | None, Opt(help="Fixed retention of linear layers (code: 0.9).")] = None,
     wd_scores: Annotated[float | None, Opt(help="Weight decay on the scores.")] = None,
     train_fraction: Annotated[float | None, Opt(help="Share of each agent's split used (code: 0.2).")] = None,
+    val_fraction: Annotated[float | None, Opt(help="Share of each agent's training split held out for validation "
+                                                   "(never trained on; metrics gain val_accuracy).")] = None,
     weight_init: Annotated[str | None, Opt(help="uniform_pm1 or torch_default.")] = None,
     init_neighbor_masks: Annotated[str | None, Opt(help="bernoulli_shared or zeros.")] = None,
     final_elu: Annotated[bool | None, Opt("--final-elu/--no-final-elu", help="ELU on the logits.")] = None,

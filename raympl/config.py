@@ -142,6 +142,7 @@ class RunConfig:
     linear_retention: float | None = None
     wd_scores: float = 0.0
     train_fraction: float = 1.0
+    val_fraction: float = 0.0  # share of each agent's training split held out for validation, never trained on
     weight_init: str = "uniform_pm1"
     final_elu: bool = True
     init_neighbor_masks: str = "bernoulli_shared"
@@ -337,6 +338,8 @@ class RunConfig:
             raise _bad("lam", self.lam, "must be >= 0")
         if not 0.0 < self.train_fraction <= 1.0:
             raise _bad("train-fraction", self.train_fraction, "must be in (0, 1]")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise _bad("val-fraction", self.val_fraction, "must be in [0, 1)")
         if self.fil_threshold < 0:
             raise _bad("fil-threshold", self.fil_threshold, "must be >= 0")
         if self.checkpoint_every < 0:

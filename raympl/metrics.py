@@ -21,6 +21,8 @@ from raympl.errors import DamagedFileError, OutputError
 
 METRIC_COLUMNS = ["round", "agent", "accuracy", "loss", "density", "zero_filter_fraction", "bits_sent",
                   "samples", "online", "finish_s"]
+VALIDATION_COLUMNS = ["val_accuracy", "val_loss"]  # runs with --val-fraction only
+SCORE_EVALUATIONS = 5  # a run's validation score: the mean over its last this many evaluations
 # time-to-accuracy in summary.json: first simulated time at which the mean accuracy reaches these shares of the
 # final mean accuracy, and these absolute levels
 TTA_FRACTIONS = (0.5, 0.8, 0.9, 0.95, 1.0)
@@ -115,15 +117,25 @@ class Recorder:
 
     def flush(self) -> None:
         if self.metrics:
-            write_table(self.metrics, self.out / "metrics.parquet", METRIC_COLUMNS)
+            validation = [c for c in VALIDATION_COLUMNS if c in self.metrics[0]]
+            write_table(self.metrics, self.out / "metrics.parquet", METRIC_COLUMNS + validation)
         if self.rounds:
             write_table(self.rounds, self.out / "rounds.parquet")
 
-    def evaluation_means(self) -> list[tuple[int, float]]:
+    def evaluation_means(self, column: str = "accuracy") -> list[tuple[int, float]]:
         by_round: dict[int, list[float]] = {}
         for row in self.metrics:
-            by_round.setdefault(row["round"], []).append(row["accuracy"])
+            by_round.setdefault(row["round"], []).append(row[column])
         return [(r, float(np.mean(v))) for r, v in sorted(by_round.items())]
+
+    def validation(self) -> dict:
+        """The validation split's final mean accuracy and the run's score: the mean over agents of the
+        validation accuracy, averaged over the last SCORE_EVALUATIONS evaluations (nothing without one)."""
+        if not self.metrics or "val_accuracy" not in self.metrics[0]:
+            return {}
+        means = self.evaluation_means("val_accuracy")
+        return {"final_mean_val_accuracy": means[-1][1],
+                "val_score": float(np.mean([m for _, m in means[-SCORE_EVALUATIONS:]]))}
 
     def write_summary(self, extra: dict) -> dict:
         means = self.evaluation_means()
@@ -135,6 +147,7 @@ class Recorder:
             "busiest_agent_bits_per_round": (float(np.mean([r["busiest_agent_bits"] for r in self.rounds]))
                                              if self.rounds else None),
             "bits_per_weight": float(np.mean([r["bits_per_weight"] for r in self.rounds])) if self.rounds else None,
+            **self.validation(),
             **extra,
         }
         atomic_write_bytes(self.out / "summary.json", json.dumps(summary, indent=2).encode())

@@ -8,7 +8,7 @@ saved as JSON in the run directory, and identical for every process that uses th
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +22,36 @@ class Partition:
     train: list[np.ndarray]  # per agent: indices into the training set
     test: list[np.ndarray]  # per agent: indices into the test set
     classes: list[list[int]]  # per agent: the classes it holds
+    val: list[np.ndarray] = field(default_factory=list)  # per agent: held-out training indices (--val-fraction)
 
     def to_json(self, path: str | Path) -> None:
         atomic_write_bytes(Path(path), json.dumps({
             "classes": self.classes,
             "train": [a.tolist() for a in self.train],
             "test": [a.tolist() for a in self.test],
+            **({"val": [a.tolist() for a in self.val]} if self.val else {}),
         }).encode())
 
     @classmethod
     def from_json(cls, path: str | Path) -> Partition:
         data = json.loads(Path(path).read_text())
-        as_arrays = [[np.asarray(a, dtype=np.int64) for a in data[k]] for k in ("train", "test")]
-        return cls(as_arrays[0], as_arrays[1], data["classes"])
+        as_arrays = [[np.asarray(a, dtype=np.int64) for a in data.get(k, [])] for k in ("train", "test", "val")]
+        return cls(as_arrays[0], as_arrays[1], data["classes"], as_arrays[2])
+
+
+def hold_out(parts: Partition, fraction: float, seed: int) -> Partition:
+    """A validation split of each agent's training data: round(fraction x its size) samples (at least one,
+    and at least one left to train on), drawn with the run's seed; the rest trains, in its order. The test
+    sets are untouched, so a learning rate chosen on the validation split never sees them."""
+    train, val = [], []
+    for agent, indices in enumerate(parts.train):
+        size = min(max(1, round(fraction * len(indices))), len(indices) - 1)
+        held = np.random.default_rng([seed, agent, 0x7A1]).choice(len(indices), max(size, 0), replace=False)
+        keep = np.ones(len(indices), dtype=bool)
+        keep[held] = False
+        train.append(np.asarray(indices)[keep])
+        val.append(np.sort(np.asarray(indices)[held]))
+    return Partition(train, parts.test, parts.classes, val)
 
 
 def label_skew(train_y: np.ndarray, test_y: np.ndarray, agents: int, classes_per_agent: int,

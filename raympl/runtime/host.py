@@ -35,6 +35,9 @@ SERVER = -1  # the sender id of the simulated server's message
 EVAL_CHUNK = {"cpu": 128, "cuda": 1024}
 
 
+NO_SAMPLES = np.empty(0, dtype=np.int64)
+
+
 @dataclass
 class AgentData:
     """What a host needs to know about one of its agents besides algorithm state."""
@@ -44,6 +47,7 @@ class AgentData:
     test: np.ndarray
     neighbours: list[int]  # [SERVER] for server algorithms
     mixing: dict[int, float] = field(default_factory=dict)
+    val: np.ndarray = field(default_factory=lambda: NO_SAMPLES)  # held-out training indices (--val-fraction)
 
     def context(self) -> AgentContext:
         return AgentContext(self.agent, self.neighbours, len(self.train), self.mixing)
@@ -254,17 +258,28 @@ class AgentHost:
         state = self.states[agent]
         self._running(agent)
         weights, biases = self.algorithm.eval_params(state)
+        accuracy, loss = self._score(self.dataset.test_x, self.dataset.test_y, idx, weights, biases)
+        row = {"round": round_, "agent": agent, "accuracy": accuracy, "loss": loss, "samples": len(idx),
+               **self.algorithm.stats(state)}
+        val = self.agents[agent].val
+        if len(val):  # the held-out part of the agent's own training data (--val-fraction)
+            row["val_accuracy"], row["val_loss"] = self._score(self.dataset.train_x, self.dataset.train_y, val,
+                                                               weights, biases)
+        return row
+
+    def _score(self, images: np.ndarray, labels: np.ndarray, idx: np.ndarray, weights, biases
+               ) -> tuple[float, float]:
+        """Accuracy and mean cross-entropy of the current model on images[idx], in chunks."""
         correct, loss_sum = 0, 0.0
         step = EVAL_CHUNK[self.device.type]
         for start in range(0, len(idx), step):
             chunk = idx[start:start + step]
-            x = self._images(self.dataset.test_x[chunk])
-            y = torch.from_numpy(self.dataset.test_y[chunk]).to(self.device)
+            x = self._images(images[chunk])
+            y = torch.from_numpy(labels[chunk]).to(self.device)
             logits = self.model.forward(x, weights, biases)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
-        return {"round": round_, "agent": agent, "accuracy": correct / len(idx), "loss": loss_sum / len(idx),
-                "samples": len(idx), **self.algorithm.stats(state)}
+        return correct / len(idx), loss_sum / len(idx)
 
     def snapshot(self) -> dict[int, bytes]:
         """Every hosted agent's full state (algorithm state and minibatch generator), one blob each."""

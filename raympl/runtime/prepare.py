@@ -14,7 +14,7 @@ from raympl.config import ConfigError, RunConfig
 from raympl.data import partition as partitioning
 from raympl.data.datasets import Dataset
 from raympl.errors import DataError
-from raympl.runtime.host import SERVER, AgentData
+from raympl.runtime.host import NO_SAMPLES, SERVER, AgentData
 
 
 @dataclass
@@ -34,6 +34,8 @@ def prepare(config: RunConfig) -> Prepared:
                               num_classes=dataset.num_classes, seed=config.seed,
                               train_fraction=config.train_fraction, train_owner=dataset.train_owner,
                               test_owner=dataset.test_owner)
+    if config.val_fraction > 0:
+        parts = partitioning.hold_out(parts, config.val_fraction, config.seed)
     check_every_agent_has_data(config, dataset, parts)
     return Prepared(dataset, graph, parts, model)
 
@@ -71,5 +73,6 @@ def agent_data(config: RunConfig, prepared: Prepared) -> dict[int, AgentData]:
     mixing = topologies.mixing_weights(prepared.graph, config.mixing)
     server = algorithms.get(config.algorithm).server
     nbrs = {a: [SERVER] for a in prepared.graph.nodes} if server else topologies.neighbours(prepared.graph)
-    return {a: AgentData(a, prepared.partition.train[a], prepared.partition.test[a], nbrs[a], mixing[a])
-            for a in prepared.graph.nodes}
+    val = prepared.partition.val
+    return {a: AgentData(a, prepared.partition.train[a], prepared.partition.test[a], nbrs[a], mixing[a],
+                         val[a] if val else NO_SAMPLES) for a in prepared.graph.nodes}
