@@ -56,11 +56,16 @@ def parse_settings(items: list[str] | None) -> dict[str, object]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise cfg.ConfigError(f"invalid set {item!r}: expected KEY=VALUE, e.g. lr=0.01")
-        try:
-            settings[key.strip().replace("-", "_")] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            settings[key.strip().replace("-", "_")] = value
+        settings[key.strip().replace("-", "_")] = scalar(value)
     return settings
+
+
+def scalar(value: str) -> object:
+    """A value as TOML reads it (0.01, true, "x"), or the text itself."""
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
 
 
 def clock(seconds: float | None) -> str:

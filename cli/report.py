@@ -28,7 +28,8 @@ def plot(
 
 
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories.")],
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, or `raympl compare --grid` folders (their "
+                                                        "selection and table runs).")],
     out_file: Annotated[Path, Opt("--out", help="The HTML file to write.")] = Path("report.html"),
 ) -> None:
     """One self-contained HTML file: runs table, figures, configurations, versions, revision."""

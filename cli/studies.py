@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from raympl import config as cfg
-from raympl.cli.common import Opt, err, gpus_amount, one_line_errors, out, parse_settings, study_display
+from raympl.cli.common import Opt, err, gpus_amount, one_line_errors, out, parse_settings, scalar, study_display
 
 # The modules that compute (torch, Ray, pandas) are imported inside each command, when it runs, so that
 # `raympl --help` and a bad flag answer at once instead of after seconds of imports.
@@ -50,6 +50,13 @@ def compare(
         "runs/compare"),
     concurrent: Annotated[str, Opt(help=CONCURRENT_HELP)] = "1",
     trial_resources: Annotated[str | None, Opt(help=TRIAL_RESOURCES_HELP)] = None,
+    grid: Annotated[list[str] | None, Opt(help="KEY=V1,V2,... (repeatable): choose each method's value by "
+                                               "validation accuracy first (needs --val-fraction), e.g. "
+                                               "lr=1,0.1,0.01,0.001.")] = None,
+    grid_seeds: Annotated[str | None, Opt(help="Seeds of the --grid selection runs (default: each table seed "
+                                               "+ 1000; never a table seed).")] = None,
+    val_fraction: Annotated[float | None, Opt(help="Share of each agent's training data held out for "
+                                                   "validation.")] = None,
 ) -> None:
     """Several methods x columns x seeds -> table.md and table.parquet (mean ± std, total bits)."""
     with one_line_errors():
@@ -58,16 +65,31 @@ def compare(
         settings = {"model": model, "rounds": rounds, "agents": agents, "topology": topology, "p": p,
                     "retention": retention, "preset": preset, "batch_size": batch_size, "eval_every": eval_every,
                     "eval_samples": eval_samples, "dataset": dataset, "data_dir": data_dir, "executor": executor,
-                    "address": address, **parse_settings(set_)}
+                    "address": address, "val_fraction": val_fraction, **parse_settings(set_)}
         from raympl import trials
 
         at_once, shape = trials.parse_concurrent(concurrent), trials.parse_trial_resources(trial_resources)
         cluster = comparing.study_address(settings, at_once)
-        runs = comparing.plan(algorithms, seeds, classes, topologies, settings, config, out_dir)
-        out.print(f"raympl compare: {len(runs)} runs -> {out_dir}", highlight=False)
-        with study_display() as show:
-            comparing.compare(runs, out_dir, log=lambda line: out.print(line, highlight=False), concurrent=at_once,
-                              trial_resources=shape, show=show, address=cluster)
+        log = lambda line: out.print(line, highlight=False)  # noqa: E731
+        execution = {"concurrent": at_once, "trial_resources": shape, "address": cluster}
+        if grid or grid_seeds:
+            from raympl import selection
+
+            chosen_by = selection.parse_grid(grid, scalar)
+            if not chosen_by:
+                raise cfg.ConfigError(f"invalid grid-seeds {grid_seeds!r}: they are the seeds of a --grid selection")
+            from raympl import plots
+
+            with study_display() as show:
+                selection.compare(algorithms, cfg.int_list(seeds, "seeds"), classes, topologies, settings, config,
+                                  out_dir, chosen_by, grid_seeds, log, show=show, **execution)
+            plots.selection_curves(out_dir, out_dir)
+            out.print((out_dir / "selection.md").read_text(), highlight=False)
+        else:
+            runs = comparing.plan(algorithms, seeds, classes, topologies, settings, config, out_dir)
+            out.print(f"raympl compare: {len(runs)} runs -> {out_dir}", highlight=False)
+            with study_display() as show:
+                comparing.compare(runs, out_dir, log=log, show=show, **execution)
         out.print((out_dir / "table.md").read_text(), highlight=False)
     out.print(f"wrote {out_dir / 'table.md'}, {out_dir / 'table.parquet'} and {out_dir / 'runs.parquet'}",
               highlight=False)

@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from raympl import comparison as comparing
-from raympl import trials
-from raympl.config import ConfigError, load_toml
+from raympl import selection, trials
+from raympl.config import ConfigError, int_list, load_toml
 from raympl.options import resolve
 from raympl.runtime.driver import simulate as run_simulation
 from raympl.runtime.run_dir import check_out_dir, default_out_dir
@@ -97,15 +97,22 @@ def simulate(config: str | Path | None = None, *, progress: bool = True, **optio
 
 def compare(algorithms: str, *, seeds: str | list[int] = (0, 1, 2), classes: str | list[int] = (3, 4, 5),
             topologies: str | None = None, config: str | Path | None = None, out: str | Path = "runs/compare",
-            concurrent: int | str = 1, trial_resources: str | None = None, **options: Any) -> pandas.DataFrame:
+            concurrent: int | str = 1, trial_resources: str | None = None, grid: dict[str, list] | None = None,
+            grid_seeds: str | list[int] | None = None, **options: Any) -> pandas.DataFrame:
     """`raympl compare` from Python: methods (algorithm[:retention][+codec], comma separated) × columns
     × seeds; returns the table (one row per method and column). Finished runs are read, not rerun.
-    concurrent, trial_resources: as --concurrent and --trial-resources (N or "auto"; "cpus=1,gpus=0.25")."""
+    concurrent, trial_resources: as --concurrent and --trial-resources (N or "auto"; "cpus=1,gpus=0.25").
+    grid, grid_seeds: as --grid and --grid-seeds ({"lr": [1, 0.1]}; needs val_fraction)."""
     at_once, shape = trials.parse_concurrent(concurrent), trials.parse_trial_resources(trial_resources)
-    address = comparing.study_address(options, at_once)
-    runs = comparing.plan(algorithms, seeds, classes, topologies, options, Path(config) if config else None,
-                          Path(out))
-    comparing.compare(runs, Path(out), log=print, concurrent=at_once, trial_resources=shape, address=address)
+    execution = {"concurrent": at_once, "trial_resources": shape, "address": comparing.study_address(options, at_once)}
+    config_file = Path(config) if config else None
+    if grid:
+        seed_text = ",".join(map(str, grid_seeds)) if isinstance(grid_seeds, list | tuple) else grid_seeds
+        selection.compare(algorithms, int_list(seeds, "seeds"), classes, topologies, options, config_file, Path(out),
+                          {k.replace("-", "_"): list(v) for k, v in grid.items()}, seed_text, print, **execution)
+    else:
+        runs = comparing.plan(algorithms, seeds, classes, topologies, options, config_file, Path(out))
+        comparing.compare(runs, Path(out), log=print, **execution)
     return pq.read_table(Path(out) / "table.parquet").to_pandas()
 
 

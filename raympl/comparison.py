@@ -90,9 +90,10 @@ def class_columns(classes: list[int]) -> list[Variant]:
 PlannedRun = tuple[Variant, Variant, int, RunConfig]  # method, column, seed, configuration
 
 
-def plan(algorithms: str, seeds: str | list[int], classes: str | list[int], topologies: str | None,
-         settings: dict[str, Any], config_file: Path | None, out: Path) -> list[PlannedRun]:
-    """Methods × columns (classes per agent, or topologies at the first classes value) × seeds, validated."""
+def layout(algorithms: str, classes: str | list[int], topologies: str | None,
+           settings: dict[str, Any]) -> tuple[list[Variant], list[Variant], dict[str, Any]]:
+    """The table's rows (methods), its columns (classes per agent, or topologies at the first classes value)
+    and the settings every run shares."""
     methods = parse_methods(algorithms)
     class_values = int_list(classes, "classes")
     if topologies:
@@ -100,14 +101,21 @@ def plan(algorithms: str, seeds: str | list[int], classes: str | list[int], topo
         settings = {"classes_per_agent": class_values[0], **settings}
     else:
         columns = class_columns(class_values)
-    return plan_runs({k: v for k, v in settings.items() if v is not None}, config_file, methods, columns,
-                     int_list(seeds, "seeds"), out)
+    return methods, columns, {k: v for k, v in settings.items() if v is not None}
+
+
+def plan(algorithms: str, seeds: str | list[int], classes: str | list[int], topologies: str | None,
+         settings: dict[str, Any], config_file: Path | None, out: Path) -> list[PlannedRun]:
+    """Methods × columns × seeds, validated."""
+    methods, columns, base = layout(algorithms, classes, topologies, settings)
+    return plan_runs(base, config_file, methods, columns, int_list(seeds, "seeds"), out)
 
 
 def plan_runs(base: dict[str, Any], config_file: Path | None, methods: list[Variant], columns: list[Variant],
-              seeds: list[int], out: Path) -> list[PlannedRun]:
+              seeds: list[int], out: Path, check_unused: bool = True) -> list[PlannedRun]:
     """Every run's validated configuration, so bad input fails before the first run starts. Seeds are
-    the outer loop, so a comparison stopped early still has whole tables for its first seeds."""
+    the outer loop, so a comparison stopped early still has whole tables for its first seeds. check_unused:
+    refuse a shared setting that none of these methods uses (off when planning one method of several)."""
     shared = {**(load_toml(config_file) if config_file else {}), **base}
     runs, used = [], set()
     for seed in seeds:
@@ -119,7 +127,7 @@ def plan_runs(base: dict[str, Any], config_file: Path | None, methods: list[Vari
                 used |= set(shared) - dropped
                 runs.append((method, column, seed, config))
     unused = sorted(set(shared) - used)
-    if unused:
+    if unused and check_unused:
         raise ConfigError(f"invalid {unused[0].replace('_', '-')} {shared[unused[0]]!r}: it does nothing for "
                           f"any of the methods {', '.join(m.label for m in methods)}")
     return runs
@@ -135,6 +143,7 @@ def run_row(method: Variant, column: Variant, seed: int, outcome: trials.Outcome
             # the simulated clock (absent in runs from before it): total, and to 90 % of the final accuracy
             "sim_time_s": summary.get("sim_time_total_s"),
             "time_to_90pct_s": summary.get("time_to_accuracy", {}).get("fraction_of_final", {}).get("0.9"),
+            "val_score": summary.get("val_score"),  # runs with --val-fraction (raympl/selection.py)
             "run_dir": run_dir, "error": outcome.error, "node": outcome.node}
 
 

@@ -16,11 +16,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 
 from raympl import models  # noqa: E402
 from raympl.api import Run  # noqa: E402
 from raympl.config import PLACEMENT_OPTIONS, ConfigError  # noqa: E402
 from raympl.runtime.run_dir import read_mask_shapes, read_masks  # noqa: E402
+from raympl.selection import slug_of as selection_slug  # noqa: E402
 from raympl.wire import bitmask  # noqa: E402
 
 NOT_THE_SETTING = PLACEMENT_OPTIONS | {"seed"}  # what does not decide which curve a run belongs to
@@ -188,6 +190,29 @@ def first_layer_masks(groups: dict[str, list[Run]], out: Path) -> list[Path]:
 
 FIGURES: list[Callable[[dict[str, list[Run]], Path], list[Path]]] = [
     accuracy_vs_round, accuracy_vs_bits, accuracy_vs_time, density, agent_accuracy, first_layer_masks]
+
+
+def selection_curves(study: Path, out: Path) -> list[Path]:
+    """`raympl compare --grid`: per method, the validation accuracy (mean over agents, then over the
+    selection runs) by round at every grid point; the chosen point drawn thick."""
+    rows = pq.read_table(study / "selection.parquet").to_pylist()
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), squeeze=False, sharey=True)
+    for ax, method in zip(axes[0], methods, strict=True):
+        for row in (r for r in rows if r["method"] == method):
+            folder = study / "selection" / selection_slug(row["point"])
+            done = [r for r in pq.read_table(folder / "runs.parquet").to_pylist()
+                    if r["method"].startswith(f"{method} [") and not r["error"]]
+            if not done:
+                continue
+            rounds, mean, _ = mean_and_band([Run(r["run_dir"]) for r in done], "val_accuracy")
+            ax.plot(rounds, mean, lw=2.5 if row["chosen"] else 1.0,
+                    label=f"{row['point']}: {row['score']:.3f}" + (" (chosen)" if row["chosen"] else ""))
+        ax.set(title=method, xlabel="round")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("validation accuracy (mean over agents, runs)")
+    return save(fig, out, "selection-curves")
 
 
 def plot(run_dirs: list[Path], out: Path) -> list[Path]:

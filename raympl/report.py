@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from raympl import plots, provenance
 from raympl.api import Run
@@ -62,7 +63,21 @@ def figure_html(path: Path) -> str:
             f"<figcaption>{html.escape(path.stem)}</figcaption></figure>")
 
 
-def render(groups: dict[str, list[Run]], figures: list[Path]) -> str:
+def selection_html(studies: list[Path], folder: Path) -> str:
+    """Each `raympl compare --grid` study: its scores per method and grid point, and the validation curves."""
+    parts = []
+    for study in studies:
+        table = pd.read_parquet(study / "selection.parquet").drop(columns=["settings"])
+        figures = [p for p in plots.selection_curves(study, folder) if p.suffix == ".png"]
+        parts.append(f"<h3>{html.escape(str(study))}</h3>"
+                     f"<p>Each method's grid point chosen by validation accuracy (mean over agents of the last "
+                     f"evaluations, over the selection seeds and columns); the table's runs use the chosen one.</p>"
+                     f"{table.to_html(index=False, float_format=lambda v: f'{v:.4f}', na_rep='–')}"
+                     + "".join(figure_html(p) for p in figures))
+    return f"<h2>Selection</h2>{''.join(parts)}" if parts else ""
+
+
+def render(groups: dict[str, list[Run]], figures: list[Path], selection: str = "") -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     configs = "".join(
         f"<details><summary>{html.escape(name)}, seed {run.config.get('seed')}: {html.escape(str(run.directory))}"
@@ -74,6 +89,7 @@ def render(groups: dict[str, list[Run]], figures: list[Path]) -> str:
 <h1>raympl report</h1>
 <p>Written {now} by raympl {html.escape(provenance.versions()['raympl'])} (revision
 {html.escape(provenance.revision())}) on {html.escape(provenance.machine())}.</p>
+{selection}
 <h2>Runs</h2>
 {run_table(groups).to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–")}
 <h2>Figures</h2>
@@ -88,14 +104,19 @@ def render(groups: dict[str, list[Run]], figures: list[Path]) -> str:
 
 
 def report(run_dirs: list[Path], out: Path) -> Path:
-    """Write the report of these runs to `out` (an .html file) and return its path."""
+    """Write the report of these runs to `out` (an .html file) and return its path. A `raympl compare --grid`
+    folder stands for its selection and the runs of its table."""
     if out.is_dir():
         raise ConfigError(f"invalid out {str(out)!r}: a folder; give the report's file name, e.g. report.html")
+    studies = [d for d in run_dirs if (d / "selection.parquet").is_file()]
+    run_dirs = [d for d in run_dirs if d not in studies] + [
+        Path(r["run_dir"]) for study in studies for r in pq.read_table(study / "runs.parquet").to_pylist()
+        if not r["error"]]
     runs = [Run(d) for d in run_dirs]
     groups = plots.group_runs(runs)
     with tempfile.TemporaryDirectory() as folder:
         figures = [p for p in plots.plot(run_dirs, Path(folder)) if p.suffix == ".png"]
-        page = render(groups, figures)
+        page = render(groups, figures, selection_html(studies, Path(folder)))
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, page.encode())
     return out

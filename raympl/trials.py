@@ -39,6 +39,7 @@ from raympl.runtime import checkpoint
 from raympl.runtime.driver import simulate
 from raympl.runtime.launch import connect_ray
 from raympl.runtime.placement import Resources, Slot, plan, ray_resources
+from raympl.runtime.run_state import EvaluationFn
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ Report = Callable[[int, Outcome], None]  # run index, outcome
 Progress = Callable[[int, float | None], None]  # a run's round, its mean accuracy when evaluated
 
 
-def run_one(config: RunConfig, progress: Progress | None = None, slot: Slot | None = None) -> Outcome:
+def run_one(config: RunConfig, progress: Progress | None = None, slot: Slot | None = None,
+            on_evaluation: EvaluationFn | None = None) -> Outcome:
     """One run of a study, continued or extended where its folder says so."""
     run_dir = Path(config.out)
     done = run_dir / "summary.json"
@@ -105,11 +107,12 @@ def run_one(config: RunConfig, progress: Progress | None = None, slot: Slot | No
         summary = json.loads(done.read_text())
         if summary["rounds"] == config.rounds:
             return Outcome(summary, "already done")
-        return Outcome(simulate(config, run_dir, progress, resume=True, slot=slot), "extended")
+        return Outcome(simulate(config, run_dir, progress, resume=True, slot=slot, on_evaluation=on_evaluation),
+                       "extended")
     resume = (run_dir / checkpoint.FILENAME).exists()  # interrupted after a checkpoint: continue
     if run_dir.exists() and not resume:  # interrupted before any checkpoint: start again
         shutil.rmtree(run_dir)
-    return Outcome(simulate(config, run_dir, progress, resume=resume, slot=slot))
+    return Outcome(simulate(config, run_dir, progress, resume=resume, slot=slot, on_evaluation=on_evaluation))
 
 
 def failed(error: BaseException) -> Outcome:
@@ -227,16 +230,23 @@ def trial(params: dict[str, Any], runs: list[RunConfig], cwd: str) -> None:
     config = runs[params["run"]]
     node = ray.get_runtime_context().get_node_id()
 
-    def progress(round_: int, accuracy: float | None) -> None:
-        if accuracy is not None:  # Tune waits for each report to be taken: only at evaluations
-            tune.report({"round": round_, "accuracy": accuracy, "node": node})
+    def evaluated(round_: int, rows: list[dict]) -> None:  # Tune waits for each report: only at evaluations
+        tune.report({"round": round_, "node": node, **evaluation_means(rows)})
 
     try:
-        outcome = run_one(config, progress, slot_here(config))
+        outcome = run_one(config, slot=slot_here(config), on_evaluation=evaluated)
         tune.report({"round": config.rounds, "state": "done", "how": outcome.how, "node": node,
                      "summary": json.dumps(outcome.summary)})
     except Exception as error:  # the run's failure is the trial's result, not Tune's
         tune.report({"round": 0, "state": "failed", "error": failed(error).error, "node": node})
+
+
+def evaluation_means(rows: list[dict]) -> dict[str, float]:
+    """The mean over agents of the test accuracy and, with a validation split, of the validation accuracy."""
+    means = {"accuracy": sum(r["accuracy"] for r in rows) / len(rows)}
+    if rows and "val_accuracy" in rows[0]:
+        means["val_accuracy"] = sum(r["val_accuracy"] for r in rows) / len(rows)
+    return means
 
 
 class Tracker(tune.Callback):

@@ -37,18 +37,20 @@ from raympl.runtime.launch import cluster_resources, host_layout, place, request
 from raympl.runtime.placement import Slot, check_gpus_exist, cross_host_share
 from raympl.runtime.prepare import Prepared, prepare
 from raympl.runtime.run_dir import check_out_dir, default_out_dir, make_out_dir, output_failed, write_masks
-from raympl.runtime.run_state import ProgressFn, Run
+from raympl.runtime.run_state import EvaluationFn, ProgressFn, Run
 from raympl.runtime.stopping import StopRequests
 from raympl.tensorboard import TensorBoardLog
 
 
 def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | None = None,
              prepared: Prepared | None = None, resume: bool = False,
-             log: Callable[[str], None] = lambda line: None, slot: Slot | None = None) -> dict:
+             log: Callable[[str], None] = lambda line: None, slot: Slot | None = None,
+             on_evaluation: EvaluationFn | None = None) -> dict:
     """Run one simulation end to end and return its summary (also written to out/summary.json).
 
     resume: continue the run in `out` from its checkpoint (same configuration, same results).
     slot: the resources of the study trial this run is (None: the whole machine or cluster).
+    on_evaluation: called with every evaluation's rows (round, agent, accuracy, val_accuracy, ...).
     A host actor lost mid-run is recreated, every agent is restored from the last checkpoint and the
     rounds since are replayed; `log` receives a warning line.
     """
@@ -57,6 +59,7 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     try:
         with StopRequests() as stop:  # from the start: a request during set-up stops before the first round
             run = start_run(config, out, prepared, resume, log, slot)
+            run.on_evaluation = on_evaluation
             stop.reinstall()
             run.stop = stop
             return run_to_end(run, start, progress, log)
@@ -158,6 +161,8 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
         mean_acc = None
         if evaluation is not None:
             mean_acc = run.recorder.add_evaluation(with_finish_times(evaluation, delivery), run.bits_sent)
+            if run.on_evaluation:
+                run.on_evaluation(round_, evaluation)
         t3 = time.perf_counter()
         row = {"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2, **traffic,
                **clock_columns(run, plan, delivery)}

@@ -17,7 +17,8 @@ from raympl.runtime.prepare import Prepared
 from raympl.runtime.stopping import StopRequests
 from raympl.tensorboard import TensorBoardLog
 
-ProgressFn = Callable[[int, float | None], None]
+ProgressFn = Callable[[int, float | None], None]  # each round: its number, its mean accuracy when evaluated
+EvaluationFn = Callable[[int, list[dict]], None]  # each evaluation: the round and every agent's row
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Run:
     cross_host_shares: list[float] | None = None  # per round, when the graph changes
     stop: StopRequests | None = None  # SIGINT / SIGTERM received (runtime/stopping.py)
     earlier_final: list[dict] | None = None  # extending a finished run: its final evaluation's rows
+    on_evaluation: EvaluationFn | None = None  # e.g. a study trial reporting each evaluation to Tune
 
     @functools.cached_property
     def data_weights(self) -> dict[int, float]:
