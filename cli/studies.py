@@ -57,6 +57,7 @@ def compare(
                                                "+ 1000; never a table seed).")] = None,
     val_fraction: Annotated[float | None, Opt(help="Share of each agent's training data held out for "
                                                    "validation.")] = None,
+    early_stop: Annotated[str, Opt(help="none, or asha: Tune's ASHA ends poor --grid points early.")] = "none",
 ) -> None:
     """Several methods x columns x seeds -> table.md and table.parquet (mean ± std, total bits)."""
     with one_line_errors():
@@ -72,17 +73,18 @@ def compare(
         cluster = comparing.study_address(settings, at_once)
         log = lambda line: out.print(line, highlight=False)  # noqa: E731
         execution = {"concurrent": at_once, "trial_resources": shape, "address": cluster}
-        if grid or grid_seeds:
+        if grid or grid_seeds or early_stop != "none":
             from raympl import selection
 
             chosen_by = selection.parse_grid(grid, scalar)
             if not chosen_by:
-                raise cfg.ConfigError(f"invalid grid-seeds {grid_seeds!r}: they are the seeds of a --grid selection")
+                what = f"grid-seeds {grid_seeds!r}" if grid_seeds else f"early-stop {early_stop!r}"
+                raise cfg.ConfigError(f"invalid {what}: it applies to a --grid selection")
             from raympl import plots
 
             with study_display() as show:
                 selection.compare(algorithms, cfg.int_list(seeds, "seeds"), classes, topologies, settings, config,
-                                  out_dir, chosen_by, grid_seeds, log, show=show, **execution)
+                                  out_dir, chosen_by, grid_seeds, log, early_stop, show=show, **execution)
             plots.selection_curves(out_dir, out_dir)
             out.print((out_dir / "selection.md").read_text(), highlight=False)
         else:

@@ -98,18 +98,20 @@ def simulate(config: str | Path | None = None, *, progress: bool = True, **optio
 def compare(algorithms: str, *, seeds: str | list[int] = (0, 1, 2), classes: str | list[int] = (3, 4, 5),
             topologies: str | None = None, config: str | Path | None = None, out: str | Path = "runs/compare",
             concurrent: int | str = 1, trial_resources: str | None = None, grid: dict[str, list] | None = None,
-            grid_seeds: str | list[int] | None = None, **options: Any) -> pandas.DataFrame:
+            grid_seeds: str | list[int] | None = None, early_stop: str = "none", **options: Any) -> pandas.DataFrame:
     """`raympl compare` from Python: methods (algorithm[:retention][+codec], comma separated) × columns
     × seeds; returns the table (one row per method and column). Finished runs are read, not rerun.
     concurrent, trial_resources: as --concurrent and --trial-resources (N or "auto"; "cpus=1,gpus=0.25").
-    grid, grid_seeds: as --grid and --grid-seeds ({"lr": [1, 0.1]}; needs val_fraction)."""
+    grid, grid_seeds, early_stop: as --grid, --grid-seeds and --early-stop ({"lr": [1, 0.1]}; needs
+    val_fraction)."""
     at_once, shape = trials.parse_concurrent(concurrent), trials.parse_trial_resources(trial_resources)
     execution = {"concurrent": at_once, "trial_resources": shape, "address": comparing.study_address(options, at_once)}
     config_file = Path(config) if config else None
     if grid:
         seed_text = ",".join(map(str, grid_seeds)) if isinstance(grid_seeds, list | tuple) else grid_seeds
         selection.compare(algorithms, int_list(seeds, "seeds"), classes, topologies, options, config_file, Path(out),
-                          {k.replace("-", "_"): list(v) for k, v in grid.items()}, seed_text, print, **execution)
+                          {k.replace("-", "_"): list(v) for k, v in grid.items()}, seed_text, print, early_stop,
+                          **execution)
     else:
         runs = comparing.plan(algorithms, seeds, classes, topologies, options, config_file, Path(out))
         comparing.compare(runs, Path(out), log=print, **execution)

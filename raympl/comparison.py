@@ -143,7 +143,9 @@ def run_row(method: Variant, column: Variant, seed: int, outcome: trials.Outcome
             # the simulated clock (absent in runs from before it): total, and to 90 % of the final accuracy
             "sim_time_s": summary.get("sim_time_total_s"),
             "time_to_90pct_s": summary.get("time_to_accuracy", {}).get("fraction_of_final", {}).get("0.9"),
-            "val_score": summary.get("val_score"),  # runs with --val-fraction (raympl/selection.py)
+            # runs with --val-fraction (raympl/selection.py); of a run stopped early, its evaluations' score so far
+            "val_score": outcome.val_score if outcome.stopped_round is not None else summary.get("val_score"),
+            "stopped_at_round": outcome.stopped_round,
             "run_dir": run_dir, "error": outcome.error, "node": outcome.node}
 
 
@@ -153,6 +155,9 @@ def outcome_line(k: int, n: int, method: Variant, column: Variant, seed: int, ou
     summary = outcome.summary
     if outcome.error:
         return f"{head} failed: {outcome.error}"
+    if outcome.stopped_round is not None:
+        score = "–" if outcome.val_score is None else f"{outcome.val_score:.4f}"
+        return f"{head} stopped early after round {outcome.stopped_round} (validation score {score})"
     if outcome.how == "already done":
         return f"{head} already done"
     if outcome.how == "extended":
@@ -180,9 +185,15 @@ def study_address(settings: dict[str, Any], concurrent: int | None) -> str | Non
 def compare_many(groups: list[tuple[list[PlannedRun], Path]], log: Callable[[str], None] = print,
                  concurrent: int | None = 1, trial_resources: trials.TrialResources | None = None,
                  show: Callable[[dict[str, Any]], None] = lambda counts: None,
-                 scratch: Path | None = None, address: str | None = None) -> list[list[dict]]:
+                 scratch: Path | None = None, address: str | None = None,
+                 scheduler: Callable[[list[RunConfig]], Any] | None = None,
+                 known: dict[str, trials.Outcome] | None = None,
+                 on_outcome: Callable[[RunConfig, trials.Outcome], None] = lambda config, outcome: None,
+                 ) -> list[list[dict]]:
     """Several comparisons (a study's cells) whose runs share one queue, so that concurrent trials fill the
-    cluster across them; each comparison's tables are rewritten in its own folder after each of its runs."""
+    cluster across them; each comparison's tables are rewritten in its own folder after each of its runs.
+    scheduler: makes a Tune scheduler for the runs that are made (they then go through Tune even one at a
+    time); known: outcomes decided before (runs stopped early), reported without running."""
     flat = [(g, run) for g, (runs, _) in enumerate(groups) for run in runs]
     for _, (*_, config) in flat:  # before anything runs
         if (Path(config.out) / "config.toml").exists():
@@ -197,14 +208,25 @@ def compare_many(groups: list[tuple[list[PlannedRun], Path]], log: Callable[[str
         log(outcome_line(sum(map(len, rows)) + 1, len(flat), method, column, seed, outcome, config.rounds))
         rows[g][index] = run_row(method, column, seed, outcome, str(config.out))
         write_tables([rows[g][i] for i in sorted(rows[g])], groups[g][1])
+        on_outcome(config, outcome)
 
     for _, out in groups:
         out.mkdir(parents=True, exist_ok=True)
-    configs = [config for _, (*_, config) in flat]
-    if concurrent == 1:
-        trials.run_here(configs, record, show)
+    known = known or {}
+    for index, (_, (*_, config)) in enumerate(flat):
+        if str(config.out) in known:
+            record(index, known[str(config.out)])
+    todo = [i for i, (_, (*_, config)) in enumerate(flat) if str(config.out) not in known]
+    configs = [flat[i][1][-1] for i in todo]
+
+    def report(k: int, outcome: trials.Outcome) -> None:
+        record(todo[k], outcome)
+
+    if concurrent == 1 and scheduler is None:
+        trials.run_here(configs, report, show)
     elif configs:
-        trials.run_trials(configs, record, concurrent, trial_resources, address, show, scratch)
+        trials.run_trials(configs, report, concurrent, trial_resources, address, show, scratch,
+                          scheduler(configs) if scheduler else None)
     return [summarize([found[i] for i in sorted(found)]) for found in rows]
 
 
@@ -235,7 +257,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     and time; failed runs are left out (table.md lists them)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        if not row.get("error"):
+        if row.get("final_accuracy") is not None:  # failed runs and runs stopped early are left out
             groups.setdefault((row["method"], row["column"]), []).append(row)
     table = []
     for (method, column), group in groups.items():

@@ -202,7 +202,8 @@ def selection_curves(study: Path, out: Path) -> list[Path]:
         for row in (r for r in rows if r["method"] == method):
             folder = study / "selection" / selection_slug(row["point"])
             done = [r for r in pq.read_table(folder / "runs.parquet").to_pylist()
-                    if r["method"].startswith(f"{method} [") and not r["error"]]
+                    if r["method"].startswith(f"{method} [") and not r["error"]
+                    and (Path(r["run_dir"]) / "metrics.parquet").is_file()]
             if not done:
                 continue
             rounds, mean, _ = mean_and_band([Run(r["run_dir"]) for r in done], "val_accuracy")

@@ -127,14 +127,42 @@ def plan(methods: list[Variant], columns: list[Variant], base: dict[str, Any], c
 
 def run(candidates: list[Candidate], out: Path, log: Callable[[str], None] = print, concurrent: int | None = 1,
         trial_resources: trials.TrialResources | None = None, show: Callable[[dict[str, Any]], None] = lambda c: None,
-        address: str | None = None) -> dict[str, Point]:
+        address: str | None = None, early_stop: str = "none") -> dict[str, Point]:
     """Make the selection runs (one comparison folder per grid point) and choose each method's point."""
     folders: dict[Path, list[PlannedRun]] = {}
     for candidate in candidates:
         folders.setdefault(out / "selection" / candidate.point.slug, []).extend(candidate.runs)
+    stops = EarlyStops(out / "selection" / "early-stops.json")
+    group = {str(config.out): f"{c.method.label}|{column.label}|{seed}" for c in candidates
+             for _, column, seed, config in c.runs}
+
+    def asha(configs: list) -> trials.GroupedASHA:
+        return trials.GroupedASHA([group[str(c.out)] for c in configs], [c.rounds for c in configs],
+                                  [c.eval_every for c in configs])
+
     comparison.compare_many([(runs, folder) for folder, runs in folders.items()], log, concurrent, trial_resources,
-                            show, scratch=out / ".tune", address=address)
+                            show, scratch=out / ".tune", address=address,
+                            scheduler=asha if early_stop == "asha" else None, known=stops.outcomes(),
+                            on_outcome=stops.add)
     return choose(candidates, out)
+
+
+class EarlyStops:
+    """The runs ASHA stopped, kept in a file: its decisions depend on the order in which trials reported, so a
+    study that is run again keeps them instead of finishing those runs."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.stopped = json.loads(path.read_text()) if path.is_file() else {}
+
+    def outcomes(self) -> dict[str, trials.Outcome]:
+        return {run_dir: trials.Outcome(how="stopped early", stopped_round=s["round"], val_score=s["val_score"])
+                for run_dir, s in self.stopped.items()}
+
+    def add(self, config, outcome: trials.Outcome) -> None:
+        if outcome.stopped_round is not None and str(config.out) not in self.stopped:
+            self.stopped[str(config.out)] = {"round": outcome.stopped_round, "val_score": outcome.val_score}
+            atomic_write_bytes(self.path, json.dumps(self.stopped, indent=1).encode())
 
 
 def choose(candidates: list[Candidate], out: Path) -> dict[str, Point]:
@@ -146,9 +174,14 @@ def choose(candidates: list[Candidate], out: Path) -> dict[str, Point]:
         scores = [done[str(config.out)].get("val_score") for *_, config in candidate.runs
                   if str(config.out) in done and not done[str(config.out)].get("error")]
         scores = [v for v in scores if v is not None]
+        made = [(done[str(config.out)], config) for *_, config in candidate.runs if str(config.out) in done]
         rows.append({"method": candidate.method.label, "point": candidate.point.label,
                      "settings": json.dumps(candidate.point.settings), "score": statistics.fmean(scores) if scores
-                     else None, "runs": len(candidate.runs), "scored_runs": len(scores), "chosen": False})
+                     else None, "runs": len(candidate.runs), "scored_runs": len(scores), "chosen": False,
+                     "stopped_early": sum(r["stopped_at_round"] is not None for r, _ in made),
+                     "rounds_run": sum(config.rounds if r["stopped_at_round"] is None else r["stopped_at_round"]
+                                       for r, config in made),
+                     "rounds_planned": sum(config.rounds for *_, config in candidate.runs)})
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method and r["score"] is not None]
         if mine:
@@ -174,6 +207,11 @@ def markdown(rows: list[dict]) -> str:
             text = "–" if r is None else ("failed" if r["score"] is None else f"{r['score']:.4f}")
             cells.append(f"**{text}**" if r and r["chosen"] else text)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    stopped = sum(r["stopped_early"] for r in rows)
+    if stopped:
+        planned, made = sum(r["rounds_planned"] for r in rows), sum(r["rounds_run"] for r in rows)
+        lines += ["", f"ASHA stopped {stopped} of {sum(r['runs'] for r in rows)} selection runs early: "
+                      f"{planned - made} of {planned} rounds ({(planned - made) / planned:.0%}) were not run."]
     return "\n".join(lines) + "\n"
 
 
@@ -187,15 +225,18 @@ def table_runs(methods: list[Variant], columns: list[Variant], base: dict[str, A
 
 def compare(algorithms: str, seeds: list[int], classes: str | list[int], topologies: str | None,
             settings: dict[str, Any], config_file: Path | None, out: Path, grid: dict[str, list[Any]],
-            grid_seeds: str | None = None, log: Callable[[str], None] = print, **execution: Any) -> list[dict]:
+            grid_seeds: str | None = None, log: Callable[[str], None] = print, early_stop: str = "none",
+            **execution: Any) -> list[dict]:
     """`raympl compare --grid`: the selection, then the table at each method's chosen point. `execution`:
     concurrent, trial_resources, show, address (as comparison.compare_many takes them)."""
+    if early_stop not in EARLY_STOPS:
+        raise ConfigError(f"invalid early-stop {early_stop!r}: choose {' or '.join(EARLY_STOPS)}")
     methods, columns, base = comparison.layout(algorithms, classes, topologies, settings)
     comparison.plan_runs(base, config_file, methods, columns, seeds[:1], out)  # the shared settings, once
     candidates = plan(methods, columns, base, config_file, grid, selection_seeds(grid_seeds, seeds), out)
     log(f"selection: {len(candidates)} method x point candidates, {sum(len(c.runs) for c in candidates)} runs "
         f"on seeds {', '.join(map(str, selection_seeds(grid_seeds, seeds)))} -> {out / 'selection'}")
-    chosen = run(candidates, out, log, **execution)
+    chosen = run(candidates, out, log, early_stop=early_stop, **execution)
     for method in methods:
         log(f"chosen for {method.label}: {chosen[method.label].label}" if method.label in chosen
             else f"chosen for {method.label}: nothing (every selection run failed); left out of the table")

@@ -32,9 +32,11 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from raympl.config import ConfigError, RunConfig
 from raympl.errors import USER_ERRORS, OutputError, Stopped, StudyStopped
+from raympl.metrics import SCORE_EVALUATIONS
 from raympl.runtime import checkpoint
 from raympl.runtime.driver import simulate
 from raympl.runtime.launch import connect_ray
@@ -89,9 +91,11 @@ class Outcome:
     """What became of one run: its summary, or the one-line error that stopped it."""
 
     summary: dict | None = None
-    how: str = "ran"  # ran | already done | extended
+    how: str = "ran"  # ran | already done | extended | stopped early
     error: str | None = None
     node: str | None = None  # the Ray node a trial ran on (None: this process)
+    stopped_round: int | None = None  # stopped early (ASHA) after this round's evaluation
+    val_score: float | None = None  # of a run stopped early: its last evaluations' mean validation accuracy
 
 
 Report = Callable[[int, Outcome], None]  # run index, outcome
@@ -231,7 +235,10 @@ def trial(params: dict[str, Any], runs: list[RunConfig], cwd: str) -> None:
     node = ray.get_runtime_context().get_node_id()
 
     def evaluated(round_: int, rows: list[dict]) -> None:  # Tune waits for each report: only at evaluations
-        tune.report({"round": round_, "node": node, **evaluation_means(rows)})
+        means = evaluation_means(rows)
+        if round_ == config.rounds and "val_accuracy" in means:  # never a reason to stop a run that is ending
+            means["final_val_accuracy"] = means.pop("val_accuracy")
+        tune.report({"round": round_, "node": node, **means})
 
     try:
         outcome = run_one(config, slot=slot_here(config), on_evaluation=evaluated)
@@ -254,6 +261,7 @@ class Tracker(tune.Callback):
 
     def __init__(self, progress: StudyProgress, report: Report):
         self.progress, self.report = progress, report
+        self.validation: dict[int, list[float]] = {}  # per run: the mean validation accuracy of each evaluation
 
     def __getstate__(self) -> dict:
         return {}  # Tune pickles its settings for its own restore, which raympl does not use (module docstring)
@@ -268,9 +276,21 @@ class Tracker(tune.Callback):
         elif state == "failed":
             self.report(index, Outcome(error=result["error"], node=result["node"]))
         else:
+            if "val_accuracy" in result:
+                self.validation.setdefault(index, []).append(result["val_accuracy"])
             self.progress.advanced(index, result.get("round", 0))
             return
         self.progress.set(index, state)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        """A trial that ends without its last report was stopped by the scheduler (ASHA)."""
+        index = trial.config["run"]
+        if self.progress.state[index] == "running":
+            scores = self.validation.get(index, [])[-SCORE_EVALUATIONS:]
+            self.report(index, Outcome(how="stopped early", node=(trial.last_result or {}).get("node"),
+                                       stopped_round=(trial.last_result or {}).get("round"),
+                                       val_score=sum(scores) / len(scores) if scores else None))
+            self.progress.set(index, "done")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         """The trial itself died (a lost node, a killed process) more often than Tune retries it."""
@@ -282,10 +302,46 @@ class Tracker(tune.Callback):
 MAX_RETRIES = 2  # a trial whose process or node is lost starts again, from the run's last checkpoint
 
 
+class GroupedASHA(FIFOScheduler):
+    """Tune's ASHA, one bracket set per group of trials (a method, column and seed of a --grid selection), so
+    that grid points compete only with each other, while every group's trials share the cluster."""
+
+    def __init__(self, groups: list[str], rounds: list[int], eval_every: list[int]):
+        super().__init__()
+        self.group_of = groups
+        self.brackets: dict[str, ASHAScheduler] = {}
+        for index, group in enumerate(groups):
+            if group not in self.brackets:
+                grace = max(eval_every[index], rounds[index] // 8)
+                self.brackets[group] = ASHAScheduler(time_attr="round", metric="val_accuracy", mode="max",
+                                                     max_t=rounds[index], grace_period=grace, reduction_factor=2,
+                                                     stop_last_trials=False)
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True  # each bracket set already knows its metric
+
+    def _of(self, trial) -> ASHAScheduler:
+        return self.brackets[self.group_of[trial.config["run"]]]
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result) -> str:
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result) -> None:
+        self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_remove(tune_controller, trial)
+
+
 def run_trials(runs: list[RunConfig], report: Report, concurrent: int | None = None,
                resources: TrialResources | None = None, address: str | None = None,
-               show: Callable[[dict[str, Any]], None] = lambda counts: None, scratch: Path | None = None) -> None:
-    """Every run as one Tune trial, at most `concurrent` at once (None: as many as fit)."""
+               show: Callable[[dict[str, Any]], None] = lambda counts: None, scratch: Path | None = None,
+               scheduler: FIFOScheduler | None = None) -> None:
+    """Every run as one Tune trial, at most `concurrent` at once (None: as many as fit); `scheduler` may stop
+    runs early (GroupedASHA)."""
     # the study prints its own lines and progress: no Tune tables; of Tune's loggers only its JSON one
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -303,7 +359,7 @@ def run_trials(runs: list[RunConfig], report: Report, concurrent: int | None = N
                                     resources=lambda params: asks[params["run"]])
     tuner = tune.Tuner(
         trainable, param_space={"run": tune.grid_search(list(range(len(runs))))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent or 0),
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent or 0, scheduler=scheduler),
         run_config=tune.RunConfig(storage_path=str(Path(scratch or ".raympl-tune").resolve()), name="trials",
                                   verbose=0, callbacks=[Tracker(progress, report), JsonLoggerCallback()],
                                   failure_config=tune.FailureConfig(max_failures=MAX_RETRIES)))

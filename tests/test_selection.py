@@ -65,10 +65,41 @@ def test_each_method_gets_its_best_validation_value_and_the_table_uses_it(fashio
     (["--grid", "speed=1,2", "--val-fraction", "0.2"], "invalid grid speed=1,2: speed does nothing for any"),
     (["--grid", "prox_mu=1,2", "--val-fraction", "0.2"], "invalid grid prox_mu=1,2: prox_mu does nothing for any"),
     (["--grid", "lr=1,0.1", "--grid-seeds", "0,5", "--val-fraction", "0.2"], "seed 0 is also a seed of the table"),
-    (["--grid-seeds", "5"], "they are the seeds of a --grid selection"),
+    (["--grid-seeds", "5"], "invalid grid-seeds '5': it applies to a --grid selection"),
+    (["--early-stop", "asha"], "invalid early-stop 'asha': it applies to a --grid selection"),
+    (["--grid", "lr=1,0.1", "--val-fraction", "0.2", "--early-stop", "hyperband"], "invalid early-stop 'hyperband'"),
     (["--grid", "lr=1,-1", "--val-fraction", "0.2"], "invalid lr -1"),
 ])
 def test_bad_grid_input_is_one_line(fashion_dir, tmp_path, extra, message):
     result = grid_study(fashion_dir, tmp_path / "bad", "--algorithms", "mce-pl", *extra)
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output, result.output
     assert not (tmp_path / "bad" / "selection").exists()  # refused before any run
+
+
+def test_asha_ends_poor_points_early_and_a_rerun_keeps_its_decisions(ray_session, fashion_dir, tmp_path):
+    """One trial at a time (deterministic order): later grid points below the earlier ones at a rung stop;
+    their score is that of the evaluations they made; the saving is reported; a rerun does not finish them."""
+    out = tmp_path / "asha"
+    args = ["--algorithms", "mce-pl", "--grid", "lr=1,0.1,0.01,0.001", "--val-fraction", "0.2", "--early-stop", "asha"]
+    result = CliRunner().invoke(app, [*STUDY[:STUDY.index("--rounds")], "--rounds", "16", "--eval-every", "2",
+                                      "--batch-size", "16", "--executor", "inprocess", "--data-dir", str(fashion_dir),
+                                      "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    selection = pq.read_table(out / "selection.parquet").to_pylist()
+    stopped = [r for r in selection if r["stopped_early"]]
+    assert stopped and all(r["rounds_run"] < r["rounds_planned"] for r in stopped)
+    assert not any(r["chosen"] for r in selection if r["score"] is None)
+    saved = sum(r["rounds_planned"] - r["rounds_run"] for r in selection)
+    assert f"{saved} of {sum(r['rounds_planned'] for r in selection)} rounds" in (out / "selection.md").read_text()
+    early = json.loads((out / "selection" / "early-stops.json").read_text())
+    for run_dir, decision in early.items():
+        evaluated = pq.read_table(Path(run_dir) / "metrics.parquet").to_pandas()
+        means = evaluated.groupby("round")["val_accuracy"].mean()
+        assert decision["round"] == means.index.max() < 16 and not (Path(run_dir) / "summary.json").exists()
+        assert decision["val_score"] == pytest.approx(means.iloc[-5:].mean(), rel=1e-9)
+    again = CliRunner().invoke(app, [*STUDY[:STUDY.index("--rounds")], "--rounds", "16", "--eval-every", "2",
+                                     "--batch-size", "16", "--executor", "inprocess", "--data-dir", str(fashion_dir),
+                                     "--out", str(out), *args])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("stopped early") == len(early)
+    assert not any((Path(d) / "summary.json").exists() for d in early)

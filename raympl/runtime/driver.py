@@ -161,8 +161,6 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
         mean_acc = None
         if evaluation is not None:
             mean_acc = run.recorder.add_evaluation(with_finish_times(evaluation, delivery), run.bits_sent)
-            if run.on_evaluation:
-                run.on_evaluation(round_, evaluation)
         t3 = time.perf_counter()
         row = {"round": round_, "local_s": t1 - t0, "merge_s": t2 - t1, "eval_s": t3 - t2, **traffic,
                **clock_columns(run, plan, delivery)}
@@ -174,6 +172,8 @@ def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]
             run.recorder.flush()  # before a checkpoint: after a resume, rows past it are dropped
         if checkpointing:
             save_checkpoint(run, round_)
+        if evaluation is not None and run.on_evaluation:  # after the files: a trial may be ended while it reports
+            run.on_evaluation(round_, evaluation)
         if progress:
             progress(round_, mean_acc)
         if run.stop and run.stop.signum is not None and round_ < config.rounds:
