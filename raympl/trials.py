@@ -149,12 +149,12 @@ class StudyProgress:
 
     def display(self) -> None:
         counts = {s: sum(v == s for v in self.state.values()) for s in ("done", "failed", "running", "pending")}
-        self.show({**counts, "elapsed_s": time.monotonic() - self.start, "remaining_s": self.remaining()})
+        elapsed = time.monotonic() - self.start
+        self.show({**counts, "elapsed_s": elapsed, "remaining_s": self.remaining(elapsed)})
 
-    def remaining(self) -> float | None:
+    def remaining(self, elapsed: float) -> float | None:
         done = sum(self.rounds_now.values())
         left = sum(self.runs[i].rounds - self.rounds_now.get(i, 0) for i in self.unfinished())
-        elapsed = time.monotonic() - self.start
         return left * elapsed / done if done and elapsed > 0 else None
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from raympl.cli.main import app
 from raympl.runtime.run_dir import read_masks
 
-STUDY = ["compare", "--algorithms", "mce-pl,dsgd", "--model", "small-cnn", "--seeds", "0,1", "--classes", "3",
+STUDY = ["compare", "--algorithms", "mce-pl,dsgd", "--model", "small-cnn", "--seeds", "0", "--classes", "3",
          "--agents", "6", "--topology", "ring", "--rounds", "4", "--eval-every", "2", "--batch-size", "16"]
 
 
@@ -48,26 +48,31 @@ def same_runs(a, b, loss_rtol: float = 0.0) -> None:
             assert read_masks(a / "runs" / name / "masks.parquet") == read_masks(b / "runs" / name / "masks.parquet")
 
 
-def test_concurrent_trials_equal_one_run_after_another(ray_session, fashion_dir, tmp_path):
-    alone = study(fashion_dir, tmp_path / "alone", "--executor", "inprocess")
-    assert alone.exit_code == 0, alone.output
+@pytest.fixture(scope="module")
+def alone(fashion_dir, tmp_path_factory):
+    """The study made one run after another in this process: what every other way must reproduce."""
+    out = tmp_path_factory.mktemp("alone")
+    result = study(fashion_dir, out, "--executor", "inprocess")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_concurrent_trials_equal_one_run_after_another(ray_session, fashion_dir, alone, tmp_path):
     together = study(fashion_dir, tmp_path / "together", "--executor", "inprocess", "--concurrent", "2")
     assert together.exit_code == 0, together.output
-    same_runs(tmp_path / "alone", tmp_path / "together")
+    same_runs(alone, tmp_path / "together")
     assert all(r["node"] for r in runs_of(tmp_path / "together").values())  # each ran as a Ray trial
-    assert (tmp_path / "alone" / "table.md").read_text().split("**Wall time")[0] == \
+    assert (alone / "table.md").read_text().split("**Wall time")[0] == \
         (tmp_path / "together" / "table.md").read_text().split("**Wall time")[0]
 
 
-def test_ray_executor_trials_place_their_hosts_in_their_own_group(ray_session, fashion_dir, tmp_path):
+def test_ray_executor_trials_place_their_hosts_in_their_own_group(ray_session, fashion_dir, alone, tmp_path):
     """Two trials of 1 CPU on a 2-CPU instance: each run's host actor goes into its trial's bundle (outside
     it, it would wait for a CPU the other trial holds); results as the in-process runs alone."""
-    alone = study(fashion_dir, tmp_path / "alone", "--executor", "inprocess")
-    assert alone.exit_code == 0, alone.output
     together = study(fashion_dir, tmp_path / "ray", "--executor", "ray", "--concurrent", "auto",
                      "--trial-resources", "cpus=1", "--set", "placement_timeout=60")
     assert together.exit_code == 0, together.output
-    same_runs(tmp_path / "alone", tmp_path / "ray", loss_rtol=1e-5)
+    same_runs(alone, tmp_path / "ray", loss_rtol=1e-5)
     summaries = runs_of(tmp_path / "ray")
     assert all(r["node"] for r in summaries.values())
     config = (tmp_path / "ray" / "runs" / "mce-pl" / "c-3" / "seed0" / "config.toml").read_text()
@@ -78,16 +83,17 @@ def test_a_failed_run_is_marked_and_the_others_finish(ray_session, fashion_dir, 
     damaged = tmp_path / "s" / "runs" / "dsgd" / "c-3" / "seed1"
     damaged.mkdir(parents=True)
     (damaged / "checkpoint.bin").write_bytes(b"not a checkpoint")
-    result = study(fashion_dir, tmp_path / "s", "--executor", "inprocess", "--concurrent", "2")
+    result = study(fashion_dir, tmp_path / "s", "--executor", "inprocess", "--concurrent", "2", "--algorithms", "dsgd",
+                   "--seeds", "0,1")
     assert result.exit_code == 1, result.output
     rows = runs_of(tmp_path / "s")
-    assert len(rows) == 4 and [n for n, r in rows.items() if r["error"]] == ["dsgd/c-3/seed1"]
+    assert len(rows) == 2 and [n for n, r in rows.items() if r["error"]] == ["dsgd/c-3/seed1"]
     assert "checkpoint" in rows["dsgd/c-3/seed1"]["error"] and rows["dsgd/c-3/seed1"]["final_accuracy"] is None
     table = (tmp_path / "s" / "table.md").read_text()
     assert "**Failed runs" in table and "| dsgd | c=3 | 1 |" in table
     dsgd = [r for r in pq.read_table(tmp_path / "s" / "table.parquet").to_pylist() if r["method"] == "dsgd"]
     assert dsgd[0]["seeds"] == 1  # the mean is over the seed that finished
-    assert "1 of 4 runs failed" in result.stderr
+    assert "1 of 2 runs failed" in result.stderr
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -145,3 +151,22 @@ def test_a_stopped_study_continues_where_it_stopped(ray_session, fashion_dir, tm
     alone = CliRunner().invoke(app, stoppable(fashion_dir, tmp_path / "alone"))
     assert alone.exit_code == 0, alone.output
     same_runs(tmp_path / "alone", out)
+
+
+def test_the_progress_display_counts_runs_and_estimates_the_time_left(tiny_overrides, monkeypatch):
+    from raympl import trials
+    from raympl.options import resolve
+
+    clock = iter([0.0, 10.0, 10.0, 20.0, 20.0, 40.0])
+    monkeypatch.setattr(trials.time, "monotonic", lambda: next(clock))
+    shown = []
+    runs = [resolve({**tiny_overrides, "rounds": 10})] * 3
+    progress = trials.StudyProgress(runs, shown.append)  # starts at t = 0
+    progress.set(0, "running")  # t = 10: nothing done yet, no estimate
+    assert shown[-1] == {"done": 0, "failed": 0, "running": 1, "pending": 2, "elapsed_s": 10.0, "remaining_s": None}
+    progress.advanced(0, 5)  # t = 10 (the estimate's clock): 5 rounds in 10 s, 25 rounds left -> 50 s
+    assert shown[-1]["remaining_s"] == pytest.approx(50.0)
+    progress.set(0, "done")  # t = 20
+    progress.set(1, "failed")  # t = 20: run 1 left nothing to do; 10 rounds of run 2 at 5 rounds / 20 s
+    assert shown[-1]["done"] == 1 and shown[-1]["failed"] == 1 and shown[-1]["pending"] == 1
+    assert shown[-1]["remaining_s"] == pytest.approx(10 * 20 / 5)
