@@ -189,7 +189,7 @@ def compare_many(groups: list[tuple[list[PlannedRun], Path]], log: Callable[[str
                  scheduler: Callable[[list[RunConfig]], Any] | None = None,
                  known: dict[str, trials.Outcome] | None = None,
                  on_outcome: Callable[[RunConfig, trials.Outcome], None] = lambda config, outcome: None,
-                 ) -> list[list[dict]]:
+                 queue_key: Callable[[RunConfig], Any] | None = None) -> list[list[dict]]:
     """Several comparisons (a study's cells) whose runs share one queue, so that concurrent trials fill the
     cluster across them; each comparison's tables are rewritten in its own folder after each of its runs.
     scheduler: makes a Tune scheduler for the runs that are made (they then go through Tune even one at a
@@ -217,6 +217,8 @@ def compare_many(groups: list[tuple[list[PlannedRun], Path]], log: Callable[[str
         if str(config.out) in known:
             record(index, known[str(config.out)])
     todo = [i for i, (_, (*_, config)) in enumerate(flat) if str(config.out) not in known]
+    if queue_key is not None:
+        todo.sort(key=lambda i: queue_key(flat[i][1][-1]))
     configs = [flat[i][1][-1] for i in todo]
 
     def report(k: int, outcome: trials.Outcome) -> None:

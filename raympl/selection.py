@@ -136,6 +136,10 @@ def run(candidates: list[Candidate], out: Path, log: Callable[[str], None] = pri
     group = {str(config.out): f"{c.method.label}|{column.label}|{seed}" for c in candidates
              for _, column, seed, config in c.runs}
 
+    # a group's grid points start next to each other, so that ASHA compares them while they run instead of
+    # letting every group's first point run to the end before the others start
+    rank = {name: r for r, name in enumerate(dict.fromkeys(group.values()))}
+
     def asha(configs: list) -> trials.GroupedASHA:
         return trials.GroupedASHA([group[str(c.out)] for c in configs], [c.rounds for c in configs],
                                   [c.eval_every for c in configs])
@@ -143,7 +147,7 @@ def run(candidates: list[Candidate], out: Path, log: Callable[[str], None] = pri
     comparison.compare_many([(runs, folder) for folder, runs in folders.items()], log, concurrent, trial_resources,
                             show, scratch=out / ".tune", address=address,
                             scheduler=asha if early_stop == "asha" else None, known=stops.outcomes(),
-                            on_outcome=stops.add)
+                            on_outcome=stops.add, queue_key=lambda config: rank[group[str(config.out)]])
     return choose(candidates, out)
 
 
