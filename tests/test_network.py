@@ -189,6 +189,27 @@ def test_a_round_by_hand():
     assert broadcast.finish[2] == pytest.approx(3 + 1) and broadcast.finish[1] == pytest.approx(3.2 + 0.5)
 
 
+def test_a_broadcast_of_two_payloads_is_two_transmissions_sharing_the_uplink():
+    # agent 0 sends a 10-byte delta to 1 (which holds its previous message) and a 100-byte self-contained
+    # message to 2: two broadcasts at half the uplink each, each timed at its own size, as unicast copies are
+    p = profile(speed=[1, 1, 1], rate=[100, 1000, 1000], latency=[0, 0, 0], flops=[1, 1, 1])
+    sizes = {0: {1: 10, 2: 100}}
+    two = clock.graph_round(p, [0, 1, 2], sizes, broadcast=True, deadline=None, transmissions={0: 2})
+    assert two.finish[1] == pytest.approx(1 + 10 / 50) and two.finish[2] == pytest.approx(1 + 100 / 50)
+    unicast = clock.graph_round(p, [0, 1, 2], sizes, broadcast=False, deadline=None)
+    assert unicast.finish == two.finish
+    one = clock.graph_round(p, [0, 1, 2], {0: {1: 100, 2: 100}}, broadcast=True, deadline=None)
+    assert one.finish[1] == one.finish[2] == pytest.approx(1 + 100 / 100)  # one payload: the whole uplink
+
+
+def test_a_deadline_can_end_a_round_before_the_busiest_agents_bits_are_through():
+    # the lower bound below holds without a deadline only: agent 0's 1,000 bytes need 10 s at 100 B/s, the
+    # deadline ends the round at 2 s without them (they are charged and counted late)
+    p = profile(speed=[1, 1], rate=[100, 100], latency=[0, 0], flops=[1, 1])
+    t = clock.graph_round(p, [0, 1], {0: {1: 1000}, 1: {0: 1000}}, broadcast=False, deadline=2.0)
+    assert t.late == 2 and t.duration == pytest.approx(2.0) and t.duration < 1000 / 100
+
+
 def test_deadlines_cut_late_messages_and_late_senders():
     p = profile(speed=[1, 1, 1], rate=[1000, 1000, 10], latency=[0, 0, 0], flops=[1, 1, 5])
     t = clock.graph_round(p, [0, 1, 2], {0: {1: 100, 2: 100}, 1: {0: 100, 2: 100}}, broadcast=False, deadline=2.0)

@@ -209,3 +209,19 @@ def test_bad_network_input_is_one_line_and_exit_2(args, message, fashion_dir, tm
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_a_broadcast_to_a_returning_neighbour_times_each_payload_at_its_own_size(tiny_overrides, tmp_path):
+    """Ring of 4, agent 0 offline in round 2: in round 3 its neighbours 1 and 3 send it a self-contained mask
+    and agent 2 a delta. With broadcast those are two transmissions sharing the uplink, like unicast's two
+    copies, so agent 2's finish is unicast's (timing both links at the larger message made it later)."""
+    (tmp_path / "trace.csv").write_text("agent,start_round,end_round\n0,1,2\n0,3,10\n1,1,10\n2,1,10\n3,1,10\n")
+    finish = {}
+    for model in ("unicast", "broadcast"):
+        out = tmp_path / model
+        simulate(configure({**tiny_overrides, "agents": 4, "rounds": 3, "eval_every": 1, "executor": "inprocess",
+                            "codec": "delta", "comm_model": model, "bandwidth": "1", "out": str(out),
+                            "availability": f"trace:{tmp_path / 'trace.csv'}"}))
+        finish[model] = {(r["round"], r["agent"]): r["finish_s"] for r in pq.read_table(out / "metrics.parquet")
+                         .to_pylist()}
+    assert finish["broadcast"][(3, 2)] == pytest.approx(finish["unicast"][(3, 2)], rel=1e-12)

@@ -5,11 +5,14 @@ Times are measured from the round's start, when every online agent begins its lo
   compute        c_i = local FLOPs / speed_i; the merge afterwards takes m_i = merge FLOPs / speed_i
   link latency   L_ij = (latency_i + latency_j) / 2  (a number given to --latency is every link's latency)
   a transfer     i -> j of b bytes gets a fair share of both ends: rate min(up_i / k_i, down_j / n_j), where
-                 k_i = copies i sends (unicast; 1 with broadcast, whose one transmission reaches every
-                 neighbour) and n_j = messages sent to j; it arrives at a_ij = c_i + L_ij + b / rate
+                 k_i = transmissions i makes (unicast: one copy per neighbour; broadcast: one per distinct
+                 payload, which reaches every neighbour it is for) and n_j = messages sent to j; it arrives at
+                 a_ij = c_i + L_ij + b / rate, b being the size of the message j gets
   an agent       is done at f_j = max(c_j, last arrival it uses) + m_j; the round lasts max_j f_j
-So a sender of B bytes over uplink u cannot finish before B / u, nor a receiver of B bytes over downlink d
-before B / d: a round never lasts less than the busiest agent's bits over its bandwidth.
+So, without a deadline, a sender of B bytes over uplink u cannot finish before B / u, nor a receiver of B bytes
+over downlink d before B / d: a round never lasts less than the busiest agent's bits over its bandwidth. A
+deadline ends the round without the late messages, whose bytes still count (their transfers overlap the next
+round, which the clock does not slow down).
 With a server (FedAvg) uploads go to a server with unlimited bandwidth and no latency of its own; it combines
 what arrived and sends the model back to each agent (latency_j, downlink_j).
 
@@ -57,8 +60,11 @@ class Timing:
 
 
 def graph_round(profile: Profile, online: list[int], sizes: dict[int, dict[int, int]], broadcast: bool,
-                deadline: float | None) -> Timing:
-    """sizes: sender -> receiver -> bytes of what it sent there (senders that missed the deadline send none)."""
+                deadline: float | None, transmissions: dict[int, int] | None = None) -> Timing:
+    """sizes: sender -> receiver -> bytes of what it sent there (senders that missed the deadline send none).
+    transmissions (broadcast): sender -> its distinct payloads (default 1), e.g. a delta for the neighbours that
+    hold its previous message and a self-contained one for the others: each is one broadcast, and they share
+    the sender's uplink as unicast copies do."""
     compute = profile.compute_s()
     incoming: dict[int, int] = {}
     for links in sizes.values():
@@ -68,12 +74,10 @@ def graph_round(profile: Profile, online: list[int], sizes: dict[int, dict[int, 
     for i, links in sizes.items():
         if not links:
             continue
-        copies = 1 if broadcast else len(links)
-        sent = sum(links.values()) if not broadcast else max(links.values())
+        copies = (transmissions or {}).get(i, 1) if broadcast else len(links)
         for j, size in links.items():
             rate = min(profile.rate[i] / copies, profile.rate[j] / incoming[j])
-            wire = (sent if broadcast else size) / rate
-            arrivals[j].append((compute[i] + (profile.latency[i] + profile.latency[j]) / 2 + wire, i))
+            arrivals[j].append((compute[i] + (profile.latency[i] + profile.latency[j]) / 2 + size / rate, i))
     return _finish(profile, online, compute, arrivals, deadline)
 
 

@@ -40,6 +40,7 @@ class Sent(NamedTuple):
     compared: int
     coding_s: float  # encoding time
     sizes: dict[int, int] = {}  # receiver (or the server) -> bytes on that link, for the simulated clock
+    transmissions: int = 1  # distinct payloads (broadcast: each one transmission)
 
 
 def link_dropped(config: RunConfig, round_: int, sender: int, receiver: int) -> bool:
@@ -100,7 +101,7 @@ class Links:
             messages.append(Message(agent, SELF_CONTAINED, payload))
             sizes.update({j: payload.size for j in neighbours if j not in sizes})
         return messages, Sent(sum(sizes.values()), sum(m.payload.size for m in messages), flips, compared,
-                              time.perf_counter() - start, sizes)
+                              time.perf_counter() - start, sizes, len(messages))
 
     @staticmethod
     def _increments(agent: int, neighbours: list[int], raw: np.ndarray, holders: list[int],
@@ -112,7 +113,8 @@ class Links:
         if len(holders) < len(neighbours):
             messages.append(Message(agent, SELF_CONTAINED, full))
             sizes.update({j: full.size for j in neighbours if j not in sizes})
-        return messages, Sent(sum(sizes.values()), sum(m.payload.size for m in messages), 0, 0, 0.0, sizes)
+        return messages, Sent(sum(sizes.values()), sum(m.payload.size for m in messages), 0, 0, 0.0, sizes,
+                              len(messages))
 
     def _holds_previous(self, round_: int, sender: int, receiver: int, previous: tuple[int, np.ndarray] | None
                         ) -> bool:

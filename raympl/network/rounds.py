@@ -137,7 +137,7 @@ class Network:
         else:
             sizes = {i: dict(s.sizes) for i, s in sent.items()}
             timing = clock.graph_round(self.profile, online, sizes, self.config.comm_model == "broadcast",
-                                       self.deadline)
+                                       self.deadline, {i: s.transmissions for i, s in sent.items()})
         self.clock_s += timing.duration
         self.last_update[plan.online] = plan.round
         if not self.dynamic or self.server:

@@ -50,9 +50,10 @@ class Accounting:
         for agent, bits in per_agent.items():
             self.run.bits_sent[agent] += bits
         round_bits = sum(per_agent.values())
-        # the average message: per link copy (unicast), per transmitting agent (broadcast), per upload
-        # and download (server)
-        messages = sum(2 if self.server else 1 if self.broadcast else len(out.sizes) for out in sent.values())
+        # the average message: per link copy (unicast), per transmission (broadcast), per upload and
+        # download (server)
+        messages = sum(2 if self.server else out.transmissions if self.broadcast else len(out.sizes)
+                       for out in sent.values())
         compared = sum(out.compared for out in sent.values())
         return {"bytes": round_bits // 8, "bits": round_bits,
                 "busiest_agent_bits": max(per_agent.values(), default=0),
