@@ -1,0 +1,153 @@
+"""The asynchronous schedule (--schedule async): when each agent steps, sends and merges on the simulated
+clock, and which messages each of its merges uses.
+
+Each agent repeats on its own clock: local step k (c_i seconds) -> send -> merge -> step k + 1.
+  send     at e_i^k, the end of the local step; a message i -> j of b bytes arrives L_ij + b / rate later,
+           rate = min(up_i / k_i, down_j / d_j), k_i = the transmissions i makes (unicast: its out-degree;
+           broadcast: its distinct payloads), d_j = j's in-degree (every neighbour may be sending to it). A
+           link delivers in order: a message is not received before the one sent before it (so a delta
+           always finds its reference).
+  merge    at e_i^k too, with the newest message received from each neighbour by then (none before the
+           first arrives); it takes m_i per message held, and step k + 1 starts when it ends.
+  the end  an agent makes at most `steps` steps, and starts none at or after `sim_time` seconds.
+
+Computing in waves. Step k of agent i can be computed once its step k - 1 is and every neighbour's sends
+before e_i^k are known, because their sizes decide what has arrived; a send at or after e_i^k cannot reach
+that merge (a transfer takes a positive time). So the schedule is decided wave by wave: a wave is every step
+whose inputs are known (the agent whose next send is the earliest always qualifies), the hosts compute it in
+parallel, then report the sizes of what it sent. Which messages a merge uses never depends on the order of
+computing, so the results are the same for any executor and number of hosts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Wave:
+    """The steps of one wave. agents[w] makes step steps[w], which ends (sends and merges) at time_s[w]."""
+
+    agents: np.ndarray
+    steps: np.ndarray
+    time_s: np.ndarray
+    # the messages its merge receives, in link order and, per link, in send order: indices into the
+    # edge arrays of the Gossip and the sender's step; `newest` marks the one the merge uses from that link
+    received_edge: np.ndarray
+    received_step: np.ndarray
+    newest: np.ndarray
+    # every message the merges use (held from earlier waves or just received): edge and age in seconds
+    used_edge: np.ndarray
+    used_age_s: np.ndarray
+
+
+class Gossip:
+    """The asynchronous schedule of n agents on a directed graph of edges src -> dst (both directions of
+    every undirected edge)."""
+
+    def __init__(self, n: int, src: np.ndarray, dst: np.ndarray, compute_s: np.ndarray, merge_s: np.ndarray,
+                 latency_s: np.ndarray, rate: np.ndarray, steps: int | None, sim_time: float | None):
+        if steps is None and sim_time is None:
+            raise ValueError("an asynchronous run ends after a number of steps or at a simulated time")
+        order = np.lexsort((src, dst))  # edges grouped by receiver, then by sender
+        self.n, self.src, self.dst = n, np.asarray(src)[order], np.asarray(dst)[order]
+        self.in_degree = np.bincount(self.dst, minlength=n)
+        self.in_start = np.concatenate(([0], np.cumsum(self.in_degree)))
+        self.out_degree = np.bincount(self.src, minlength=n)
+        self.by_sender = np.argsort(self.src, kind="stable")  # edge indices grouped by sender
+        self.out_start = np.concatenate(([0], np.cumsum(self.out_degree)))
+        self.compute_s, self.merge_s = np.asarray(compute_s, float), np.asarray(merge_s, float)
+        self.link_latency_s = (latency_s[self.src] + latency_s[self.dst]) / 2
+        self.up, self.down = np.asarray(rate, float)[self.src], np.asarray(rate, float)[self.dst]
+        self.steps, self.sim_time = steps, sim_time
+        self.done = np.zeros(n, dtype=np.int64)  # steps made
+        self.next_send = self.compute_s.copy()  # e of each agent's next step
+        self.finished = self._ended(np.zeros(n))
+        self.held_step = np.full(len(self.src), -1, dtype=np.int64)  # the message each link's receiver holds
+        self.held_send = np.full(len(self.src), np.nan)
+        self.last_arrival = np.zeros(len(self.src))  # in-order delivery
+        self.flight_edge = np.zeros(0, dtype=np.int64)  # messages sent and not yet received
+        self.flight_step = np.zeros(0, dtype=np.int64)
+        self.flight_arrive = np.zeros(0)
+        self.flight_send = np.zeros(0)
+        self.wave: Wave | None = None
+
+    def _ended(self, start: np.ndarray) -> np.ndarray:
+        over = np.zeros(self.n, dtype=bool) if self.steps is None else self.done >= self.steps
+        return over | (start >= self.sim_time) if self.sim_time is not None else over
+
+    def next_wave(self) -> Wave | None:
+        """The steps that can be computed now (None: every agent has ended)."""
+        assert self.wave is None, "report the sizes of the last wave first"
+        if self.finished.all():
+            return None
+        pending = np.where(self.finished, np.inf, self.next_send)
+        earliest_in = np.full(self.n, np.inf)
+        has_in = self.in_degree > 0
+        earliest_in[has_in] = np.minimum.reduceat(pending[self.src], self.in_start[:-1][has_in])
+        agents = np.flatnonzero(~self.finished & (earliest_in >= self.next_send))
+        time_s = self.next_send[agents]
+        at = np.full(self.n, -np.inf)
+        at[agents] = time_s
+        arrived = self.flight_arrive <= at[self.dst[self.flight_edge]]
+        order = np.argsort(self.flight_edge[arrived], kind="stable")  # per link, still in send order
+        edge, step = self.flight_edge[arrived][order], self.flight_step[arrived][order]
+        send = self.flight_send[arrived][order]
+        newest = np.ones(len(edge), dtype=bool)
+        newest[:-1] = edge[:-1] != edge[1:]
+        self.held_step[edge[newest]] = step[newest]
+        self.held_send[edge[newest]] = send[newest]
+        keep = ~arrived
+        self.flight_edge, self.flight_step = self.flight_edge[keep], self.flight_step[keep]
+        self.flight_arrive, self.flight_send = self.flight_arrive[keep], self.flight_send[keep]
+        used = self._in_edges(agents)
+        used = used[self.held_step[used] >= 0]
+        self.wave = Wave(agents, self.done[agents] + 1, time_s, edge, step, newest, used,
+                         at[self.dst[used]] - self.held_send[used])
+        return self.wave
+
+    def _in_edges(self, agents: np.ndarray) -> np.ndarray:
+        return _ranges(self.in_start[agents], self.in_degree[agents])
+
+    def out_edges(self, agents: np.ndarray) -> np.ndarray:
+        """The edge indices of these agents' sends, grouped by agent in the order given."""
+        return self.by_sender[_ranges(self.out_start[agents], self.out_degree[agents])]
+
+    def sent(self, sizes: np.ndarray, transmissions: np.ndarray | None = None) -> None:
+        """The wave was computed: sizes[e] are the bytes of its messages on out_edges(wave.agents);
+        transmissions: each agent's broadcasts (None: unicast, one per neighbour)."""
+        wave, self.wave = self.wave, None
+        edges = self.out_edges(wave.agents)
+        time_s = np.zeros(self.n)
+        time_s[wave.agents] = wave.time_s
+        copies = self.out_degree.astype(float) if transmissions is None else np.ones(self.n)
+        if transmissions is not None:
+            copies[wave.agents] = transmissions
+        rate = np.minimum(self.up[edges] / copies[self.src[edges]], self.down[edges] / self.in_degree[self.dst[edges]])
+        arrive = np.maximum(time_s[self.src[edges]] + self.link_latency_s[edges] + sizes / rate,
+                            self.last_arrival[edges])
+        self.last_arrival[edges] = arrive
+        step = np.zeros(self.n, dtype=np.int64)
+        step[wave.agents] = wave.steps
+        self.flight_edge = np.concatenate((self.flight_edge, edges))
+        self.flight_step = np.concatenate((self.flight_step, step[self.src[edges]]))
+        self.flight_arrive = np.concatenate((self.flight_arrive, arrive))
+        self.flight_send = np.concatenate((self.flight_send, time_s[self.src[edges]]))
+        held = np.bincount(self.dst[wave.used_edge], minlength=self.n)[wave.agents]
+        start = wave.time_s + held * self.merge_s[wave.agents]
+        self.done[wave.agents] = wave.steps
+        self.next_send[wave.agents] = start + self.compute_s[wave.agents]
+        starts = np.full(self.n, -np.inf)
+        starts[wave.agents] = start
+        self.finished[wave.agents] = self._ended(starts)[wave.agents]
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of range(s, s + l) for each start and length."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return np.arange(total, dtype=np.int64) + offsets

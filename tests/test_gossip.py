@@ -1,0 +1,121 @@
+"""The asynchronous schedule (raympl/network/gossip.py): a case by hand, and random graphs, speeds and
+content-dependent message sizes against a plain event-by-event simulation in time order."""
+
+from __future__ import annotations
+
+import heapq
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from raympl.network.gossip import Gossip
+
+
+def edges_of(graph: nx.Graph) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(i, j) for i, j in graph.edges] + [(j, i) for i, j in graph.edges]
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def size_of(agent: int, step: int, receiver: int) -> int:
+    """Bytes that depend on the message, as an entropy or delta codec's do."""
+    return 50 + (agent * 7919 + step * 104729 + receiver * 1299709) % 400
+
+
+def run_waves(gossip: Gossip) -> dict[tuple[int, int], tuple[float, dict[int, tuple[int, float]]]]:
+    """(agent, step) -> (its time, {sender: (step used, age)}), computed wave by wave."""
+    made = {}
+    while (wave := gossip.next_wave()) is not None:
+        for w, agent in enumerate(wave.agents.tolist()):
+            made[(agent, int(wave.steps[w]))] = (float(wave.time_s[w]), {})
+        for edge, age in zip(wave.used_edge.tolist(), wave.used_age_s.tolist(), strict=True):
+            receiver, sender = int(gossip.dst[edge]), int(gossip.src[edge])
+            made[(receiver, int(gossip.done[receiver]) + 1)][1][sender] = (int(gossip.held_step[edge]), age)
+        edges = gossip.out_edges(wave.agents)
+        step = dict(zip(wave.agents.tolist(), wave.steps.tolist(), strict=True))
+        gossip.sent(np.array([size_of(int(gossip.src[e]), step[int(gossip.src[e])], int(gossip.dst[e]))
+                              for e in edges], dtype=float))
+    return made
+
+
+def reference(graph: nx.Graph, compute, merge, latency, rate, steps) -> dict:
+    """Every agent's steps in time order, one event at a time."""
+    n = graph.number_of_nodes()
+    in_degree = dict(graph.degree)
+    last_arrival: dict[tuple[int, int], float] = {}
+    inbox: dict[tuple[int, int], list[tuple[float, int, float]]] = {}  # link -> (arrival, step, send time)
+    held: dict[tuple[int, int], tuple[int, float]] = {}
+    events = [(compute[i], i, 1) for i in range(n)]
+    heapq.heapify(events)
+    made = {}
+    while events:
+        t, i, k = heapq.heappop(events)
+        # merge: the newest message received from each neighbour by t
+        used = {}
+        for j in graph.neighbors(i):
+            arrived = [m for m in inbox.get((j, i), []) if m[0] <= t]
+            if arrived:
+                held[(j, i)] = max(arrived, key=lambda m: m[1])[1:]
+                inbox[(j, i)] = [m for m in inbox[(j, i)] if m[0] > t]
+            if (j, i) in held:
+                used[j] = (held[(j, i)][0], t - held[(j, i)][1])
+        made[(i, k)] = (t, used)
+        for j in graph.neighbors(i):  # send
+            r = min(rate[i] / graph.degree[i], rate[j] / in_degree[j])
+            arrive = max(t + (latency[i] + latency[j]) / 2 + size_of(i, k, j) / r, last_arrival.get((i, j), 0.0))
+            last_arrival[(i, j)] = arrive
+            inbox.setdefault((i, j), []).append((arrive, k, t))
+        if k < steps:
+            heapq.heappush(events, (t + len(used) * merge[i] + compute[i], i, k + 1))
+    return made
+
+
+def test_two_agents_by_hand():
+    # agent 0 steps every 1 s, agent 1 every 3 s (+ 0.5 s per message it merges); 100 B at 100 B/s: 1 s
+    gossip = Gossip(2, np.array([0, 1]), np.array([1, 0]), compute_s=np.array([1.0, 3.0]),
+                    merge_s=np.array([0.0, 0.5]), latency_s=np.zeros(2), rate=np.array([100.0, 100.0]),
+                    steps=4, sim_time=None)
+    made = {}
+    while (wave := gossip.next_wave()) is not None:
+        for w, agent in enumerate(wave.agents.tolist()):
+            used = [(int(gossip.src[e]), int(gossip.held_step[e]), a)
+                    for e, a in zip(wave.used_edge, wave.used_age_s, strict=True) if gossip.dst[e] == agent]
+            made[(agent, int(wave.steps[w]))] = (float(wave.time_s[w]), used)
+        gossip.sent(np.full(len(gossip.out_edges(wave.agents)), 100.0))
+    assert made[(0, 1)] == (1.0, []) and made[(0, 2)] == (2.0, []) and made[(0, 3)] == (3.0, [])
+    # at 3 s agent 1 has received agent 0's steps 1 (at 2 s) and 2 (at 3 s): it merges step 2, 1 s old
+    assert made[(1, 1)] == (3.0, [(0, 2, pytest.approx(1.0))])
+    # agent 0 at 4 s: agent 1's message of 3 s has just arrived
+    assert made[(0, 4)] == (4.0, [(1, 1, pytest.approx(1.0))])
+    assert made[(1, 2)][0] == pytest.approx(3.0 + 0.5 + 3.0)  # one message merged, then a 3 s step
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_waves_equal_a_simulation_in_time_order(seed):
+    rng = np.random.default_rng(seed)
+    n = 12
+    graph = nx.connected_watts_strogatz_graph(n, 4, 0.3, seed=seed)
+    compute = rng.lognormal(0, 1, n)
+    merge, latency, rate = rng.uniform(0, 0.1, n), rng.uniform(0, 0.2, n), rng.uniform(100, 1000, n)
+    src, dst = edges_of(graph)
+    waves = run_waves(Gossip(n, src, dst, compute, merge, latency, rate, steps=15, sim_time=None))
+    expected = reference(graph, compute, merge, latency, rate, steps=15)
+    assert waves.keys() == expected.keys()
+    for key, (t, used) in expected.items():
+        assert waves[key][0] == pytest.approx(t, rel=1e-12)
+        assert {j: s for j, (s, _) in waves[key][1].items()} == {j: s for j, (s, _) in used.items()}
+        assert [a for _, (_, a) in sorted(waves[key][1].items())] == pytest.approx(
+            [a for _, (_, a) in sorted(used.items())])
+
+
+def test_a_simulated_time_ends_the_run_and_every_wave_makes_progress():
+    n = 30
+    graph = nx.random_regular_graph(4, n, seed=1)
+    compute = np.random.default_rng(1).lognormal(0, 1, n)
+    src, dst = edges_of(graph)
+    gossip = Gossip(n, src, dst, compute, np.zeros(n), np.full(n, 0.01), np.full(n, 1e3), steps=None, sim_time=20.0)
+    made = run_waves(gossip)
+    last = {i: max(k for a, k in made if a == i) for i in range(n)}
+    for i in range(n):  # the last step started before 20 s, the next would start at or after it
+        assert made[(i, last[i])][0] - compute[i] < 20.0 <= made[(i, last[i])][0] + 1e-12
+    assert len(set(last.values())) > 3  # agents of different speeds made different numbers of steps
