@@ -46,7 +46,7 @@ test-portable: setup
 test: setup browser
 	$(VENV)/bin/ruff check .
 	$(MAKE) test-portable
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # The wheel in a fresh virtual environment, run from outside the checkout (.ci/run runs this too).
 install-check: setup
