@@ -23,6 +23,10 @@ COMMON=(--model small-cnn --agents 20 --rounds "$ROUNDS" --eval-every 10 --eval-
 TABLE1=fedavg,dsgd-prox,lottery-dsgd:0.3,lottery-dsgd:0.5,ind-mask:0.3,ind-mask:0.5,mce-pl:0.3,mce-pl:0.5
 TABLE2=mce-pl:paper-hetero,ind-mask:paper-hetero,ind-weipru:paper-hetero,avr-weipru:paper-hetero
 TABLE2=$TABLE2,par-weipru:paper-hetero,dis-pfl:paper-hetero
+mkdir -p "$OUT"
+# the study's machine time: each sitting's start and end (a run's own wall time covers its last segment only)
+echo "start $(date -u +%FT%TZ) $(nproc) cores" >> "$OUT/sittings.txt"
+trap 'echo "end $(date -u +%FT%TZ)" >> "$OUT/sittings.txt"' EXIT
 # one queue for both tables' fp32 methods, so that the trials keep both cores busy to the end
 "$RAYMPL" compare "${COMMON[@]}" --algorithms "$TABLE1,$TABLE2" --out "$OUT/fp32"
 "$RAYMPL" compare "${COMMON[@]}" --algorithms dsgd --set precision=bf16 --out "$OUT/bf16"

@@ -11,6 +11,7 @@ Usage: python studies/converged_tables_report.py [runs/converged-tables]
 import json
 import statistics
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -100,9 +101,24 @@ def report(base: Path) -> str:
                    f"{100 * (last - before):+.2f} | {'yes' if abs(last - before) <= TOLERANCE else 'no'} | "
                    f"{statistics.fmean(r['total_bits'] for r in runs) / 1e6:,.0f} | "
                    f"{statistics.fmean(r['wall_time_s'] for r in runs):.0f} |")
-    out.append(f"\nMachine time of the finished runs: {seconds / 3600:.2f} core-hours "
-               "(sum of the runs' wall times; runs stopped early and interrupted segments not counted).")
+    out.append(f"\nMachine time: {sittings(base / 'sittings.txt')}; the finished runs' last segments add up to "
+               f"{seconds / 3600:.2f} core-hours.")
     return "\n".join(out)
+
+
+def sittings(path: Path) -> str:
+    """The study's wall time over its sittings (studies/converged_tables.sh writes their starts and ends)."""
+    if not path.exists():
+        return "not recorded"
+    total, cores, start = 0.0, 0, None
+    for line in path.read_text().splitlines():
+        kind, when, *rest = line.split()
+        moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        if kind == "start":
+            start, cores = moment, int(rest[0]) if rest else cores
+        elif start is not None:
+            total, start = total + (moment - start).total_seconds(), None
+    return f"{total / 3600:.2f} h of wall time on {cores} cores ({total * cores / 3600:.1f} core-hours)"
 
 
 if __name__ == "__main__":
