@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from raympl import comparison, trials
 from raympl.comparison import PlannedRun, Variant
 from raympl.config import ConfigError, int_list, load_toml
+from raympl.early_stopping import GroupedASHA
 from raympl.metrics import atomic_write_bytes, write_table
 from raympl.options import resolve_shared
 
@@ -140,8 +141,8 @@ def run(candidates: list[Candidate], out: Path, log: Callable[[str], None] = pri
     # letting every group's first point run to the end before the others start
     rank = {name: r for r, name in enumerate(dict.fromkeys(group.values()))}
 
-    def asha(configs: list) -> trials.GroupedASHA:
-        return trials.GroupedASHA([group[str(c.out)] for c in configs], [c.rounds for c in configs],
+    def asha(configs: list) -> GroupedASHA:
+        return GroupedASHA([group[str(c.out)] for c in configs], [c.rounds for c in configs],
                                   [c.eval_every for c in configs])
 
     comparison.compare_many([(runs, folder) for folder, runs in folders.items()], log, concurrent, trial_resources,

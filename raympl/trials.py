@@ -32,7 +32,7 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 
 from raympl.config import ConfigError, RunConfig
 from raympl.errors import USER_ERRORS, OutputError, Stopped, StudyStopped
@@ -302,46 +302,12 @@ class Tracker(tune.Callback):
 MAX_RETRIES = 2  # a trial whose process or node is lost starts again, from the run's last checkpoint
 
 
-class GroupedASHA(FIFOScheduler):
-    """Tune's ASHA, one bracket set per group of trials (a method, column and seed of a --grid selection), so
-    that grid points compete only with each other, while every group's trials share the cluster."""
-
-    def __init__(self, groups: list[str], rounds: list[int], eval_every: list[int]):
-        super().__init__()
-        self.group_of = groups
-        self.brackets: dict[str, ASHAScheduler] = {}
-        for index, group in enumerate(groups):
-            if group not in self.brackets:
-                grace = max(eval_every[index], rounds[index] // 8)
-                self.brackets[group] = ASHAScheduler(time_attr="round", metric="val_accuracy", mode="max",
-                                                     max_t=rounds[index], grace_period=grace, reduction_factor=2,
-                                                     stop_last_trials=False)
-
-    def set_search_properties(self, metric, mode, **spec) -> bool:
-        return True  # each bracket set already knows its metric
-
-    def _of(self, trial) -> ASHAScheduler:
-        return self.brackets[self.group_of[trial.config["run"]]]
-
-    def on_trial_add(self, tune_controller, trial) -> None:
-        self._of(trial).on_trial_add(tune_controller, trial)
-
-    def on_trial_result(self, tune_controller, trial, result) -> str:
-        return self._of(trial).on_trial_result(tune_controller, trial, result)
-
-    def on_trial_complete(self, tune_controller, trial, result) -> None:
-        self._of(trial).on_trial_complete(tune_controller, trial, result)
-
-    def on_trial_remove(self, tune_controller, trial) -> None:
-        self._of(trial).on_trial_remove(tune_controller, trial)
-
-
 def run_trials(runs: list[RunConfig], report: Report, concurrent: int | None = None,
                resources: TrialResources | None = None, address: str | None = None,
                show: Callable[[dict[str, Any]], None] = lambda counts: None, scratch: Path | None = None,
                scheduler: FIFOScheduler | None = None) -> None:
     """Every run as one Tune trial, at most `concurrent` at once (None: as many as fit); `scheduler` may stop
-    runs early (GroupedASHA)."""
+    runs early (early_stopping.GroupedASHA)."""
     # the study prints its own lines and progress: no Tune tables; of Tune's loggers only its JSON one
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
