@@ -10,7 +10,8 @@
 # previous 10 %); if one does not, rerun with the next ROUNDS: finished runs are extended, not redone, and
 # the evaluation interval stays 10 rounds so that they can be. At 200 rounds the selection's FedAvg
 # (lr 0.1) and DSGDProx (lr 1) runs were still rising by 1.1 and 2.3 points, so the default is 400. Stopping (Ctrl-C, SIGTERM, a lost
-# machine) keeps every run's checkpoint; rerunning the same command continues. DSGD runs in bf16, the
+# machine) keeps every run's checkpoint; rerunning the same command continues. Where the disk is not kept
+# between sittings, studies/keep_results.py keeps the finished runs' results in the repository. DSGD runs in bf16, the
 # only method the precision study showed equivalent to fp32 (docs/performance.md); the others in fp32.
 set -euo pipefail
 RAYMPL=${RAYMPL:-.venv/bin/raympl}
@@ -23,10 +24,15 @@ COMMON=(--model small-cnn --agents 20 --rounds "$ROUNDS" --eval-every 10 --eval-
 TABLE1=fedavg,dsgd-prox,lottery-dsgd:0.3,lottery-dsgd:0.5,ind-mask:0.3,ind-mask:0.5,mce-pl:0.3,mce-pl:0.5
 TABLE2=mce-pl:paper-hetero,ind-mask:paper-hetero,ind-weipru:paper-hetero,avr-weipru:paper-hetero
 TABLE2=$TABLE2,par-weipru:paper-hetero,dis-pfl:paper-hetero
+PYTHON=${PYTHON:-.venv/bin/python}
+KEEP=${KEEP:-studies/results/converged-tables.tar.xz}
 mkdir -p "$OUT"
+# the results of earlier sittings, kept in the repository (a sitting's machine may not keep its disk): finished
+# runs are read, not rerun; each sitting's end packs them again (commit $KEEP to keep them)
+"$PYTHON" studies/keep_results.py restore "$OUT" "$KEEP"
 # the study's machine time: each sitting's start and end (a run's own wall time covers its last segment only)
 echo "start $(date -u +%FT%TZ) $(nproc) cores" >> "$OUT/sittings.txt"
-trap 'echo "end $(date -u +%FT%TZ)" >> "$OUT/sittings.txt"' EXIT
+trap 'echo "end $(date -u +%FT%TZ)" >> "$OUT/sittings.txt"; "$PYTHON" studies/keep_results.py save "$OUT" "$KEEP"' EXIT
 # one queue for both tables' fp32 methods, so that the trials keep both cores busy to the end
 "$RAYMPL" compare "${COMMON[@]}" --algorithms "$TABLE1,$TABLE2" --out "$OUT/fp32"
 "$RAYMPL" compare "${COMMON[@]}" --algorithms dsgd --set precision=bf16 --out "$OUT/bf16"
