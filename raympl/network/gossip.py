@@ -41,6 +41,9 @@ class Wave:
     # every message the merges use (held from earlier waves or just received): edge and age in seconds
     used_edge: np.ndarray
     used_age_s: np.ndarray
+    # after the merge: when the agent's next step ends (its next send), and whether this step is its last
+    next_time_s: np.ndarray
+    last: np.ndarray
 
 
 class Gossip:
@@ -64,7 +67,8 @@ class Gossip:
         self.steps, self.sim_time = steps, sim_time
         self.done = np.zeros(n, dtype=np.int64)  # steps made
         self.next_send = self.compute_s.copy()  # e of each agent's next step
-        self.finished = self._ended(np.zeros(n))
+        everyone = np.arange(n)
+        self.finished = self._ended(everyone, self.done, np.zeros(n))
         self.held_step = np.full(len(self.src), -1, dtype=np.int64)  # the message each link's receiver holds
         self.held_send = np.full(len(self.src), np.nan)
         self.last_arrival = np.zeros(len(self.src))  # in-order delivery
@@ -74,8 +78,9 @@ class Gossip:
         self.flight_send = np.zeros(0)
         self.wave: Wave | None = None
 
-    def _ended(self, start: np.ndarray) -> np.ndarray:
-        over = np.zeros(self.n, dtype=bool) if self.steps is None else self.done >= self.steps
+    def _ended(self, agents: np.ndarray, done: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Whether these agents, with `done` steps made and the next one starting at `start`, make no more."""
+        over = np.zeros(len(agents), dtype=bool) if self.steps is None else done >= self.steps
         return over | (start >= self.sim_time) if self.sim_time is not None else over
 
     def next_wave(self) -> Wave | None:
@@ -104,8 +109,12 @@ class Gossip:
         self.flight_arrive, self.flight_send = self.flight_arrive[keep], self.flight_send[keep]
         used = self._in_edges(agents)
         used = used[self.held_step[used] >= 0]
-        self.wave = Wave(agents, self.done[agents] + 1, time_s, edge, step, newest, used,
-                         at[self.dst[used]] - self.held_send[used])
+        steps = self.done[agents] + 1
+        held = np.bincount(self.dst[used], minlength=self.n)[agents]
+        start = time_s + held * self.merge_s[agents]
+        last = self._ended(agents, steps, start)
+        self.wave = Wave(agents, steps, time_s, edge, step, newest, used, at[self.dst[used]] - self.held_send[used],
+                         np.where(last, np.inf, start + self.compute_s[agents]), last)
         return self.wave
 
     def _in_edges(self, agents: np.ndarray) -> np.ndarray:
@@ -135,13 +144,9 @@ class Gossip:
         self.flight_step = np.concatenate((self.flight_step, step[self.src[edges]]))
         self.flight_arrive = np.concatenate((self.flight_arrive, arrive))
         self.flight_send = np.concatenate((self.flight_send, time_s[self.src[edges]]))
-        held = np.bincount(self.dst[wave.used_edge], minlength=self.n)[wave.agents]
-        start = wave.time_s + held * self.merge_s[wave.agents]
         self.done[wave.agents] = wave.steps
-        self.next_send[wave.agents] = start + self.compute_s[wave.agents]
-        starts = np.full(self.n, -np.inf)
-        starts[wave.agents] = start
-        self.finished[wave.agents] = self._ended(starts)[wave.agents]
+        self.next_send[wave.agents] = wave.next_time_s
+        self.finished[wave.agents] = wave.last
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

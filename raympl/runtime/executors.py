@@ -59,6 +59,15 @@ def server_payload(batches: list[pa.RecordBatch], combine: Combine, weights: dic
     return wire_batch.encode([wire_batch.Message(SERVER, wire_batch.SELF_CONTAINED, combined)])
 
 
+Waved = tuple[list[Any], dict[int, int], list[dict]]  # one wave: each host's batch, message bytes, evaluations
+
+
+def gossip_results(results: list[tuple | None], batches: list[Any]) -> Waved:
+    """Every host's (batch, sizes, rows) of one wave -> (batches or refs, sizes of all messages, all rows)."""
+    sizes = _merge_dicts([r[1] for r in results if r])
+    return batches, sizes, [row for r in results if r for row in r[2]]
+
+
 def download_size(batch: pa.RecordBatch) -> int:
     return batch.column(2)[0].as_buffer().size if batch.num_rows else 0
 
@@ -93,6 +102,18 @@ class InProcessExecutor:
 
     def evaluate(self, round_: int, full: bool) -> list[dict]:
         return [row for host in self.hosts for row in host.evaluate(round_, full)]
+
+    def gossip(self, parts: list[tuple | None], inputs: list[list[Any]]) -> Waved:
+        """One wave of the asynchronous schedule: parts[h] = host h's (steps, receive, use, evaluate), None
+        where none of its agents is in the wave; inputs[h] the earlier waves' batches it reads. Returns each
+        host's batch (None where it sat out), the bytes of every message, and the evaluation rows."""
+        results = [host.gossip_wave(*part, *batches) if part else None
+                   for host, part, batches in zip(self.hosts, parts, inputs, strict=True)]
+        return gossip_results(results, [r[0] if r else None for r in results])
+
+    def evaluate_agents(self, parts: list[dict]) -> list[dict]:
+        return [row for host, marks in zip(self.hosts, parts, strict=True) if marks
+                for row in host.evaluate_agents(marks)]
 
     def masks(self) -> dict:
         return _merge_dicts([host.masks() for host in self.hosts])
@@ -206,6 +227,20 @@ class RayExecutor:
     def evaluate(self, round_: int, full: bool) -> list[dict]:
         return [row for rows in self.get([a.evaluate.remote(round_, full) for a in self.actors])
                 for row in rows]
+
+    def gossip(self, parts: list[tuple | None], inputs: list[list[Any]]) -> Waved:
+        """As InProcessExecutor.gossip; the batches stay in the object store (refs are returned)."""
+        calls = [actor.gossip_wave.options(num_returns=3).remote(*part, *refs) if part else None
+                 for actor, part, refs in zip(self.actors, parts, inputs, strict=True)]
+        done = self.get([ref for call in calls if call for ref in call[1:]])
+        results, answers = [], iter(zip(done[::2], done[1::2], strict=True))
+        for call in calls:
+            results.append((call[0], *next(answers)) if call else None)
+        return gossip_results(results, [call[0] if call else None for call in calls])
+
+    def evaluate_agents(self, parts: list[dict]) -> list[dict]:
+        return [row for rows in self.get([a.evaluate_agents.remote(marks) for a, marks in
+                                          zip(self.actors, parts, strict=True) if marks]) for row in rows]
 
     def masks(self) -> dict:
         return _merge_dicts(self.get([a.masks.remote() for a in self.actors]))

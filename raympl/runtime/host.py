@@ -24,6 +24,7 @@ from raympl.errors import DeviceError
 from raympl.models import precision
 from raympl.network.links import Links, Sent
 from raympl.runtime import allocator, checkpoint, state_store
+from raympl.runtime.gossip_host import GossipLinks
 from raympl.wire import batch, bitmask
 
 BATCH_SEED, EVAL_SEED = 11, 12
@@ -130,6 +131,7 @@ class AgentHost:
         self.batch_rng = {a: np.random.default_rng(agent_seed(self.config.seed, a, BATCH_SEED)) for a in self.agents}
         self.links = Links(self.config, getattr(self.algorithm, "mask_layers", None), self.algorithm.server,
                            resyncs=hasattr(self.algorithm, "full_message"))
+        self.gossip = GossipLinks(self.config.codec, getattr(self.algorithm, "mask_layers", None))
 
     def device_name(self) -> str:
         return str(self.device)
@@ -241,6 +243,63 @@ class AgentHost:
             self.states[agent] = state
         return self.links.decoding_s
 
+    def gossip_wave(self, steps: dict[int, int], receive: dict[int, list[tuple[int, int]]],
+                    use: dict[int, tuple[list[int], dict[int, float], list[int]]], evaluate: dict[int, list[int]],
+                    *payloads: pa.RecordBatch) -> tuple[pa.RecordBatch, dict[int, int], list[dict]]:
+        """One wave of the asynchronous schedule (network/gossip.py) for the hosted agents in `steps` (agent ->
+        its step k): local step k and its message, keyed (agent, k); then the messages that reached the agent
+        (`receive`: (sender, step) in arrival order, found in `payloads`), decoded in order; then the merge with
+        the newest message of each sender in `use` (agent -> (senders, mixing row over them and itself, the
+        step of each one's newest message as the planner has it)).
+        `evaluate`: agent -> the evaluations (indices) its model after this merge stands for.
+        Returns the wave's message batch, each message's bytes, and the evaluation rows."""
+        torch.set_num_threads(self.threads)
+        out = []
+        for agent in sorted(steps):
+            state = self.states[agent]
+            self._running(agent)
+            raw = self.algorithm.local(state, AgentBatches(self, agent), steps[agent])
+            self.states[agent] = state
+            if self.algorithm.communicates:
+                out.append(self.gossip.encode(agent, steps[agent], raw))
+        if self.algorithm.communicates:
+            found = {(m.agent, m.reference): m.payload for payload in payloads for m in batch.messages(payload)}
+            raw_of: dict[tuple[int, int], np.ndarray] = {}
+            decoded: dict[tuple[int, int], object] = {}
+            for agent in sorted(steps):
+                for sender, step in receive.get(agent, []):
+                    self.gossip.receive(agent, sender, step, found[(sender, step)], raw_of)
+                senders, mixing, expected = use[agent]
+                held = self.gossip.held.get(agent, {})
+                self.gossip.check_held(agent, dict(zip(senders, expected, strict=True)))
+                for sender in senders:
+                    key = (sender, held[sender][0])
+                    if key not in decoded:
+                        decoded[key] = self.algorithm.decode(held[sender][1])
+                self._set_context(agent, senders, mixing)
+                state = self.states[agent]
+                self._running(agent)
+                self.algorithm.merge(state, [decoded[(s, held[s][0])] for s in senders])
+                self.states[agent] = state
+        rows = self.evaluate_agents({a: (steps[a], marks) for a, marks in evaluate.items()})
+        return batch.encode(out), {m.agent: m.payload.size for m in out}, rows
+
+    @torch.no_grad()
+    def evaluate_agents(self, marks: dict[int, tuple[int, list[int]]]) -> list[dict]:
+        """The asynchronous schedule's evaluations: agent -> (its steps made, the evaluation indices its current
+        model stands for); one row per agent and index, on the fixed evaluation subset."""
+        torch.set_num_threads(self.threads)
+        self.model.train(False)
+        try:
+            rows = []
+            for agent in sorted(marks):
+                step, indices = marks[agent]
+                row = self._evaluate_agent(0, agent, full=False)
+                rows.extend({**row, "round": index, "step": step} for index in indices)
+            return rows
+        finally:
+            self.model.train(True)
+
     def _set_context(self, agent: int, neighbours: list[int], mixing: dict[int, float]) -> None:
         """This round's neighbours and mixing row, for algorithms whose state holds its context."""
         state = self.states[agent]
@@ -291,7 +350,7 @@ class AgentHost:
         return {a: checkpoint.to_bytes({"state": self.states[a], "batch_rng": self.batch_rng[a],
                                         "last_received": self.links.last_received.get(a, {}),
                                         "last_sent": self.links.last_sent.get(a),
-                                        "norm_state": self.norm_state[a]})
+                                        "norm_state": self.norm_state[a], "gossip": self.gossip.state(a)})
                 for a in sorted(self.agents)}
 
     def restore(self, blobs: dict[int, bytes] | None) -> None:
@@ -306,6 +365,7 @@ class AgentHost:
             self.batch_rng[agent] = saved["batch_rng"]
             self.norm_state[agent] = checkpoint.to_device(saved.get("norm_state", {}), self.device)
             self.links.last_received[agent] = saved["last_received"]
+            self.gossip.restore(agent, saved.get("gossip"))
             self.links.last_sent.pop(agent, None)
             if saved.get("last_sent") is not None:
                 self.links.last_sent[agent] = saved["last_sent"]

@@ -1,0 +1,146 @@
+"""The asynchronous schedule's driver loop: waves of the planner (raympl/network/gossip.py) computed by the
+hosts, messages routed from the wave that made them to the hosts of their receivers.
+
+Every agent's model is evaluated at fixed simulated times T_m = m * eval_every_s (m = 1, 2, ...) and once at
+the run's end: the model at T is the one after the agent's newest merge at or before T (the initial model
+before its first step ends). So a wave evaluates each of its agents for the T_m between this merge and its
+next send; an agent's last step leaves its model as it is, which is evaluated after the last wave for every
+T_m up to the end. A message's batch is dropped once every receiver got it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from raympl.network.clock import Profile
+from raympl.network.gossip import Gossip, Wave
+
+
+def planner(graph: nx.Graph, profile: Profile, steps: int | None, sim_time: float | None) -> Gossip:
+    """The schedule of a run: its graph (both directions of each edge) and its devices' and links' figures."""
+    edges = np.array(sorted(graph.edges()), dtype=np.int64).reshape(-1, 2)
+    src, dst = np.concatenate((edges[:, 0], edges[:, 1])), np.concatenate((edges[:, 1], edges[:, 0]))
+    return Gossip(graph.number_of_nodes(), src, dst, profile.compute_s(),
+                  profile.merge_flops_per_message / profile.speed, profile.latency, profile.rate, steps, sim_time)
+
+
+@dataclass
+class Gossiped:
+    """What an asynchronous run produced."""
+
+    evaluations: list[dict] = field(default_factory=list)  # one row per agent and evaluation time
+    staleness: list[dict] = field(default_factory=list)  # one row per message used at a merge
+    bits_sent: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    end_s: float = 0.0  # the simulated time of the last merge
+    waves: int = 0
+
+
+class EvaluationTimes:
+    """T_m = m * every_s for m >= 1: the indices m in an interval."""
+
+    def __init__(self, every_s: float):
+        self.every_s = every_s
+
+    def between(self, start_s: float, stop_s: float) -> list[int]:
+        """The m with start_s <= T_m < stop_s."""
+        first, last = max(1, math.ceil(start_s / self.every_s)), math.ceil(stop_s / self.every_s)
+        return [m for m in range(first, last + 1) if start_s <= m * self.every_s < stop_s]
+
+
+def run_waves(executor, gossip: Gossip, groups: list[list[int]], mixing: dict[int, dict[int, float]],
+              eval_every_s: float, broadcast: bool = False) -> Gossiped:
+    """Every wave until every agent has ended; `mixing`: each agent's row of W over its closed neighbourhood
+    (a row's weight of a neighbour whose message it does not hold stays with the agent)."""
+    host_of = np.empty(gossip.n, dtype=np.int64)
+    for h, group in enumerate(groups):
+        host_of[group] = h
+    times, out = EvaluationTimes(eval_every_s), Gossiped()
+    first = {a: (0, times.between(0.0, float(gossip.compute_s[a]))) for a in range(gossip.n)}
+    out.evaluations += executor.evaluate_agents(per_host(first, groups))
+    made_in: dict[tuple[int, int], int] = {}  # (sender, step) -> the wave whose batch holds it
+    batches: dict[int, list] = {}  # wave -> each host's batch (or its ref)
+    unreceived: dict[int, int] = {}  # wave -> its messages not yet received
+    last_merge: dict[int, tuple[int, float]] = {}  # agent -> (steps made, time of its last merge)
+    while (wave := gossip.next_wave()) is not None:
+        parts, inputs = wave_parts(wave, gossip, groups, host_of, mixing, times, made_in, batches, last_merge)
+        handles, sizes, rows = executor.gossip(parts, inputs)
+        out.evaluations += rows
+        edges = gossip.out_edges(wave.agents)
+        gossip.sent(np.array([sizes[int(s)] for s in gossip.src[edges]], dtype=float),
+                    np.ones(len(wave.agents)) if broadcast else None)
+        for agent, step in zip(wave.agents.tolist(), wave.steps.tolist(), strict=True):
+            made_in[(agent, step)] = out.waves
+            out.bits_sent[agent] += 8 * sizes[agent] * (1 if broadcast else int(gossip.out_degree[agent]))
+        batches[out.waves] = handles
+        unreceived[out.waves] = len(edges)
+        for edge, step in zip(wave.received_edge.tolist(), wave.received_step.tolist(), strict=True):
+            made = made_in[(int(gossip.src[edge]), step)]
+            unreceived[made] -= 1
+            if unreceived[made] == 0:
+                del batches[made], unreceived[made]
+        out.staleness += staleness_rows(wave, gossip)
+        out.end_s = max(out.end_s, float(wave.time_s.max()))
+        out.waves += 1
+    final = len(times.between(0.0, out.end_s)) + 1  # the end's evaluation
+    ends = {a: (steps, times.between(at, out.end_s) + [final]) for a, (steps, at) in last_merge.items()}
+    out.evaluations += executor.evaluate_agents(per_host(ends, groups))
+    for row in out.evaluations:
+        row["sim_time_s"] = out.end_s if row["round"] == final else row["round"] * eval_every_s
+    out.evaluations.sort(key=lambda r: (r["round"], r["agent"]))
+    return out
+
+
+def staleness_rows(wave: Wave, gossip: Gossip) -> list[dict]:
+    """One row per message a merge of this wave uses: who merged at which step and time, whose message of
+    which step, sent how long before (its age)."""
+    position = {a: w for w, a in enumerate(wave.agents.tolist())}
+    rows = []
+    for edge, age in zip(wave.used_edge.tolist(), wave.used_age_s.tolist(), strict=True):
+        receiver = int(gossip.dst[edge])
+        w = position[receiver]
+        rows.append({"receiver": receiver, "step": int(wave.steps[w]), "time_s": float(wave.time_s[w]),
+                     "sender": int(gossip.src[edge]), "sender_step": int(gossip.held_step[edge]), "age_s": float(age)})
+    return rows
+
+
+def per_host(marks: dict[int, tuple[int, list[int]]], groups: list[list[int]]) -> list[dict]:
+    return [{a: marks[a] for a in group if a in marks and marks[a][1]} for group in groups]
+
+
+def wave_parts(wave: Wave, gossip: Gossip, groups: list[list[int]], host_of: np.ndarray,
+               mixing: dict[int, dict[int, float]], times: EvaluationTimes, made_in: dict, batches: dict,
+               last_merge: dict) -> tuple[list[tuple | None], list[list]]:
+    """Each host's (steps, receive, use, evaluate) of this wave and the earlier batches it reads."""
+    parts = [({}, {}, {}, {}) for _ in groups]
+    for agent, step, at, following, last in zip(wave.agents.tolist(), wave.steps.tolist(), wave.time_s.tolist(),
+                                                wave.next_time_s.tolist(), wave.last.tolist(), strict=True):
+        steps, _, use, evaluate = parts[host_of[agent]]
+        steps[agent] = step
+        use[agent] = ([], {agent: 1.0}, [])
+        if last:
+            last_merge[agent] = (step, at)
+        else:
+            evaluate[agent] = times.between(at, following)
+    needed: list[dict] = [{} for _ in groups]  # host -> batch identity -> batch, in first-use order
+    for edge, step in zip(wave.received_edge.tolist(), wave.received_step.tolist(), strict=True):
+        sender, receiver = int(gossip.src[edge]), int(gossip.dst[edge])
+        host = host_of[receiver]
+        parts[host][1].setdefault(receiver, []).append((sender, step))
+        made = made_in[(sender, step)]
+        needed[host].setdefault((made, host_of[sender]), batches[made][host_of[sender]])
+    for edge in wave.used_edge.tolist():
+        sender, receiver = int(gossip.src[edge]), int(gossip.dst[edge])
+        senders, row, expected = parts[host_of[receiver]][2][receiver]
+        senders.append(sender)
+        expected.append(int(gossip.held_step[edge]))
+        row[sender] = mixing[receiver][sender]
+    for _, _, use, _ in parts:
+        for agent, (senders, row, _) in use.items():
+            row[agent] = 1.0 - math.fsum(row[s] for s in senders)
+    return ([part if part[0] else None for part in parts], [list(n.values()) for n in needed])
+
