@@ -118,6 +118,13 @@ def simulate(
     latency: Annotated[str | None, Opt(help="Simulated clock: seconds per link, a SPEC. Default 0.02.")] = None,
     round_deadline: Annotated[float | None, Opt(help="Semi-synchronous rounds: simulated seconds after which late "
                                                      "messages are not used and late agents send nothing.")] = None,
+    schedule: Annotated[str | None, Opt(help="sync (rounds; default) or async: each agent steps, sends and merges "
+                                             "on its own simulated clock, merging the newest message received "
+                                             "from each neighbour (docs/network.md).")] = None,
+    sim_time: Annotated[float | None, Opt(help="Async: no agent starts a step at or after this simulated second "
+                                               "(with --rounds too, whichever comes first ends an agent).")] = None,
+    eval_every_s: Annotated[float | None, Opt(help="Async: evaluate every agent's current model every this many "
+                                                   "simulated seconds, and at the end.")] = None,
     availability: Annotated[str | None, Opt(help="Churn: always, bernoulli:P, markov:UP:DOWN, "
                                                  "diurnal[:PERIOD[:LOW:HIGH]] or trace:FILE.")] = None,
     topology_schedule: Annotated[str | None, Opt(help="Graphs that change: static, resample[:K], peers:K, "

@@ -191,6 +191,9 @@ class RunConfig:
     algorithm_options: dict[str, Any] = field(default_factory=dict)  # a plug-in algorithm's own (plugins.py)
     codec: str = "raw"  # masks: raw bits, entropy-coded, or delta-coded against the last message (wire/)
     comm_model: str = "unicast"  # one copy per directed link, or broadcast: one transmission reaches all neighbours
+    schedule: str = "sync"  # or async: each agent steps, sends and merges on its own clock (network/gossip.py)
+    sim_time: float | None = None  # async: no agent starts a step at or after this simulated second
+    eval_every_s: float | None = None  # async: every agent's model is evaluated every this many simulated seconds
     tensorboard: str | None = None  # also write the per-round numbers as TensorBoard scalars there
     address: str | None = None
     out: str | None = None
@@ -258,7 +261,7 @@ class RunConfig:
                    "init_neighbor_masks": INIT_NEIGHBOR_MASKS, "executor": ("ray", "inprocess"),
                    "device": DEVICES, "state_store": ("memory", "disk"), "engine": ("per-agent", "batched"),
                    "precision": PRECISIONS,
-                   "codec": CODECS, "comm_model": ("unicast", "broadcast"),
+                   "codec": CODECS, "comm_model": ("unicast", "broadcast"), "schedule": SCHEDULES,
                    "mixing": MIXINGS, **CHOICE_FIELDS}
         for name, allowed in choices.items():
             value = getattr(self, name)
@@ -354,6 +357,27 @@ class RunConfig:
                       "masks are delta-coded; use entropy to code its support mask")
         if self.round_deadline is not None and self.round_deadline <= 0:
             raise _bad("round-deadline", self.round_deadline, "must be > 0 seconds")
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        """--schedule async and what it does not (yet) combine with (docs/network.md)."""
+        for name in ("sim_time", "eval_every_s"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise _bad(name.replace("_", "-"), value, "must be a positive number of simulated seconds")
+        if self.schedule == "sync":
+            return
+        if self.algorithm in ASYNC_REFUSED:
+            raise _bad("schedule", self.schedule, f"{self.algorithm} {ASYNC_REFUSED[self.algorithm]}")
+        if self.eval_every_s is None:
+            raise _bad("schedule", self.schedule, "an asynchronous run has no rounds to evaluate after: give "
+                       "--eval-every-s (simulated seconds between evaluations)")
+        for name, value, default in (("availability", self.availability, "always"),
+                                     ("topology-schedule", self.topology_schedule, "static"),
+                                     ("round-deadline", self.round_deadline, None), ("link-drop", self.link_drop, 0.0),
+                                     ("engine", self.engine, "per-agent"), ("state-store", self.state_store, "memory")):
+            if value != default:
+                raise _bad(name, value, "is not built for --schedule async yet; use --schedule sync")
 
     def _check_baselines(self) -> None:
         """The baselines' own options (docs/algorithms.md §3-4)."""
@@ -414,6 +438,14 @@ PRUNING_METHODS = ("lottery-dsgd", "ind-weipru", "avr-weipru", "par-weipru")
 REAL_METHODS = tuple(a for a in ALGORITHMS if a not in MASK_METHODS)
 # methods whose agents exchange messages with graph neighbours (fedavg talks to a server only)
 GRAPH_METHODS = tuple(a for a in ALGORITHMS if a not in ("ind-mask", "ind-weipru", "fedavg"))
+SCHEDULES = ("sync", "async")
+# algorithms without an asynchronous form, and why
+ASYNC_REFUSED = {
+    "fedavg": "has a server that averages every agent's model each round: no asynchronous form is built "
+              "(buffered aggregation, FedBuff, would be one); use --schedule sync",
+    "malcom-psgd": "sends increments on public copies that every receiver must apply in order; its "
+                   "asynchronous form is not built yet; use --schedule sync",
+}
 WEIPRU = ("ind-weipru", "avr-weipru", "par-weipru")
 # methods that send a sparse model (support mask + kept values): --codec entropy codes the support
 SPARSE_SENDERS = ("lottery-dsgd", "dis-pfl", "avr-weipru", "par-weipru")
@@ -457,6 +489,9 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "latency": (("algorithm", GRAPH_METHODS + ("fedavg",)),),
     "round_deadline": (("algorithm", GRAPH_METHODS + ("fedavg",)),),
     "topology_schedule": (("algorithm", GRAPH_METHODS),),
+    "schedule": (("algorithm", GRAPH_METHODS + ("fedavg",)),),
+    "sim_time": (("schedule", ("async",)),),
+    "eval_every_s": (("schedule", ("async",)),),
 }
 
 

@@ -78,6 +78,15 @@ class Stopped(Exception):
                          f"a checkpoint of round {round_} are in {out}; continue with: raympl simulate --resume {out}")
 
 
+class AsyncStopped(Stopped):
+    """An asynchronous run stopped on request: it keeps no checkpoint yet, so nothing is left to continue."""
+
+    def __init__(self, signum: int, sim_time_s: float):
+        self.signum, self.exit_code = signum, 128 + signum
+        Exception.__init__(self, f"stopped by {signal.Signals(signum).name} at simulated time {sim_time_s:.3f} s: "
+                                 "asynchronous runs keep no checkpoint yet, so a new run starts from the beginning")
+
+
 # bad input or an unusable machine: one line and exit code 2 on the command line (HostLost is recovered)
 class StudyStopped(Exception):
     """A study of many runs stopped before all of them finished (Ctrl-C); rerunning it continues them."""

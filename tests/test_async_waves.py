@@ -3,11 +3,16 @@ whatever the executor and the number of hosts, and the messages each merge uses 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from conftest import configure
+from typer.testing import CliRunner
 
 from raympl import topologies
+from raympl.cli.main import app
 from raympl.runtime import asynchronous, driver
 
 
@@ -78,3 +83,49 @@ def test_merges_use_only_messages_that_arrived(tiny_overrides, tmp_path):
     # the slow agent's message of step 1 is used by merges of several later steps of a fast neighbour
     steps = {(s["receiver"], s["step"]) for s in from_slow if s["sender_step"] == 1}
     assert len(steps) > len({r for r, _ in steps})
+
+
+def simulate_args(fashion_dir, out, *extra) -> list[str]:
+    return ["simulate", "--model", "small-cnn", "--agents", "6", "--topology", "ring", "--batch-size", "16",
+            "--classes-per-agent", "3", "--data-dir", str(fashion_dir), "--executor", "inprocess", "--out", str(out),
+            *extra]
+
+
+def test_schedule_async_writes_metrics_by_simulated_time_and_staleness(fashion_dir, tmp_path):
+    out = tmp_path / "async"
+    result = CliRunner().invoke(app, simulate_args(fashion_dir, out, "--algorithm", "dsgd", "--rounds", "50",
+                                                   "--schedule", "async", "--sim-time", "0.1", "--eval-every-s",
+                                                   "0.02", "--device-speed", "lognormal:100:1", "--bandwidth", "1000"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schedule"] == "async" and summary["ended_by"]["sim_time"] > 0  # 50 steps take longer
+    assert summary["steps_per_agent"]["min"] < summary["steps_per_agent"]["max"]  # uneven devices
+    metrics = pq.read_table(out / "metrics.parquet").to_pylist()
+    times = sorted({r["sim_time_s"] for r in metrics})
+    assert times[:4] == pytest.approx([0.02, 0.04, 0.06, 0.08]) and times[-1] == summary["sim_time_total_s"]
+    assert all(len([r for r in metrics if r["sim_time_s"] == t]) == 6 for t in times)
+    for agent in range(6):  # steps and bits never go down as time goes on
+        mine = sorted((r for r in metrics if r["agent"] == agent), key=lambda r: r["sim_time_s"])
+        assert [r["step"] for r in mine] == sorted(r["step"] for r in mine)
+        assert [r["bits_sent"] for r in mine] == sorted(r["bits_sent"] for r in mine)
+    assert sum(r["bits_sent"] for r in metrics if r["sim_time_s"] == times[-1]) == summary["total_bits"]
+    staleness = pq.read_table(out / "staleness.parquet").to_pylist()
+    assert len(staleness) == summary["staleness"]["messages_used"] > 0
+    assert all(s["age_s"] > 0 and s["sender_step"] >= 1 for s in staleness)
+    assert summary["staleness"]["max_age_s"] == max(s["age_s"] for s in staleness)
+
+
+@pytest.mark.parametrize("extra,expected", [
+    (("--algorithm", "fedavg", "--schedule", "async", "--eval-every-s", "1"), "invalid schedule 'async': fedavg"),
+    (("--algorithm", "dsgd", "--schedule", "async"), "give --eval-every-s"),
+    (("--algorithm", "dsgd", "--sim-time", "5"), "invalid sim-time 5.0"),
+    (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "-1"), "invalid eval-every-s -1.0"),
+    (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "1", "--availability", "bernoulli:0.5"),
+     "invalid availability 'bernoulli:0.5': is not built for --schedule async yet"),
+    (("--algorithm", "dsgd", "--schedule", "later"), "invalid schedule 'later'"),
+])
+def test_schedule_async_refusals_are_one_line(fashion_dir, tmp_path, extra, expected):
+    result = CliRunner().invoke(app, simulate_args(fashion_dir, tmp_path / "bad", "--rounds", "2", *extra))
+    assert result.exit_code == 2 and expected in result.output, result.output
+    assert result.output.count("error") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "bad").exists()

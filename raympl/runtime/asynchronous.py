@@ -1,4 +1,13 @@
-"""The asynchronous schedule's driver loop: waves of the planner (raympl/network/gossip.py) computed by the
+"""--schedule async: the driver loop over the waves of the planner (raympl/network/gossip.py) computed by the
+hosts, messages routed from the wave that made them to the hosts of their receivers, and the run's outputs.
+
+Outputs: metrics.parquet (one row per agent and evaluation: `round` is the evaluation's number, `sim_time_s`
+its simulated time, `step` the agent's steps made by then, `bits_sent` its bits sent by then);
+staleness.parquet (one row per message a merge used: receiver, its step and time, sender, the message's step,
+its age in seconds); summary.json (time to accuracy on the simulated clock, ages, steps per agent, and what
+ended the run).
+
+The loop: waves of the planner (raympl/network/gossip.py) computed by the
 hosts, messages routed from the wave that made them to the hosts of their receivers.
 
 Every agent's model is evaluated at fixed simulated times T_m = m * eval_every_s (m = 1, 2, ...) and once at
@@ -10,15 +19,25 @@ T_m up to the end. A message's batch is dropped once every receiver got it.
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 
+from raympl import provenance, topologies
+from raympl.errors import AsyncStopped
+from raympl.metrics import VALIDATION_COLUMNS, atomic_write_bytes, time_to_accuracy, write_table
 from raympl.network.clock import Profile
 from raympl.network.gossip import Gossip, Wave
+from raympl.runtime.run_dir import write_masks
+from raympl.runtime.run_state import Run
+
+METRIC_COLUMNS = ["round", "sim_time_s", "agent", "step", "accuracy", "loss", "density", "zero_filter_fraction",
+                  "bits_sent", "samples"]
 
 
 def planner(graph: nx.Graph, profile: Profile, steps: int | None, sim_time: float | None) -> Gossip:
@@ -36,8 +55,12 @@ class Gossiped:
     evaluations: list[dict] = field(default_factory=list)  # one row per agent and evaluation time
     staleness: list[dict] = field(default_factory=list)  # one row per message used at a merge
     bits_sent: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    sends: list[tuple[int, float, int]] = field(default_factory=list)  # (agent, time, bits) of every send
+    message_bytes: int = 0  # over every message (each counted once, however many links carried it)
     end_s: float = 0.0  # the simulated time of the last merge
     waves: int = 0
+    steps: dict[int, int] = field(default_factory=dict)  # each agent's steps made
+    planner_s: float = 0.0  # the driver's own time: planning and routing
 
 
 class EvaluationTimes:
@@ -53,9 +76,10 @@ class EvaluationTimes:
 
 
 def run_waves(executor, gossip: Gossip, groups: list[list[int]], mixing: dict[int, dict[int, float]],
-              eval_every_s: float, broadcast: bool = False) -> Gossiped:
+              eval_every_s: float, broadcast: bool = False, stop=None) -> Gossiped:
     """Every wave until every agent has ended; `mixing`: each agent's row of W over its closed neighbourhood
-    (a row's weight of a neighbour whose message it does not hold stays with the agent)."""
+    (a row's weight of a neighbour whose message it does not hold stays with the agent). stop: the run's
+    StopRequests (a signal ends the run between waves)."""
     host_of = np.empty(gossip.n, dtype=np.int64)
     for h, group in enumerate(groups):
         host_of[group] = h
@@ -66,16 +90,28 @@ def run_waves(executor, gossip: Gossip, groups: list[list[int]], mixing: dict[in
     batches: dict[int, list] = {}  # wave -> each host's batch (or its ref)
     unreceived: dict[int, int] = {}  # wave -> its messages not yet received
     last_merge: dict[int, tuple[int, float]] = {}  # agent -> (steps made, time of its last merge)
-    while (wave := gossip.next_wave()) is not None:
+    while True:
+        if stop is not None and stop.signum is not None:
+            raise AsyncStopped(stop.signum, out.end_s)
+        began = time.perf_counter()
+        wave = gossip.next_wave()
+        if wave is None:
+            break
         parts, inputs = wave_parts(wave, gossip, groups, host_of, mixing, times, made_in, batches, last_merge)
+        computing = time.perf_counter()
         handles, sizes, rows = executor.gossip(parts, inputs)
+        computed = time.perf_counter()
         out.evaluations += rows
         edges = gossip.out_edges(wave.agents)
         gossip.sent(np.array([sizes[int(s)] for s in gossip.src[edges]], dtype=float),
                     np.ones(len(wave.agents)) if broadcast else None)
-        for agent, step in zip(wave.agents.tolist(), wave.steps.tolist(), strict=True):
+        for agent, step, at in zip(wave.agents.tolist(), wave.steps.tolist(), wave.time_s.tolist(), strict=True):
             made_in[(agent, step)] = out.waves
-            out.bits_sent[agent] += 8 * sizes[agent] * (1 if broadcast else int(gossip.out_degree[agent]))
+            bits = 8 * sizes[agent] * (1 if broadcast else int(gossip.out_degree[agent]))
+            out.bits_sent[agent] += bits
+            out.sends.append((agent, at, bits))
+            out.message_bytes += sizes[agent]
+            out.steps[agent] = step
         batches[out.waves] = handles
         unreceived[out.waves] = len(edges)
         for edge, step in zip(wave.received_edge.tolist(), wave.received_step.tolist(), strict=True):
@@ -86,13 +122,84 @@ def run_waves(executor, gossip: Gossip, groups: list[list[int]], mixing: dict[in
         out.staleness += staleness_rows(wave, gossip)
         out.end_s = max(out.end_s, float(wave.time_s.max()))
         out.waves += 1
+        out.planner_s += (computing - began) + (time.perf_counter() - computed)
     final = len(times.between(0.0, out.end_s)) + 1  # the end's evaluation
     ends = {a: (steps, times.between(at, out.end_s) + [final]) for a, (steps, at) in last_merge.items()}
     out.evaluations += executor.evaluate_agents(per_host(ends, groups))
     for row in out.evaluations:
         row["sim_time_s"] = out.end_s if row["round"] == final else row["round"] * eval_every_s
     out.evaluations.sort(key=lambda r: (r["round"], r["agent"]))
+    bits_by_time(out)
     return out
+
+
+def bits_by_time(out: Gossiped) -> None:
+    """Each evaluation row's bits_sent: what its agent had sent by the evaluation's time."""
+    sends: dict[int, tuple[list[float], list[int]]] = {}
+    for agent, at, bits in out.sends:
+        times, totals = sends.setdefault(agent, ([], []))
+        times.append(at)
+        totals.append((totals[-1] if totals else 0) + bits)
+    for row in out.evaluations:
+        times, totals = sends.get(row["agent"], ([], []))
+        sent = int(np.searchsorted(times, row["sim_time_s"], side="right"))
+        row["bits_sent"] = totals[sent - 1] if sent else 0
+
+
+def simulate(run: Run, start: float) -> dict:
+    """An asynchronous run from its set-up to its summary."""
+    config, setup_s = run.config, time.perf_counter() - start
+    gossip = planner(run.prepared.graph, run.network.profile, config.rounds, config.sim_time)
+    mixing = topologies.mixing_weights(run.prepared.graph, config.mixing)
+    out = run_waves(run.executor, gossip, run.placement.groups, mixing, config.eval_every_s,
+                    broadcast=config.comm_model == "broadcast", stop=run.stop)
+    return write_outputs(run, gossip, out, wall_s=time.perf_counter() - start, setup_s=setup_s)
+
+
+def write_outputs(run: Run, gossip: Gossip, out: Gossiped, wall_s: float, setup_s: float) -> dict:
+    config = run.config
+    columns = [c for c in METRIC_COLUMNS + VALIDATION_COLUMNS if c in out.evaluations[0]]
+    write_table(out.evaluations, run.out / "metrics.parquet", columns)
+    write_table(out.staleness, run.out / "staleness.parquet",
+                ["receiver", "step", "time_s", "sender", "sender_step", "age_s"] if not out.staleness else None)
+    masks = run.executor.masks()
+    if masks:
+        write_masks(masks, run.out / "masks.parquet", [layer.shape for layer in run.prepared.model.layers])
+    run.recorder.metrics = out.evaluations
+    means = run.recorder.evaluation_means()
+    clock = {r["round"]: r["sim_time_s"] for r in out.evaluations}
+    steps = np.array([out.steps.get(a, 0) for a in range(config.agents)])
+    messages = len(out.sends)
+    summary = {
+        "schedule": "async", "algorithm": config.algorithm, "rounds": config.rounds, "agents": config.agents,
+        "edges": run.prepared.graph.number_of_edges(),
+        "final_mean_accuracy": means[-1][1], "mean_accuracy_last5": float(np.mean([m for _, m in means[-5:]])),
+        "total_bits": int(sum(out.bits_sent.values())),
+        "bits_per_weight": 8 * out.message_bytes / messages / run.prepared.model.num_maskable if messages else None,
+        **run.recorder.validation(),
+        "sim_time_total_s": out.end_s, "sim_time_limit_s": config.sim_time, "eval_every_s": config.eval_every_s,
+        "time_to_accuracy": time_to_accuracy(means, clock),
+        "ended_by": {"rounds": int((steps >= config.rounds).sum()), "sim_time": int((steps < config.rounds).sum())},
+        "steps_per_agent": {"min": int(steps.min()), "mean": float(steps.mean()), "max": int(steps.max())},
+        "staleness": staleness_summary(out.staleness),
+        "waves": out.waves, "planner_s": out.planner_s, "wall_time_s": wall_s, "setup_s": setup_s,
+        "network": {k: getattr(config, k) for k in ("device_speed", "bandwidth", "latency", "comm_model")},
+        "final_evaluation": f"{config.eval_samples} test samples of every agent, its model after its last merge"
+        if config.eval_samples else "every agent's full test set, its model after its last merge",
+        "placement": run.placement.describe(), "driver_machine": provenance.machine(),
+        "revision": provenance.revision(), "versions": provenance.versions(),
+    }
+    atomic_write_bytes(run.out / "summary.json", json.dumps(summary, indent=2).encode())
+    return summary
+
+
+def staleness_summary(rows: list[dict]) -> dict:
+    """The ages (seconds since they were sent) of the messages that merges used."""
+    if not rows:
+        return {"messages_used": 0}
+    ages = np.array([r["age_s"] for r in rows])
+    return {"messages_used": len(rows), "mean_age_s": float(ages.mean()), "median_age_s": float(np.median(ages)),
+            "p90_age_s": float(np.quantile(ages, 0.9)), "max_age_s": float(ages.max())}
 
 
 def staleness_rows(wave: Wave, gossip: Gossip) -> list[dict]:

@@ -19,11 +19,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from raympl import algorithms, provenance, topologies
-from raympl.config import RunConfig, load_toml, run_identity
+from raympl.config import ConfigError, RunConfig, load_toml, run_identity
 from raympl.errors import Stopped
 from raympl.metrics import OutputError, Recorder, atomic_write_bytes
 from raympl.network import rounds as network_rounds
-from raympl.runtime import checkpoint
+from raympl.runtime import asynchronous, checkpoint
 from raympl.runtime.accounting import Accounting, clock_columns, network_summary, with_finish_times
 from raympl.runtime.executors import HostLost, InProcessExecutor, RayExecutor
 from raympl.runtime.extension import (
@@ -58,10 +58,18 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     out = Path(out or config.out or default_out_dir())
     try:
         with StopRequests() as stop:  # from the start: a request during set-up stops before the first round
+            if resume and config.schedule == "async":
+                raise ConfigError(f"invalid resume {str(out)!r}: asynchronous runs keep no checkpoint yet; "
+                                  "start the run again")
             run = start_run(config, out, prepared, resume, log, slot)
             run.on_evaluation = on_evaluation
             stop.reinstall()
             run.stop = stop
+            if config.schedule == "async":
+                try:
+                    return asynchronous.simulate(run, start)
+                finally:
+                    run.executor.shutdown()
             return run_to_end(run, start, progress, log)
     except OutputError as error:  # a full disk, a lost permission: one line, and how to go on
         raise output_failed(error, out) from None
