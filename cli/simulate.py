@@ -125,6 +125,9 @@ def simulate(
                                                "(with --rounds too, whichever comes first ends an agent).")] = None,
     eval_every_s: Annotated[float | None, Opt(help="Async: evaluate every agent's current model every this many "
                                                    "simulated seconds, and at the end.")] = None,
+    timing_only: Annotated[bool | None, Opt("--timing-only", help="Async: the schedule, bits and simulated time "
+                                                                  "without training (dense models and raw masks; "
+                                                                  "10,000 agents and more).")] = None,
     availability: Annotated[str | None, Opt(help="Churn: always, bernoulli:P, markov:UP:DOWN, "
                                                  "diurnal[:PERIOD[:LOW:HIGH]] or trace:FILE.")] = None,
     topology_schedule: Annotated[str | None, Opt(help="Graphs that change: static, resample[:K], peers:K, "
@@ -177,6 +180,12 @@ def simulate(
 
             summary = run_simulation(run_config, run_dir, progress=on_round, resume=resume is not None,
                                      log=lambda line: err.print(line, highlight=False))
+    if summary.get("timing_only"):
+        out.print(f"timing only: {summary['steps_per_agent']['mean'] * summary['agents']:.0f} agent-steps planned in "
+                  f"{summary['planner_s']:.2f} s ({summary['agent_steps_per_s']:,.0f} per second), "
+                  f"{summary['total_bits'] / 8e6:.1f} MB sent, {summary['sim_time_total_s']:.4g} s on the simulated "
+                  f"network; results in {run_dir}", highlight=False)
+        return
     out.print(f"final mean accuracy {summary['final_mean_accuracy']:.4f} "
               f"(mean of last 5 evaluations {summary['mean_accuracy_last5']:.4f}), "
               f"{summary['total_bits'] / 8e6:.1f} MB sent, {summary['wall_time_s']:.1f} s "

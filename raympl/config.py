@@ -194,6 +194,7 @@ class RunConfig:
     schedule: str = "sync"  # or async: each agent steps, sends and merges on its own clock (network/gossip.py)
     sim_time: float | None = None  # async: no agent starts a step at or after this simulated second
     eval_every_s: float | None = None  # async: every agent's model is evaluated every this many simulated seconds
+    timing_only: bool = False  # async: the schedule, bits and simulated time without training (runtime/timing_only.py)
     tensorboard: str | None = None  # also write the per-round numbers as TensorBoard scalars there
     address: str | None = None
     out: str | None = None
@@ -369,6 +370,12 @@ class RunConfig:
             return
         if self.algorithm in ASYNC_REFUSED:
             raise _bad("schedule", self.schedule, f"{self.algorithm} {ASYNC_REFUSED[self.algorithm]}")
+        if self.timing_only:
+            if self.algorithm not in FIXED_SIZE_SENDERS or self.codec != "raw":
+                raise _bad("timing-only", True, f"{self.algorithm} with codec {self.codec} sends messages whose size "
+                           "depends on their content, which --timing-only does not compute; it takes "
+                           f"{', '.join(FIXED_SIZE_SENDERS)} with codec raw")
+            return
         if self.eval_every_s is None:
             raise _bad("schedule", self.schedule, "an asynchronous run has no rounds to evaluate after: give "
                        "--eval-every-s (simulated seconds between evaluations)")
@@ -439,6 +446,7 @@ REAL_METHODS = tuple(a for a in ALGORITHMS if a not in MASK_METHODS)
 # methods whose agents exchange messages with graph neighbours (fedavg talks to a server only)
 GRAPH_METHODS = tuple(a for a in ALGORITHMS if a not in ("ind-mask", "ind-weipru", "fedavg"))
 SCHEDULES = ("sync", "async")
+FIXED_SIZE_SENDERS = ("mce-pl", "dsgd", "dsgd-prox", "deprl")  # message sizes that do not depend on the content
 # algorithms without an asynchronous form, and why
 ASYNC_REFUSED = {
     "fedavg": "has a server that averages every agent's model each round: no asynchronous form is built "
@@ -491,7 +499,8 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "topology_schedule": (("algorithm", GRAPH_METHODS),),
     "schedule": (("algorithm", GRAPH_METHODS + ("fedavg",)),),
     "sim_time": (("schedule", ("async",)),),
-    "eval_every_s": (("schedule", ("async",)),),
+    "eval_every_s": (("schedule", ("async",)), ("timing_only", (False,))),
+    "timing_only": (("schedule", ("async",)),),
 }
 
 

@@ -27,15 +27,19 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from raympl import provenance, topologies
 from raympl.errors import AsyncStopped
-from raympl.metrics import VALIDATION_COLUMNS, atomic_write_bytes, time_to_accuracy, write_table
+from raympl.metrics import VALIDATION_COLUMNS, atomic_write_bytes, replacing, time_to_accuracy, write_table
 from raympl.network.clock import Profile
 from raympl.network.gossip import Gossip, Wave
 from raympl.runtime.run_dir import write_masks
 from raympl.runtime.run_state import Run
 
+STALENESS_SCHEMA = pa.schema([("receiver", pa.int64()), ("step", pa.int64()), ("time_s", pa.float64()),
+                              ("sender", pa.int64()), ("sender_step", pa.int64()), ("age_s", pa.float64())])
 METRIC_COLUMNS = ["round", "sim_time_s", "agent", "step", "accuracy", "loss", "density", "zero_filter_fraction",
                   "bits_sent", "samples"]
 
@@ -160,8 +164,9 @@ def write_outputs(run: Run, gossip: Gossip, out: Gossiped, wall_s: float, setup_
     config = run.config
     columns = [c for c in METRIC_COLUMNS + VALIDATION_COLUMNS if c in out.evaluations[0]]
     write_table(out.evaluations, run.out / "metrics.parquet", columns)
-    write_table(out.staleness, run.out / "staleness.parquet",
-                ["receiver", "step", "time_s", "sender", "sender_step", "age_s"] if not out.staleness else None)
+    staleness = pa.Table.from_pylist(out.staleness, schema=STALENESS_SCHEMA)  # typed even when empty
+    with replacing(run.out / "staleness.parquet") as tmp:
+        pq.write_table(staleness, tmp)
     masks = run.executor.masks()
     if masks:
         write_masks(masks, run.out / "masks.parquet", [layer.shape for layer in run.prepared.model.layers])

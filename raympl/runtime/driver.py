@@ -23,7 +23,7 @@ from raympl.config import ConfigError, RunConfig, load_toml, run_identity
 from raympl.errors import Stopped
 from raympl.metrics import OutputError, Recorder, atomic_write_bytes
 from raympl.network import rounds as network_rounds
-from raympl.runtime import asynchronous, checkpoint
+from raympl.runtime import asynchronous, checkpoint, timing_only
 from raympl.runtime.accounting import Accounting, clock_columns, network_summary, with_finish_times
 from raympl.runtime.executors import HostLost, InProcessExecutor, RayExecutor
 from raympl.runtime.extension import (
@@ -58,6 +58,8 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     out = Path(out or config.out or default_out_dir())
     try:
         with StopRequests() as stop:  # from the start: a request during set-up stops before the first round
+            if config.timing_only:
+                return timing_only.simulate(config, out)
             if resume and config.schedule == "async":
                 raise ConfigError(f"invalid resume {str(out)!r}: asynchronous runs keep no checkpoint yet; "
                                   "start the run again")
