@@ -23,8 +23,8 @@ study_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Studi
 
 
 def compare(
-    algorithms: Annotated[str, Opt(help="Methods: algorithm[:retention][+codec], comma separated "
-                                        "(e.g. dsgd,mce-pl:0.3,mce-pl:0.3+delta).")],
+    algorithms: Annotated[str, Opt(help="Methods: algorithm[:retention][+codec][@schedule], comma separated "
+                                        "(e.g. dsgd,dsgd@async,mce-pl:0.3,mce-pl:0.3+delta).")],
     seeds: Annotated[str, Opt(help="Comma list of seeds.")] = "0,1,2",
     classes: Annotated[str, Opt(help="Columns: classes per agent c (Tables I and II).")] = "3,4,5",
     topologies: Annotated[str | None, Opt(help="Columns: topologies instead of c (Table III), e.g. "

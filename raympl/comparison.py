@@ -1,7 +1,9 @@
 """`raympl compare`: several methods × columns × seeds on one configuration -> the paper's tables.
 
-A method is `algorithm[:retention][+codec]` (e.g. `mce-pl:0.3`, `dis-pfl:paper-hetero`, `mce-pl:0.3+delta`:
-the same method with another mask codec is another row, so the bits table compares codecs). Columns are the
+A method is `algorithm[:retention][+codec][@schedule]` (e.g. `mce-pl:0.3`, `dis-pfl:paper-hetero`,
+`mce-pl:0.3+delta`: the same method with another mask codec is another row, so the bits table compares codecs;
+`dsgd@async`: the asynchronous schedule, a row beside `dsgd`'s synchronous one; `--set eval-every-s=...`
+then applies to the async rows only, as every shared setting applies only where it does something). Columns are the
 classes per agent c (Tables I and II) or topologies (Table III: ring, er:0.3, ...). Every run gets
 its own directory under out/runs; a run whose summary.json exists is read, not rerun, and an
 interrupted run continues from its checkpoint, so a stopped comparison goes on where it stopped.
@@ -20,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from raympl import trials
-from raympl.config import ALGORITHMS, CODECS, PLACEMENT_OPTIONS, ConfigError, RunConfig, int_list, load_toml
+from raympl.config import (
+    ALGORITHMS,
+    CODECS,
+    PLACEMENT_OPTIONS,
+    SCHEDULES,
+    ConfigError,
+    RunConfig,
+    int_list,
+    load_toml,
+)
 from raympl.metrics import atomic_write_bytes, write_table
 from raympl.options import resolve_shared
 
@@ -49,7 +60,8 @@ def split_retention(method: str) -> tuple[str, str]:
 def parse_methods(text: str) -> list[Variant]:
     methods = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
-        method, _, codec = item.partition("+")
+        spec, _, schedule = item.partition("@")
+        method, _, codec = spec.partition("+")
         name, retention = split_retention(method)
         if name not in ALGORITHMS and ":" not in name:
             raise ConfigError(f"invalid algorithm {name!r}: choose one of {', '.join(ALGORITHMS)}, or a "
@@ -61,7 +73,11 @@ def parse_methods(text: str) -> list[Variant]:
             overrides["retention"] = retention
         if codec:
             overrides["codec"] = codec
-        details = ", ".join(d for d in (retention, codec) if d)
+        if schedule:
+            if schedule not in SCHEDULES:
+                raise ConfigError(f"invalid schedule {schedule!r} in {item!r}: choose {' or '.join(SCHEDULES)}")
+            overrides["schedule"] = schedule
+        details = ", ".join(d for d in (retention, codec, schedule) if d)
         methods.append(Variant(f"{name} ({details})" if details else name, overrides))
     if not methods:
         raise ConfigError(f"invalid algorithms {text!r}: empty list")

@@ -37,7 +37,31 @@ def label(run: Run) -> str:
         text += f" r={retention[0]:g}" if len(set(retention)) == 1 else " r=hetero"
     if config.get("codec", "raw") != "raw":
         text += f" ({config['codec']})"
+    if is_async(run):
+        text += " async"
     return text
+
+
+def is_async(run: Run) -> bool:
+    """A run of the asynchronous schedule: evaluations at simulated times, no rounds (docs/network.md)."""
+    return run.config.get("schedule", "sync") == "async"
+
+
+def clock_at_evaluations(run: Run, rounds: np.ndarray) -> np.ndarray | None:
+    """The simulated time of each evaluation: the evaluated round's end, or (async) the evaluation's time;
+    None for runs from before the clock."""
+    if is_async(run):
+        return run.metrics.groupby("round")["sim_time_s"].first().reindex(rounds).to_numpy()
+    if "sim_clock_s" not in run.rounds:
+        return None
+    return run.rounds.set_index("round")["sim_clock_s"].reindex(rounds).to_numpy()
+
+
+def bits_at_evaluations(run: Run, rounds: np.ndarray) -> np.ndarray:
+    """Bits sent by all agents up to each evaluation."""
+    if is_async(run):
+        return run.metrics.groupby("round")["bits_sent"].sum().reindex(rounds).to_numpy()
+    return run.rounds.set_index("round")["bits"].cumsum().reindex(rounds).to_numpy()
 
 
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
@@ -83,6 +107,8 @@ def save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
 def accuracy_vs_round(groups: dict[str, list[Run]], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, runs in groups.items():
+        if any(is_async(run) for run in runs):  # no rounds: drawn against simulated time only
+            continue
         rounds, mean, band = mean_and_band(runs, "accuracy")
         spread = "seeds" if len(runs) > 1 else "agents"
         ax.plot(rounds, mean, marker="." if len(rounds) < 30 else None,
@@ -98,11 +124,10 @@ def accuracy_vs_bits(groups: dict[str, list[Run]], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, runs in groups.items():
         rounds, mean, _ = mean_and_band(runs, "accuracy")
-        totals = [run.rounds["bits"].cumsum().to_numpy() for run in runs]
-        cumulative = np.mean([t[:min(map(len, totals))] for t in totals], axis=0)
-        if not cumulative.any():  # sends nothing (ind-mask): no place on a log axis
+        cumulative = np.mean([bits_at_evaluations(run, rounds) for run in runs], axis=0)
+        if not np.nan_to_num(cumulative).any():  # sends nothing (ind-mask): no place on a log axis
             continue
-        ax.plot(cumulative[rounds - 1], mean, marker=".", label=name)
+        ax.plot(cumulative, mean, marker=".", label=name)
     ax.set_xscale("log")
     ax.set(xlabel="bits sent by all agents (cumulative)", ylabel="test accuracy (mean over agents)",
            title="Accuracy by communication")
@@ -115,15 +140,15 @@ def accuracy_vs_time(groups: dict[str, list[Run]], out: Path) -> list[Path]:
     """Accuracy against the simulated clock (docs/network.md); runs from before the clock are left out."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, runs in groups.items():
-        if any("sim_clock_s" not in run.rounds for run in runs):
-            continue
         rounds, mean, band = mean_and_band(runs, "accuracy")
-        clocks = [run.rounds.set_index("round")["sim_clock_s"].reindex(rounds).to_numpy() for run in runs]
+        clocks = [clock_at_evaluations(run, rounds) for run in runs]
+        if any(clock is None for clock in clocks):
+            continue
         seconds = np.mean(clocks, axis=0)
         ax.plot(seconds, mean, marker="." if len(rounds) < 30 else None, label=name)
         ax.fill_between(seconds, mean - band, mean + band, alpha=0.2)
     ax.set_xscale("log")
-    ax.set(xlabel="simulated time, s (end of the evaluated round; mean over seeds)",
+    ax.set(xlabel="simulated time, s (of each evaluation; mean over seeds)",
            ylabel="test accuracy (mean over agents)", title="Accuracy by simulated time")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)

@@ -4,6 +4,7 @@ whatever the executor and the number of hosts, and the messages each merge uses 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -152,3 +153,25 @@ def test_timing_only_refuses_sizes_that_depend_on_the_content(fashion_dir, tmp_p
                                                    "--codec", "entropy", "--schedule", "async", "--timing-only"))
     assert result.exit_code == 2 and "invalid timing-only True: mce-pl with codec entropy" in result.output
     assert "Traceback" not in result.output
+
+
+def test_compare_puts_async_rows_beside_sync_ones_and_plot_draws_both(fashion_dir, tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", "--model", "small-cnn", "--agents", "6", "--topology", "ring", "--rounds", "6",
+            "--batch-size", "16", "--data-dir", str(fashion_dir), "--executor", "inprocess", "--classes", "3",
+            "--seeds", "0", "--algorithms", "dsgd,dsgd@async,mce-pl+delta@async", "--eval-every", "2",
+            "--set", "eval_every_s=0.01", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    runs = {r["method"]: r for r in pq.read_table(out / "runs.parquet").to_pylist()}
+    assert set(runs) == {"dsgd", "dsgd (async)", "mce-pl (delta, async)"}
+    configs = {m: Path(r["run_dir"]) for m, r in runs.items()}
+    schedules = {m: json.loads((d / "summary.json").read_text()).get("schedule", "sync") for m, d in configs.items()}
+    assert schedules == {"dsgd": "sync", "dsgd (async)": "async", "mce-pl (delta, async)": "async"}
+    assert all(r["sim_time_s"] > 0 and r["final_accuracy"] is not None for r in runs.values())
+    assert "dsgd (async)" in (out / "table.md").read_text()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and again.output.count("already done") == 3
+    figures = CliRunner().invoke(app, ["plot", *map(str, configs.values()), "--out", str(tmp_path / "fig")])
+    assert figures.exit_code == 0, figures.output
+    assert (tmp_path / "fig" / "accuracy-vs-time.png").stat().st_size > 10_000
