@@ -501,6 +501,7 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "sim_time": (("schedule", ("async",)),),
     "eval_every_s": (("schedule", ("async",)), ("timing_only", (False,))),
     "timing_only": (("schedule", ("async",)),),
+    "keep_final_checkpoint": (("schedule", ("sync",)),),  # an asynchronous run cannot be extended yet
 }
 
 

@@ -79,12 +79,12 @@ class Stopped(Exception):
 
 
 class AsyncStopped(Stopped):
-    """An asynchronous run stopped on request: it keeps no checkpoint yet, so nothing is left to continue."""
+    """An asynchronous run stopped on request between waves; its checkpoint continues it."""
 
-    def __init__(self, signum: int, sim_time_s: float):
-        self.signum, self.exit_code = signum, 128 + signum
-        Exception.__init__(self, f"stopped by {signal.Signals(signum).name} at simulated time {sim_time_s:.3f} s: "
-                                 "asynchronous runs keep no checkpoint yet, so a new run starts from the beginning")
+    def __init__(self, signum: int, sim_time_s: float, out: Path):
+        self.signum, self.out, self.exit_code = signum, out, 128 + signum
+        Exception.__init__(self, f"stopped by {signal.Signals(signum).name} at simulated time {sim_time_s:.4g} s: "
+                                 f"a checkpoint is in {out}; continue with: raympl simulate --resume {out}")
 
 
 # bad input or an unusable machine: one line and exit code 2 on the command line (HostLost is recovered)

@@ -4,6 +4,8 @@ whatever the executor and the number of hosts, and the messages each merge uses 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,9 @@ from typer.testing import CliRunner
 
 from raympl import topologies
 from raympl.cli.main import app
-from raympl.runtime import asynchronous, driver
+from raympl.runtime import asynchronous, checkpoint, driver
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def gossip_run(overrides: dict, tmp_path, name: str) -> asynchronous.Gossiped:
@@ -175,3 +179,64 @@ def test_compare_puts_async_rows_beside_sync_ones_and_plot_draws_both(fashion_di
     figures = CliRunner().invoke(app, ["plot", *map(str, configs.values()), "--out", str(tmp_path / "fig")])
     assert figures.exit_code == 0, figures.output
     assert (tmp_path / "fig" / "accuracy-vs-time.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("algorithm,codec,signal", [("mce-pl", "delta", "SIGKILL"), ("dis-pfl", "entropy", "SIGTERM")])
+def test_stopped_and_resumed_mid_run_equals_the_uninterrupted_run(tiny_overrides, tmp_path, algorithm, codec, signal):
+    # delta-coded masks: senders' references, receivers' held messages and the batches in flight all resume
+    overrides = {**tiny_overrides, "algorithm": algorithm, "codec": codec, "rounds": 8, "schedule": "async",
+                 "eval_every_s": 0.01, "device_speed": "lognormal:100:1", "bandwidth": "1000",
+                 "checkpoint_every": 1, "executor": "inprocess"}
+    whole = configure({**overrides, "out": str(tmp_path / "whole")})
+    driver.simulate(whole)
+    killed = configure({**overrides, "out": str(tmp_path / "killed")})
+    (tmp_path / "c.toml").write_text(killed.to_toml())
+    waves = json.loads((tmp_path / "whole" / "summary.json").read_text())["waves"]
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "kill_async_run.py"), str(tmp_path / "c.toml"),
+                             str(tmp_path / "killed"), str(waves // 2), signal], capture_output=True, text=True,
+                            timeout=600)
+    saved = checkpoint.load(tmp_path / "killed")
+    if signal == "SIGKILL":
+        assert result.returncode == -9, result.stderr[-2000:]
+    else:  # a stop request: the wave ends, a checkpoint is written, one line says how to go on
+        assert result.returncode == 143, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "stopped by SIGTERM at simulated time" in result.stdout and "--resume" in result.stdout
+    assert 0 < saved.round < waves // 2 and saved.driver["async"].batches  # mid-run, messages in flight
+    resumed = CliRunner().invoke(app, ["simulate", "--resume", str(tmp_path / "killed")])
+    assert resumed.exit_code == 0, resumed.output
+    a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("whole", "killed"))
+    assert b["resumed_from_wave"] == saved.round
+    for key in ("final_mean_accuracy", "total_bits", "sim_time_total_s", "staleness", "steps_per_agent", "waves"):
+        assert a[key] == b[key], key
+    assert (pq.read_table(tmp_path / "whole" / "metrics.parquet").to_pylist()
+            == pq.read_table(tmp_path / "killed" / "metrics.parquet").to_pylist())
+    assert (pq.read_table(tmp_path / "whole" / "staleness.parquet").to_pylist()
+            == pq.read_table(tmp_path / "killed" / "staleness.parquet").to_pylist())
+    assert not (tmp_path / "killed" / "checkpoint.bin").exists()  # finished: nothing to continue
+
+
+def test_resume_on_ray_puts_the_batches_in_flight_back_into_the_object_store(tiny_overrides, tmp_path, ray_session,
+                                                                              monkeypatch):
+    overrides = {**tiny_overrides, "algorithm": "mce-pl", "codec": "delta", "rounds": 6, "schedule": "async",
+                 "eval_every_s": 0.01, "device_speed": "lognormal:100:1", "bandwidth": "1000", "checkpoint_every": 1,
+                 "executor": "ray", "agents_per_actor": 3}
+    whole = driver.simulate(configure({**overrides, "out": str(tmp_path / "whole")}))
+    checkpoints = asynchronous.Checkpoints.__call__
+
+    def stop_after_the_third_checkpoint(self, out):
+        checkpoints(self, out)
+        if self.last >= 3:
+            raise RuntimeError("stopped by the test")
+
+    monkeypatch.setattr(asynchronous.Checkpoints, "__call__", stop_after_the_third_checkpoint)
+    config = configure({**overrides, "out": str(tmp_path / "cut")})
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        driver.simulate(config)
+    monkeypatch.setattr(asynchronous.Checkpoints, "__call__", checkpoints)
+    assert checkpoint.load(tmp_path / "cut").driver["async"].batches  # batches were in flight
+    resumed = driver.simulate(config, resume=True)
+    assert resumed["resumed_from_wave"] > 0
+    for key in ("final_mean_accuracy", "total_bits", "sim_time_total_s", "staleness", "waves"):
+        assert resumed[key] == whole[key], key
+    assert (pq.read_table(tmp_path / "whole" / "metrics.parquet").to_pylist()
+            == pq.read_table(tmp_path / "cut" / "metrics.parquet").to_pylist())

@@ -19,10 +19,11 @@ T_m up to the end. A message's batch is dropped once every receiver got it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -31,10 +32,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raympl import provenance, topologies
+from raympl.config import run_identity
 from raympl.errors import AsyncStopped
 from raympl.metrics import VALIDATION_COLUMNS, atomic_write_bytes, replacing, time_to_accuracy, write_table
 from raympl.network.clock import Profile
 from raympl.network.gossip import Gossip, Wave
+from raympl.runtime import checkpoint
 from raympl.runtime.run_dir import write_masks
 from raympl.runtime.run_state import Run
 
@@ -54,17 +57,31 @@ def planner(graph: nx.Graph, profile: Profile, steps: int | None, sim_time: floa
 
 @dataclass
 class Gossiped:
-    """What an asynchronous run produced."""
+    """An asynchronous run's whole state between waves (what a checkpoint keeps) and what it produced."""
 
+    gossip: Gossip
     evaluations: list[dict] = field(default_factory=list)  # one row per agent and evaluation time
     staleness: list[dict] = field(default_factory=list)  # one row per message used at a merge
-    bits_sent: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    bits_sent: dict[int, int] = field(default_factory=dict)
     sends: list[tuple[int, float, int]] = field(default_factory=list)  # (agent, time, bits) of every send
     message_bytes: int = 0  # over every message (each counted once, however many links carried it)
     end_s: float = 0.0  # the simulated time of the last merge
     waves: int = 0
     steps: dict[int, int] = field(default_factory=dict)  # each agent's steps made
     planner_s: float = 0.0  # the driver's own time: planning and routing
+    started: bool = False  # the initial models were evaluated
+    made_in: dict[tuple[int, int], int] = field(default_factory=dict)  # (sender, step) -> the wave holding it
+    batches: dict[int, list] = field(default_factory=dict)  # wave -> each host's batch (or its ref)
+    unreceived: dict[int, int] = field(default_factory=dict)  # wave -> its messages not yet received
+    messages_of: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # wave -> its (sender, step)s
+    last_merge: dict[int, tuple[int, float]] = field(default_factory=dict)  # agent -> (steps, time) of its last
+
+    def saved(self, fetch: Callable[[list], list]) -> Gossiped:
+        """A copy to checkpoint: the batches in flight fetched from wherever the executor keeps them."""
+        return dataclasses.replace(self, batches={w: fetch(b) for w, b in self.batches.items()})
+
+    def restored(self, share: Callable[[list], list]) -> Gossiped:
+        return dataclasses.replace(self, batches={w: share(b) for w, b in self.batches.items()})
 
 
 class EvaluationTimes:
@@ -79,29 +96,29 @@ class EvaluationTimes:
         return [m for m in range(first, last + 1) if start_s <= m * self.every_s < stop_s]
 
 
-def run_waves(executor, gossip: Gossip, groups: list[list[int]], mixing: dict[int, dict[int, float]],
-              eval_every_s: float, broadcast: bool = False, stop=None) -> Gossiped:
-    """Every wave until every agent has ended; `mixing`: each agent's row of W over its closed neighbourhood
-    (a row's weight of a neighbour whose message it does not hold stays with the agent). stop: the run's
-    StopRequests (a signal ends the run between waves)."""
+def run_waves(executor, out: Gossiped, groups: list[list[int]], mixing: dict[int, dict[int, float]],
+              eval_every_s: float, broadcast: bool = False,
+              after_wave: Callable[[Gossiped], None] = lambda out: None) -> Gossiped:
+    """Every wave until every agent has ended, from `out` (a fresh state or a checkpoint's); `mixing`: each
+    agent's row of W over its closed neighbourhood (a row's weight of a neighbour whose message it does not
+    hold stays with the agent). after_wave: called between waves (checkpoints, stop requests)."""
+    gossip = out.gossip
     host_of = np.empty(gossip.n, dtype=np.int64)
     for h, group in enumerate(groups):
         host_of[group] = h
-    times, out = EvaluationTimes(eval_every_s), Gossiped()
-    first = {a: (0, times.between(0.0, float(gossip.compute_s[a]))) for a in range(gossip.n)}
-    out.evaluations += executor.evaluate_agents(per_host(first, groups))
-    made_in: dict[tuple[int, int], int] = {}  # (sender, step) -> the wave whose batch holds it
-    batches: dict[int, list] = {}  # wave -> each host's batch (or its ref)
-    unreceived: dict[int, int] = {}  # wave -> its messages not yet received
-    last_merge: dict[int, tuple[int, float]] = {}  # agent -> (steps made, time of its last merge)
+    times = EvaluationTimes(eval_every_s)
+    if not out.started:
+        first = {a: (0, times.between(0.0, float(gossip.compute_s[a]))) for a in range(gossip.n)}
+        out.evaluations += executor.evaluate_agents(per_host(first, groups))
+        out.started = True
     while True:
-        if stop is not None and stop.signum is not None:
-            raise AsyncStopped(stop.signum, out.end_s)
+        after_wave(out)
         began = time.perf_counter()
         wave = gossip.next_wave()
         if wave is None:
             break
-        parts, inputs = wave_parts(wave, gossip, groups, host_of, mixing, times, made_in, batches, last_merge)
+        parts, inputs = wave_parts(wave, gossip, groups, host_of, mixing, times, out.made_in, out.batches,
+                                   out.last_merge)
         computing = time.perf_counter()
         handles, sizes, rows = executor.gossip(parts, inputs)
         computed = time.perf_counter()
@@ -110,25 +127,28 @@ def run_waves(executor, gossip: Gossip, groups: list[list[int]], mixing: dict[in
         gossip.sent(np.array([sizes[int(s)] for s in gossip.src[edges]], dtype=float),
                     np.ones(len(wave.agents)) if broadcast else None)
         for agent, step, at in zip(wave.agents.tolist(), wave.steps.tolist(), wave.time_s.tolist(), strict=True):
-            made_in[(agent, step)] = out.waves
+            out.made_in[(agent, step)] = out.waves
             bits = 8 * sizes[agent] * (1 if broadcast else int(gossip.out_degree[agent]))
-            out.bits_sent[agent] += bits
+            out.bits_sent[agent] = out.bits_sent.get(agent, 0) + bits
             out.sends.append((agent, at, bits))
             out.message_bytes += sizes[agent]
             out.steps[agent] = step
-        batches[out.waves] = handles
-        unreceived[out.waves] = len(edges)
+        out.batches[out.waves] = handles
+        out.unreceived[out.waves] = len(edges)
+        out.messages_of[out.waves] = list(zip(wave.agents.tolist(), wave.steps.tolist(), strict=True))
         for edge, step in zip(wave.received_edge.tolist(), wave.received_step.tolist(), strict=True):
-            made = made_in[(int(gossip.src[edge]), step)]
-            unreceived[made] -= 1
-            if unreceived[made] == 0:
-                del batches[made], unreceived[made]
+            made = out.made_in[(int(gossip.src[edge]), step)]
+            out.unreceived[made] -= 1
+            if out.unreceived[made] == 0:  # every receiver got this wave's messages
+                del out.batches[made], out.unreceived[made]
+                for key in out.messages_of.pop(made):
+                    del out.made_in[key]
         out.staleness += staleness_rows(wave, gossip)
         out.end_s = max(out.end_s, float(wave.time_s.max()))
         out.waves += 1
         out.planner_s += (computing - began) + (time.perf_counter() - computed)
     final = len(times.between(0.0, out.end_s)) + 1  # the end's evaluation
-    ends = {a: (steps, times.between(at, out.end_s) + [final]) for a, (steps, at) in last_merge.items()}
+    ends = {a: (steps, times.between(at, out.end_s) + [final]) for a, (steps, at) in out.last_merge.items()}
     out.evaluations += executor.evaluate_agents(per_host(ends, groups))
     for row in out.evaluations:
         row["sim_time_s"] = out.end_s if row["round"] == final else row["round"] * eval_every_s
@@ -151,13 +171,50 @@ def bits_by_time(out: Gossiped) -> None:
 
 
 def simulate(run: Run, start: float) -> dict:
-    """An asynchronous run from its set-up to its summary."""
+    """An asynchronous run from its set-up (or its checkpoint) to its summary."""
     config, setup_s = run.config, time.perf_counter() - start
-    gossip = planner(run.prepared.graph, run.network.profile, config.rounds, config.sim_time)
+    if run.saved:
+        run.executor.restore(run.saved.agents)
+        state = run.saved.driver["async"].restored(run.executor.share)
+    else:
+        state = Gossiped(planner(run.prepared.graph, run.network.profile, config.rounds, config.sim_time))
     mixing = topologies.mixing_weights(run.prepared.graph, config.mixing)
-    out = run_waves(run.executor, gossip, run.placement.groups, mixing, config.eval_every_s,
-                    broadcast=config.comm_model == "broadcast", stop=run.stop)
-    return write_outputs(run, gossip, out, wall_s=time.perf_counter() - start, setup_s=setup_s)
+    due = Checkpoints(run)
+    out = run_waves(run.executor, state, run.placement.groups, mixing, config.eval_every_s,
+                    broadcast=config.comm_model == "broadcast", after_wave=due)
+    summary = write_outputs(run, out.gossip, out, wall_s=time.perf_counter() - start, setup_s=setup_s)
+    (run.out / checkpoint.FILENAME).unlink(missing_ok=True)  # complete: nothing to continue
+    return summary
+
+
+class Checkpoints:
+    """Between waves: a checkpoint every --checkpoint-every x agents agent-steps (as often as a synchronous
+    run's, counted in steps), and one before a requested stop."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.every = run.config.checkpoint_every * run.config.agents
+        self.last = self.mark(run.saved.driver["async"]) if run.saved else 0
+
+    def mark(self, out: Gossiped) -> int:
+        return int(out.gossip.done.sum()) // self.every if self.every else 0
+
+    def __call__(self, out: Gossiped) -> None:
+        stop = self.run.stop
+        if stop is not None and stop.signum is not None:
+            self.save(out)
+            raise AsyncStopped(stop.signum, out.end_s, self.run.out)
+        if self.every and self.mark(out) > self.last:
+            self.save(out)
+
+    def save(self, out: Gossiped) -> None:
+        run, began = self.run, time.perf_counter()
+        driver = {"async": out.saved(run.executor.fetch),
+                  "bits_sent": {a: out.bits_sent.get(a, 0) for a in range(run.config.agents)}}
+        saved = checkpoint.Checkpoint(out.waves, driver, run.executor.snapshot(), run_identity(run.config))
+        run.checkpoint_bytes = checkpoint.save(run.out, saved)
+        run.checkpoint_s += time.perf_counter() - began
+        self.last = self.mark(out)
 
 
 def write_outputs(run: Run, gossip: Gossip, out: Gossiped, wall_s: float, setup_s: float) -> dict:
@@ -188,6 +245,8 @@ def write_outputs(run: Run, gossip: Gossip, out: Gossiped, wall_s: float, setup_
         "steps_per_agent": {"min": int(steps.min()), "mean": float(steps.mean()), "max": int(steps.max())},
         "staleness": staleness_summary(out.staleness),
         "waves": out.waves, "planner_s": out.planner_s, "wall_time_s": wall_s, "setup_s": setup_s,
+        "resumed_from_wave": run.saved.round if run.saved else None, "checkpoint_s_total": run.checkpoint_s,
+        "checkpoint_bytes": run.checkpoint_bytes,
         "network": {k: getattr(config, k) for k in ("device_speed", "bandwidth", "latency", "comm_model")},
         "final_evaluation": f"{config.eval_samples} test samples of every agent, its model after its last merge"
         if config.eval_samples else "every agent's full test set, its model after its last merge",

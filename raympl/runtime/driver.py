@@ -60,9 +60,9 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
         with StopRequests() as stop:  # from the start: a request during set-up stops before the first round
             if config.timing_only:
                 return timing_only.simulate(config, out)
-            if resume and config.schedule == "async":
-                raise ConfigError(f"invalid resume {str(out)!r}: asynchronous runs keep no checkpoint yet; "
-                                  "start the run again")
+            if resume and config.schedule == "async" and (out / "summary.json").exists():
+                raise ConfigError(f"invalid resume {str(out)!r}: the asynchronous run there has finished, and "
+                                  "extending one is not built")
             run = start_run(config, out, prepared, resume, log, slot)
             run.on_evaluation = on_evaluation
             stop.reinstall()

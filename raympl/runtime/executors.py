@@ -115,6 +115,15 @@ class InProcessExecutor:
         return [row for host, marks in zip(self.hosts, parts, strict=True) if marks
                 for row in host.evaluate_agents(marks)]
 
+    @staticmethod
+    def fetch(batches: list) -> list:
+        """A wave's batches as values (for a checkpoint): in process they are values already."""
+        return batches
+
+    @staticmethod
+    def share(batches: list) -> list:
+        return batches
+
     def masks(self) -> dict:
         return _merge_dicts([host.masks() for host in self.hosts])
 
@@ -241,6 +250,15 @@ class RayExecutor:
     def evaluate_agents(self, parts: list[dict]) -> list[dict]:
         return [row for rows in self.get([a.evaluate_agents.remote(marks) for a, marks in
                                           zip(self.actors, parts, strict=True) if marks]) for row in rows]
+
+    def fetch(self, refs: list) -> list:
+        """A wave's batches fetched from the object store (for a checkpoint)."""
+        return [None if ref is None else self.get(ref) for ref in refs]
+
+    @staticmethod
+    def share(batches: list) -> list:
+        """A checkpoint's batches put back into the object store."""
+        return [None if batch is None else ray.put(batch) for batch in batches]
 
     def masks(self) -> dict:
         return _merge_dicts(self.get([a.masks.remote() for a in self.actors]))
