@@ -25,9 +25,10 @@ def gossip_run(overrides: dict, tmp_path, name: str) -> asynchronous.Gossiped:
     config = configure(overrides)
     run = driver.start_run(config, tmp_path / name, None, False, lambda line: None)
     try:
-        gossip = asynchronous.planner(run.prepared.graph, run.network.profile, config.rounds, None)
+        state = asynchronous.Gossiped(asynchronous.planner(run.prepared.graph, run.network.profile, config.rounds,
+                                                           None))
         mixing = topologies.mixing_weights(run.prepared.graph, config.mixing)
-        return asynchronous.run_waves(run.executor, gossip, run.placement.groups, mixing, eval_every_s=0.05,
+        return asynchronous.run_waves(run.executor, state, run.placement.groups, mixing, eval_every_s=0.05,
                                       broadcast=config.comm_model == "broadcast")
     finally:
         run.executor.shutdown()
@@ -72,9 +73,10 @@ def test_merges_use_only_messages_that_arrived(tiny_overrides, tmp_path):
     run = driver.start_run(config, tmp_path / "slow", None, False, lambda line: None)
     try:
         profile = run.network.profile
-        gossip = asynchronous.planner(run.prepared.graph, profile, None, 5 * profile.compute_s().max())
+        state = asynchronous.Gossiped(asynchronous.planner(run.prepared.graph, profile, None,
+                                                           5 * profile.compute_s().max()))
         mixing = topologies.mixing_weights(run.prepared.graph, config.mixing)
-        result = asynchronous.run_waves(run.executor, gossip, run.placement.groups, mixing, eval_every_s=0.01)
+        result = asynchronous.run_waves(run.executor, state, run.placement.groups, mixing, eval_every_s=0.01)
     finally:
         run.executor.shutdown()
     slow = int(np.argmin(profile.speed))
