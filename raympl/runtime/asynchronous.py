@@ -69,6 +69,7 @@ class Gossiped:
     waves: int = 0
     steps: dict[int, int] = field(default_factory=dict)  # each agent's steps made
     planner_s: float = 0.0  # the driver's own time: planning and routing
+    hosts_s: float = 0.0  # waiting for the hosts to compute the waves
     started: bool = False  # the initial models were evaluated
     made_in: dict[tuple[int, int], int] = field(default_factory=dict)  # (sender, step) -> the wave holding it
     batches: dict[int, list] = field(default_factory=dict)  # wave -> each host's batch (or its ref)
@@ -147,6 +148,7 @@ def run_waves(executor, out: Gossiped, groups: list[list[int]], mixing: dict[int
         out.end_s = max(out.end_s, float(wave.time_s.max()))
         out.waves += 1
         out.planner_s += (computing - began) + (time.perf_counter() - computed)
+        out.hosts_s += computed - computing
     final = len(times.between(0.0, out.end_s)) + 1  # the end's evaluation
     ends = {a: (steps, times.between(at, out.end_s) + [final]) for a, (steps, at) in out.last_merge.items()}
     out.evaluations += executor.evaluate_agents(per_host(ends, groups))
@@ -244,7 +246,9 @@ def write_outputs(run: Run, gossip: Gossip, out: Gossiped, wall_s: float, setup_
         "ended_by": {"rounds": int((steps >= config.rounds).sum()), "sim_time": int((steps < config.rounds).sum())},
         "steps_per_agent": {"min": int(steps.min()), "mean": float(steps.mean()), "max": int(steps.max())},
         "staleness": staleness_summary(out.staleness),
-        "waves": out.waves, "planner_s": out.planner_s, "wall_time_s": wall_s, "setup_s": setup_s,
+        "waves": out.waves, "planner_s": out.planner_s, "hosts_s": out.hosts_s,
+        "planner_share": out.planner_s / out.hosts_s if out.hosts_s else None,
+        "wall_time_s": wall_s, "setup_s": setup_s,
         "resumed_from_wave": run.saved.round if run.saved else None, "checkpoint_s_total": run.checkpoint_s,
         "checkpoint_bytes": run.checkpoint_bytes,
         "network": {k: getattr(config, k) for k in ("device_speed", "bandwidth", "latency", "comm_model")},
