@@ -12,7 +12,8 @@
 # (lr 0.1) and DSGDProx (lr 1) runs were still rising by 1.1 and 2.3 points, so the default is 400. Stopping (Ctrl-C, SIGTERM, a lost
 # machine) keeps every run's checkpoint; rerunning the same command continues. Where the disk is not kept
 # between sittings, studies/keep_results.py keeps the finished runs' results in the repository. DSGD runs in bf16, the
-# only method the precision study showed equivalent to fp32 (docs/performance.md); the others in fp32.
+# only method the precision study showed equivalent to fp32 (docs/performance.md), on CPUs with hardware bf16
+(AVX512_BF16 or AMX); elsewhere in fp32; the others in fp32.
 set -euo pipefail
 RAYMPL=${RAYMPL:-.venv/bin/raympl}
 OUT=${OUT:-runs/converged-tables}
@@ -31,8 +32,16 @@ mkdir -p "$OUT"
 # runs are read, not rerun; each sitting's end packs them again (commit $KEEP to keep them)
 "$PYTHON" studies/keep_results.py restore "$OUT" "$KEEP"
 # the study's machine time: each sitting's start and end (a run's own wall time covers its last segment only)
-echo "start $(date -u +%FT%TZ) $(nproc) cores" >> "$OUT/sittings.txt"
+# the machine of each sitting too: float results differ between CPU kinds (docs/results.md §5)
+CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+echo "start $(date -u +%FT%TZ) $(nproc) cores, $CPU" >> "$OUT/sittings.txt"
 trap 'echo "end $(date -u +%FT%TZ)" >> "$OUT/sittings.txt"; "$PYTHON" studies/keep_results.py save "$OUT" "$KEEP"' EXIT
 # one queue for both tables' fp32 methods, so that the trials keep both cores busy to the end
 "$RAYMPL" compare "${COMMON[@]}" --algorithms "$TABLE1,$TABLE2" --out "$OUT/fp32"
-"$RAYMPL" compare "${COMMON[@]}" --algorithms dsgd --set precision=bf16 --out "$OUT/bf16"
+# bf16 only where the CPU multiplies it in hardware (elsewhere it is refused, and fp32 is the fastest there)
+if "$PYTHON" -c "import sys; from raympl.models.precision import fast_bf16_cpu; sys.exit(not fast_bf16_cpu())"; then
+  "$RAYMPL" compare "${COMMON[@]}" --algorithms dsgd --set precision=bf16 --out "$OUT/bf16"
+else
+  echo "this CPU has no fast bf16: DSGD runs in fp32 here ($OUT/dsgd-fp32)"
+  "$RAYMPL" compare "${COMMON[@]}" --algorithms dsgd --out "$OUT/dsgd-fp32"
+fi

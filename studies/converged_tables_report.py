@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-FOLDERS = ("fp32", "bf16")  # the study's two comparisons (studies/converged_tables.sh)
+FOLDERS = ("fp32", "bf16", "dsgd-fp32")  # studies/converged_tables.sh's comparisons (DSGD in one of the last two)
 TOLERANCE = 0.01  # one point
 PAPER = {  # method label -> (table, the paper's accuracy at c = 4, the paper's learning rate)
     "dsgd": ("I", 0.5811, 0.01), "fedavg": ("I", 0.6097, 0.01), "dsgd-prox": ("I", 0.6863, 0.01),
@@ -110,15 +110,19 @@ def sittings(path: Path) -> str:
     """The study's wall time over its sittings (studies/converged_tables.sh writes their starts and ends)."""
     if not path.exists():
         return "not recorded"
-    total, cores, start = 0.0, 0, None
+    total, cores, start, machines = 0.0, 0, None, []
     for line in path.read_text().splitlines():
         kind, when, *rest = line.split()
         moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
         if kind == "start":
             start, cores = moment, int(rest[0]) if rest else cores
+            machine = " ".join(rest[2:]).strip(", ")
+            if machine and machine not in machines:
+                machines.append(machine)
         elif start is not None:
             total, start = total + (moment - start).total_seconds(), None
-    return f"{total / 3600:.2f} h of wall time on {cores} cores ({total * cores / 3600:.1f} core-hours)"
+    on = f"; CPUs: {', '.join(machines)}" if machines else ""
+    return f"{total / 3600:.2f} h of wall time on {cores} cores ({total * cores / 3600:.1f} core-hours){on}"
 
 
 if __name__ == "__main__":
