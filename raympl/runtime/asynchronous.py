@@ -172,8 +172,9 @@ def bits_by_time(out: Gossiped) -> None:
         row["bits_sent"] = totals[sent - 1] if sent else 0
 
 
-def simulate(run: Run, start: float) -> dict:
-    """An asynchronous run from its set-up (or its checkpoint) to its summary."""
+def simulate(run: Run, start: float, progress: Callable[[int, float | None], None] | None = None) -> dict:
+    """An asynchronous run from its set-up (or its checkpoint) to its summary; progress: called after each wave
+    with the steps made by the slowest agent."""
     config, setup_s = run.config, time.perf_counter() - start
     if run.saved:
         run.executor.restore(run.saved.agents)
@@ -182,8 +183,14 @@ def simulate(run: Run, start: float) -> dict:
         state = Gossiped(planner(run.prepared.graph, run.network.profile, config.rounds, config.sim_time))
     mixing = topologies.mixing_weights(run.prepared.graph, config.mixing)
     due = Checkpoints(run)
+
+    def between_waves(out: Gossiped) -> None:
+        due(out)
+        if progress:
+            progress(int(out.gossip.done.min()), None)
+
     out = run_waves(run.executor, state, run.placement.groups, mixing, config.eval_every_s,
-                    broadcast=config.comm_model == "broadcast", after_wave=due)
+                    broadcast=config.comm_model == "broadcast", after_wave=between_waves)
     summary = write_outputs(run, out.gossip, out, wall_s=time.perf_counter() - start, setup_s=setup_s)
     (run.out / checkpoint.FILENAME).unlink(missing_ok=True)  # complete: nothing to continue
     return summary

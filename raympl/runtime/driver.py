@@ -69,7 +69,7 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
             run.stop = stop
             if config.schedule == "async":
                 try:
-                    return asynchronous.simulate(run, start)
+                    return asynchronous.simulate(run, start, progress)
                 finally:
                     run.executor.shutdown()
             return run_to_end(run, start, progress, log)
