@@ -14,7 +14,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 from conftest import configure
-from test_batched import ROOT, mask_bits_differing, run_both
+from test_batched import BN_PLUGIN, mask_bits_differing, run_both
 from test_reliability import kill_a_named_host, kill_and_resume, rows, same_results
 
 from raympl.config import ALGORITHMS
@@ -101,10 +101,8 @@ def test_batched_engine_on_the_gpu_in_float32_differs_only_by_rounding(tiny_over
     assert share < 1e-3, f"{share:.2e} of the mask bits differ"
 
 
-def test_batched_engine_runs_a_batch_norm_module_on_the_gpu_in_float64(float64_modules, tiny_overrides, tmp_path,
-                                                                      monkeypatch):
-    monkeypatch.chdir(ROOT)
-    results = run_both({**tiny_overrides, "model": "examples.writers:make_model", "device": "cuda", "agents": 4,
+def test_batched_engine_runs_a_batch_norm_module_on_the_gpu_in_float64(float64_modules, tiny_overrides, tmp_path):
+    results = run_both({**tiny_overrides, "model": BN_PLUGIN, "device": "cuda", "agents": 4,
                         "rounds": 3, "eval_every": 3, "batch_size": 8, "retention": "0.3,0.5,0.7,0.3"}, tmp_path)
     assert results["batched"][1] == results["per-agent"][1]
 
