@@ -451,8 +451,6 @@ FIXED_SIZE_SENDERS = ("mce-pl", "dsgd", "dsgd-prox", "deprl")  # message sizes t
 ASYNC_REFUSED = {
     "fedavg": "has a server that averages every agent's model each round: no asynchronous form is built "
               "(buffered aggregation, FedBuff, would be one); use --schedule sync",
-    "malcom-psgd": "sends increments on public copies that every receiver must apply in order; its "
-                   "asynchronous form is not built yet; use --schedule sync",
 }
 WEIPRU = ("ind-weipru", "avr-weipru", "par-weipru")
 # methods that send a sparse model (support mask + kept values): --codec entropy codes the support

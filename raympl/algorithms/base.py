@@ -6,6 +6,10 @@ A round is two synchronous phases:
 `decode` runs once per sender per host, so a message shared by many receivers is unpacked once.
 An algorithm with `server = True` (FedAvg) sends to a server that the driver simulates: the driver
 combines every message with `aggregate` and hands the result to every agent's merge.
+Under the asynchronous schedule a merge sees the newest message of each neighbour only; an algorithm whose
+messages build on each other at the receiver (Malcom-PSGD's increments) also defines
+`absorb(state, sender, decoded)`, called for every message received, in the order sent, and then gets
+ABSORBED in place of those messages at its merge.
 """
 
 from __future__ import annotations
@@ -65,6 +69,14 @@ class Algorithm(Protocol):
 
     def stats(self, state: Any) -> dict[str, float]:
         """Per-agent numbers for metrics.parquet (e.g. density, zero_filter_fraction)."""
+
+
+class _Absorbed:
+    def __repr__(self) -> str:
+        return "ABSORBED"
+
+
+ABSORBED = _Absorbed()  # a merge's message that absorb() already took in (asynchronous schedule)
 
 
 def agent_seed(seed: int, agent: int, purpose: int) -> int:

@@ -9,6 +9,10 @@ One consensus model: every agent starts from the same x^(0) with x̂ = 0.
 When links come and go (churn, changing graphs, deadlines; docs/network.md) a receiver that missed one of
 j's messages no longer holds x̂_j: j then sends it its full public copy x̂_j (dense float32, `full_message`),
 and receivers keep copies only of the senders they heard from in the round.
+Under the asynchronous schedule every increment reaches its receiver, in the order sent (links deliver in
+order and every message received is decoded), so `absorb` applies each one to the receiver's copy as it
+arrives, the copies never part from the senders' x̂_j, and no full copy is needed; a merge then mixes the
+copies of the neighbours heard from so far.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from raympl.algorithms.base import AgentContext, LocalData, agent_seed, local_steps
+from raympl.algorithms.base import ABSORBED, AgentContext, LocalData, agent_seed, local_steps
 from raympl.algorithms.real import Params, RealState, RealValued
 from raympl.wire import floats, qsgd, vector_code
 
@@ -78,6 +82,12 @@ class MalcomPSGD(RealValued):
     def decode_full(self, message: np.ndarray) -> FullCopy:
         return FullCopy(floats.unpack_dense(message, self.shapes, self.device))
 
+    def absorb(self, state: MalcomState, sender: int, increment: Params) -> None:
+        """Asynchronous schedule: j's increment, applied to this agent's copy of x̂_j as it arrives."""
+        copy = state.neighbour_public.setdefault(sender, [torch.zeros_like(h) for h in state.public])
+        for theirs, q in zip(copy, increment, strict=True):
+            theirs.add_(q)
+
     def merge(self, state: MalcomState, decoded: list[Params | FullCopy]) -> None:
         for h, q in zip(state.public, state.sent, strict=True):
             h.add_(q)
@@ -86,10 +96,8 @@ class MalcomPSGD(RealValued):
             w = self.config.malcom_gamma * state.context.mixing[j]
             if isinstance(q_j, FullCopy):
                 state.neighbour_public[j] = [p.clone() for p in q_j.public]
-            else:  # an increment on the copy this agent holds (all zeros before j's first message)
-                copy = state.neighbour_public.setdefault(j, [torch.zeros_like(h) for h in state.public])
-                for theirs, q in zip(copy, q_j, strict=True):
-                    theirs.add_(q)
+            elif q_j is not ABSORBED:  # an increment on the copy this agent holds (zeros before j's first)
+                self.absorb(state, j, q_j)
             for theirs, acc, mine in zip(state.neighbour_public[j], x, state.public, strict=True):
                 acc.add_(theirs - mine, alpha=w)
         # copies of senders not heard from this round are dropped (with a fixed graph and no churn: none)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from raympl import algorithms, models
-from raympl.algorithms.base import AgentContext, agent_seed
+from raympl.algorithms.base import ABSORBED, AgentContext, agent_seed
 from raympl.algorithms.batched_masks import BatchedMasks
 from raympl.config import RunConfig
 from raympl.data.datasets import Dataset, normalize
@@ -266,20 +266,21 @@ class AgentHost:
             found = {(m.agent, m.reference): m.payload for payload in payloads for m in batch.messages(payload)}
             raw_of: dict[tuple[int, int], np.ndarray] = {}
             decoded: dict[tuple[int, int], object] = {}
+            absorbs = hasattr(self.algorithm, "absorb")
             for agent in sorted(steps):
+                state = self.states[agent]
                 for sender, step in receive.get(agent, []):
                     self.gossip.receive(agent, sender, step, found[(sender, step)], raw_of)
+                    if absorbs:  # every message, in the order sent (algorithms/base.py)
+                        self.algorithm.absorb(state, sender, self._decoded(decoded, (sender, step), raw_of))
                 senders, mixing, expected = use[agent]
                 held = self.gossip.held.get(agent, {})
                 self.gossip.check_held(agent, dict(zip(senders, expected, strict=True)))
-                for sender in senders:
-                    key = (sender, held[sender][0])
-                    if key not in decoded:
-                        decoded[key] = self.algorithm.decode(held[sender][1])
-                self._set_context(agent, senders, mixing)
-                state = self.states[agent]
+                self._set_context(agent, senders, mixing, state)
                 self._running(agent)
-                self.algorithm.merge(state, [decoded[(s, held[s][0])] for s in senders])
+                self.algorithm.merge(state, [ABSORBED if absorbs else
+                                             self._decoded(decoded, (s, held[s][0]), {(s, held[s][0]): held[s][1]})
+                                             for s in senders])
                 self.states[agent] = state
         rows = self.evaluate_agents({a: (steps[a], marks) for a, marks in evaluate.items()})
         return batch.encode(out), {m.agent: m.payload.size for m in out}, rows
@@ -300,12 +301,22 @@ class AgentHost:
         finally:
             self.model.train(True)
 
-    def _set_context(self, agent: int, neighbours: list[int], mixing: dict[int, float]) -> None:
-        """This round's neighbours and mixing row, for algorithms whose state holds its context."""
-        state = self.states[agent]
+    def _decoded(self, cache: dict[tuple[int, int], object], key: tuple[int, int],
+                 raw_of: dict[tuple[int, int], np.ndarray]) -> object:
+        """The algorithm's decoding of the raw message `key` (sender, step), once per host."""
+        if key not in cache:
+            cache[key] = self.algorithm.decode(raw_of[key])
+        return cache[key]
+
+    def _set_context(self, agent: int, neighbours: list[int], mixing: dict[int, float], state=None) -> None:
+        """This round's neighbours and mixing row, for algorithms whose state holds its context (`state`: the
+        agent's state in hand, else the stored one)."""
+        stored = state is None
+        state = self.states[agent] if stored else state
         if hasattr(state, "context"):
             state.context = AgentContext(agent, neighbours, len(self.agents[agent].train), mixing)
-            self.states[agent] = state
+            if stored:
+                self.states[agent] = state
 
     @torch.no_grad()
     def evaluate(self, round_: int, full: bool) -> list[dict]:

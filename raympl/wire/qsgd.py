@@ -38,7 +38,9 @@ class Quantized:
 
 def quantize(v: torch.Tensor, s: int, generator: torch.Generator) -> Quantized:
     flat = v.detach().flatten().to("cpu", torch.float32)
-    norm = float(torch.linalg.vector_norm(flat))
+    # summed in float64, then rounded to the float32 that travels: a float32 sum's last bits depend on how many
+    # threads split it (a host's share of the cores), the rounded float64 one practically never does
+    norm = float(torch.tensor(float(torch.linalg.vector_norm(flat, dtype=torch.float64)), dtype=torch.float32))
     if not math.isfinite(norm):
         raise DivergedError(f"invalid model: non-finite values (norm {norm}); the run diverged, lower --lr")
     if norm == 0.0:
@@ -46,4 +48,4 @@ def quantize(v: torch.Tensor, s: int, generator: torch.Generator) -> Quantized:
         return Quantized(0.0, zeros, zeros.bool(), s)
     dither = torch.rand(flat.numel(), generator=generator)
     levels = torch.floor(s * flat.abs() / norm + dither).clamp_(0, s).to(torch.int64)
-    return Quantized(float(torch.tensor(norm, dtype=torch.float32)), levels, flat < 0, s)
+    return Quantized(norm, levels, flat < 0, s)
