@@ -106,6 +106,41 @@ def test_malcom_psgd_receivers_apply_every_increment_in_order(tiny_overrides, tm
     assert len({r["accuracy"] for r in one.evaluations}) > 1
 
 
+@pytest.mark.parametrize("algorithm,codec", [("mce-pl", "delta"), ("malcom-psgd", "raw")])
+def test_churn_on_the_clock_keeps_every_message_and_the_results_exact(tiny_overrides, tmp_path, algorithm, codec):
+    """Agents leave and return (a trace in seconds): their steps wait, messages to them wait in the mailbox,
+    so delta chains and Malcom-PSGD's copies stay whole; 1 and 3 hosts agree."""
+    trace = tmp_path / "trace.csv"  # a step takes about 1 ms: agent 1 is away from 3 ms to 8 ms, agent 4
+    trace.write_text("agent,start_s,end_s\n0,0,100\n1,0,0.003\n1,0.008,100\n2,0,100\n3,0,100\n4,0,0.003\n"
+                     "5,0.002,100\n")  # leaves at 3 ms for good, agent 5 comes at 2 ms
+    base = {**tiny_overrides, "algorithm": algorithm, "codec": codec, "rounds": 12, "device_speed": "lognormal:100:1",
+            "bandwidth": "1000", "latency": "0.001", "executor": "inprocess", "agents_per_actor": 6,
+            "schedule": "async", "eval_every_s": 0.01, "availability": f"trace:{trace}"}
+    runs = {}
+    for name, per_host in (("one", 6), ("three", 2)):
+        out = tmp_path / name
+        driver.simulate(configure({**base, "agents_per_actor": per_host, "out": str(out)}))
+        runs[name] = (json.loads((out / "summary.json").read_text()),
+                      *(pq.read_table(out / f"{table}.parquet").to_pylist() for table in ("metrics", "staleness")))
+    (summary, metrics, staleness), (summary3, metrics3, staleness3) = runs["one"], runs["three"]
+    assert staleness == staleness3 and summary["total_bits"] == summary3["total_bits"]
+    assert [{**r, "loss": 0} for r in metrics] == [{**r, "loss": 0} for r in metrics3]
+    assert [r["loss"] for r in metrics3] == pytest.approx([r["loss"] for r in metrics], rel=LOSS_RTOL)
+    assert summary["ended_by"] == {"rounds": 5, "sim_time": 0, "offline": 1}  # agent 4 never came back
+    assert summary["availability_slot_s"] is None  # a trace in seconds has no slots
+    assert max(s["step"] for s in staleness if s["receiver"] == 4) < 12
+    # a step that started before 3 ms may end after it (by at most a step, here < 2 ms); none starts while
+    # agent 1 is away
+    merges = sorted({(s["step"], s["time_s"]) for s in staleness if s["receiver"] == 1})
+    assert not [t for _, t in merges if 0.005 < t < 0.008] and [t for _, t in merges if t > 0.008]
+    assert all(s["time_s"] > 0.002 for s in staleness if s["receiver"] == 5)
+    # what agent 1's neighbours sent while it was away waited for it: its first merge after its return uses
+    # a message sent while it was away
+    back = min(t for _, t in merges if t > 0.008)
+    assert any(s["time_s"] == back and 0.003 < s["time_s"] - s["age_s"] < 0.008 for s in staleness
+               if s["receiver"] == 1)
+
+
 def test_merges_use_only_messages_that_arrived(tiny_overrides, tmp_path):
     # one agent 10x slower than the others, the run ending at a simulated time: its neighbours merge several
     # times before its first message arrives, and then use it until the next one comes
@@ -169,8 +204,14 @@ def test_schedule_async_writes_metrics_by_simulated_time_and_staleness(fashion_d
     (("--algorithm", "dsgd", "--schedule", "async"), "give --eval-every-s"),
     (("--algorithm", "dsgd", "--sim-time", "5"), "invalid sim-time 5.0"),
     (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "-1"), "invalid eval-every-s -1.0"),
-    (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "1", "--availability", "bernoulli:0.5"),
-     "invalid availability 'bernoulli:0.5': is not built for --schedule async yet"),
+    (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "1", "--topology-schedule", "resample"),
+     "invalid topology-schedule 'resample': is not built for --schedule async yet"),
+    (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "1", "--availability-slot-s", "2"),
+     "invalid availability-slot-s 2.0: does nothing with --availability always"),
+    (("--algorithm", "dsgd", "--availability", "bernoulli:0.5", "--availability-slot-s", "2"),
+     "invalid availability-slot-s 2.0: it does nothing for schedule sync"),
+    (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "1", "--availability", "bernoulli:0.5",
+      "--availability-slot-s", "0"), "invalid availability-slot-s 0.0: must be a positive number"),
     (("--algorithm", "dsgd", "--schedule", "later"), "invalid schedule 'later'"),
 ])
 def test_schedule_async_refusals_are_one_line(fashion_dir, tmp_path, extra, expected):
@@ -225,12 +266,15 @@ def test_compare_puts_async_rows_beside_sync_ones_and_plot_draws_both(fashion_di
     assert (tmp_path / "fig" / "accuracy-vs-time.png").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("algorithm,codec,signal", [("mce-pl", "delta", "SIGKILL"), ("dis-pfl", "entropy", "SIGTERM")])
-def test_stopped_and_resumed_mid_run_equals_the_uninterrupted_run(tiny_overrides, tmp_path, algorithm, codec, signal):
-    # delta-coded masks: senders' references, receivers' held messages and the batches in flight all resume
+@pytest.mark.parametrize("algorithm,codec,signal,availability", [("mce-pl", "delta", "SIGKILL", "always"),
+                                                                  ("dis-pfl", "entropy", "SIGTERM", "markov:3:2")])
+def test_stopped_and_resumed_mid_run_equals_the_uninterrupted_run(tiny_overrides, tmp_path, algorithm, codec, signal,
+                                                                  availability):
+    # delta-coded masks: senders' references, receivers' held messages and the batches in flight all resume;
+    # with churn, the availability on the clock too
     overrides = {**tiny_overrides, "algorithm": algorithm, "codec": codec, "rounds": 8, "schedule": "async",
                  "eval_every_s": 0.01, "device_speed": "lognormal:100:1", "bandwidth": "1000",
-                 "checkpoint_every": 1, "executor": "inprocess"}
+                 "checkpoint_every": 1, "executor": "inprocess", "availability": availability}
     whole = configure({**overrides, "out": str(tmp_path / "whole")})
     driver.simulate(whole)
     killed = configure({**overrides, "out": str(tmp_path / "killed")})

@@ -9,6 +9,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from raympl.network.availability import Availability, OnlineFrom
 from raympl.network.gossip import Gossip
 
 
@@ -38,14 +39,19 @@ def run_waves(gossip: Gossip) -> dict[tuple[int, int], tuple[float, dict[int, tu
     return made
 
 
-def reference(graph: nx.Graph, compute, merge, latency, rate, steps) -> dict:
-    """Every agent's steps in time order, one event at a time."""
+def always(agent: int, t: float) -> float:
+    return t
+
+
+def reference(graph: nx.Graph, compute, merge, latency, rate, steps, online_from=always) -> dict:
+    """Every agent's steps in time order, one event at a time. online_from(agent, t): the first time >= t at
+    which the agent is online (inf: never again)."""
     n = graph.number_of_nodes()
     in_degree = dict(graph.degree)
     last_arrival: dict[tuple[int, int], float] = {}
     inbox: dict[tuple[int, int], list[tuple[float, int, float]]] = {}  # link -> (arrival, step, send time)
     held: dict[tuple[int, int], tuple[int, float]] = {}
-    events = [(compute[i], i, 1) for i in range(n)]
+    events = [(online_from(i, 0.0) + compute[i], i, 1) for i in range(n) if online_from(i, 0.0) < np.inf]
     heapq.heapify(events)
     made = {}
     while events:
@@ -62,11 +68,13 @@ def reference(graph: nx.Graph, compute, merge, latency, rate, steps) -> dict:
         made[(i, k)] = (t, used)
         for j in graph.neighbors(i):  # send
             r = min(rate[i] / graph.degree[i], rate[j] / in_degree[j])
-            arrive = max(t + (latency[i] + latency[j]) / 2 + size_of(i, k, j) / r, last_arrival.get((i, j), 0.0))
+            transferred = t + (latency[i] + latency[j]) / 2 + size_of(i, k, j) / r
+            arrive = max(online_from(j, transferred), last_arrival.get((i, j), 0.0))  # waits for its receiver
             last_arrival[(i, j)] = arrive
             inbox.setdefault((i, j), []).append((arrive, k, t))
-        if k < steps:
-            heapq.heappush(events, (t + len(used) * merge[i] + compute[i], i, k + 1))
+        start = online_from(i, t + len(used) * merge[i])  # the next step starts once the agent is online
+        if k < steps and start < np.inf:
+            heapq.heappush(events, (start + compute[i], i, k + 1))
     return made
 
 
@@ -119,3 +127,69 @@ def test_a_simulated_time_ends_the_run_and_every_wave_makes_progress():
     for i in range(n):  # the last step started before 20 s, the next would start at or after it
         assert made[(i, last[i])][0] - compute[i] < 20.0 <= made[(i, last[i])][0] + 1e-12
     assert len(set(last.values())) > 3  # agents of different speeds made different numbers of steps
+
+
+def write_trace(path, rng: np.random.Generator, n: int, horizon: float, in_rounds: bool = False) -> None:
+    """Random on/off intervals per agent; agent 0 leaves for good early (at a twentieth of the horizon)."""
+    lines = ["agent,start_round,end_round" if in_rounds else "agent,start_s,end_s"]
+    for agent in range(n):
+        t = 0.0 if agent % 3 else float(rng.uniform(0, 2))
+        while t < horizon:
+            up = float(rng.uniform(0.5, 4))
+            end = min(t + up, horizon / 20) if agent == 0 else t + up
+            if in_rounds:
+                lines.append(f"{agent},{int(t) + 1},{int(end) + 2}")
+            else:
+                lines.append(f"{agent},{t!r},{end!r}")
+            if agent == 0 and end >= horizon / 20:
+                break
+            t = end + (float(rng.uniform(0.2, 3)) if not in_rounds else int(rng.integers(1, 3)) + 1.0)
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(("seed", "spec"), [(0, "trace-s"), (1, "trace-s"), (2, "bernoulli:0.6"),
+                                            (3, "markov:3:2"), (4, "trace-rounds")])
+def test_waves_with_churn_equal_a_simulation_in_time_order(seed, spec, tmp_path):
+    rng = np.random.default_rng(seed)
+    n = 12
+    graph = nx.connected_watts_strogatz_graph(n, 4, 0.3, seed=seed)
+    compute = rng.lognormal(0, 1, n)
+    merge, latency, rate = rng.uniform(0, 0.1, n), rng.uniform(0, 0.2, n), rng.uniform(100, 1000, n)
+    if spec.startswith("trace"):
+        write_trace(tmp_path / "trace.csv", rng, n, horizon=60.0, in_rounds=spec == "trace-rounds")
+        spec = f"trace:{tmp_path / 'trace.csv'}"
+    online_from = OnlineFrom(Availability(spec, n, seed), slot_s=0.8, horizon_s=None)
+    src, dst = edges_of(graph)
+    gossip = Gossip(n, src, dst, compute, merge, latency, rate, steps=15, sim_time=None, available=online_from)
+    waves = run_waves(gossip)
+    expected = reference(graph, compute, merge, latency, rate, steps=15,
+                         online_from=lambda a, t: float(online_from(np.array([a]), np.array([t]))[0]))
+    assert waves.keys() == expected.keys()
+    for key, (t, used) in expected.items():
+        assert waves[key][0] == pytest.approx(t, rel=1e-12)
+        assert {j: s for j, (s, _) in waves[key][1].items()} == {j: s for j, (s, _) in used.items()}
+    # churn changed something: some agent waited for its return, some messages for their receiver's
+    plain = reference(graph, compute, merge, latency, rate, steps=15)
+    assert any(expected[k][0] != pytest.approx(plain[k][0]) for k in expected if k in plain)
+    if "trace" in spec:  # agent 0 left for good early and made fewer steps
+        assert max(k for a, k in waves if a == 0) < 15 and gossip.gone[0]
+
+
+def test_online_from_reads_traces_and_slots(tmp_path):
+    (tmp_path / "s.csv").write_text("agent,start_s,end_s\n0,0,2\n0,5,6\n1,1.5,3\n")
+    trace = OnlineFrom(Availability(f"trace:{tmp_path / 's.csv'}", 2, 0), slot_s=1.0, horizon_s=None)
+    assert trace(np.array([0, 0, 0, 0, 1, 1]), np.array([0.0, 1.9, 2.0, 6.0, 0.0, 3.0])).tolist() == [
+        0.0, 1.9, 5.0, np.inf, 1.5, np.inf]
+    (tmp_path / "r.csv").write_text("agent,start_round,end_round\n0,1,2\n0,4,5\n1,2,3\n")
+    rounds = OnlineFrom(Availability(f"trace:{tmp_path / 'r.csv'}", 2, 0), slot_s=0.5, horizon_s=None)
+    # round u is [(u - 1) 0.5, u 0.5): agent 0 online in rounds 1 and 4, agent 1 in round 2
+    assert rounds(np.array([0, 0, 0, 1, 1]), np.array([0.2, 0.6, 2.0, 0.0, 0.7])).tolist() == [
+        0.2, 1.5, np.inf, 0.5, 0.7]
+    bernoulli = Availability("bernoulli:0.3", 5, 7)
+    slots = OnlineFrom(bernoulli, slot_s=2.0, horizon_s=None)
+    got = slots(np.arange(5), np.full(5, 3.0))
+    for agent, t in enumerate(got.tolist()):  # the first slot from slot 2 ([2, 4)) in which online() says so
+        slot = next(u for u in range(2, 1000) if bernoulli.online(u, (u - 1) * 2.0)[agent])
+        assert t == (3.0 if slot == 2 else (slot - 1) * 2.0)
+    limited = OnlineFrom(bernoulli, slot_s=2.0, horizon_s=4.0)
+    assert all(t == np.inf or t < 4.0 for t in limited(np.arange(5), np.full(5, 3.0)).tolist())

@@ -13,6 +13,10 @@
                          simulated second c with start <= c < end); every agent at least once, no overlaps
 
 An offline agent neither trains, sends nor receives; when it returns it continues from its own state.
+
+Under the asynchronous schedule there are no rounds: `OnlineFrom` reads the same specs on the simulated clock.
+A spec written in rounds counts slots of `slot_s` simulated seconds (round u is [(u - 1) slot_s, u slot_s),
+its draws made once per slot, diurnal's clock at the slot's start); a trace in seconds is read as it is.
 """
 
 from __future__ import annotations
@@ -119,6 +123,56 @@ class Availability:
             state = np.where(state, u >= 1 / self.up, u < 1 / self.down)
         self.markov_states = {round_: state}  # only the latest is needed to step on
         return state
+
+
+MAX_SLOTS = 1_000_000  # without a time limit, an agent not online within this many slots has ended
+
+
+class OnlineFrom:
+    """Availability on the simulated clock: for agents and times, the first time at or after each at which the
+    agent is online (inf: not before `horizon_s`, or never again)."""
+
+    def __init__(self, availability: Availability, slot_s: float, horizon_s: float | None):
+        self.availability, self.slot_s, self.horizon_s = availability, slot_s, horizon_s
+        self.slots: dict[int, np.ndarray] = {}  # slot -> who is online in it
+
+    def __call__(self, agents: np.ndarray, time_s: np.ndarray) -> np.ndarray:
+        kind = self.availability.kind
+        if kind == "always":
+            return np.asarray(time_s, dtype=float)
+        if kind == "trace" and not self.availability.in_rounds:
+            return np.array([self._from_intervals(a, t) for a, t in zip(agents.tolist(), time_s.tolist(),
+                                                                         strict=True)])
+        return np.array([self._from_slots(a, t) for a, t in zip(agents.tolist(), time_s.tolist(), strict=True)])
+
+    def _from_intervals(self, agent: int, t: float) -> float:
+        for start, end in self.availability.intervals[agent]:
+            if t < end:
+                return self._within_horizon(max(t, start))
+        return math.inf
+
+    def _from_slots(self, agent: int, t: float) -> float:
+        if math.isinf(t):
+            return t
+        first = math.floor(t / self.slot_s) + 1
+        last = first + MAX_SLOTS
+        if self.availability.kind == "trace":  # in rounds: nobody is online after the last interval
+            last = min(last, int(max(end for spans in self.availability.intervals.values() for _, end in spans)))
+        for slot in range(first, last + 1):
+            start = max(t, (slot - 1) * self.slot_s)
+            if self.horizon_s is not None and start >= self.horizon_s:
+                return math.inf
+            if self._online(slot)[agent]:
+                return start
+        return math.inf
+
+    def _online(self, slot: int) -> np.ndarray:
+        if slot not in self.slots:
+            self.slots[slot] = self.availability.online(slot, (slot - 1) * self.slot_s)
+        return self.slots[slot]
+
+    def _within_horizon(self, t: float) -> float:
+        return math.inf if self.horizon_s is not None and t >= self.horizon_s else t
 
 
 def read_trace(path: Path, agents: int) -> tuple[bool, dict[int, list[tuple[float, float]]]]:

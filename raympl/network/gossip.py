@@ -9,6 +9,11 @@ Each agent repeats on its own clock: local step k (c_i seconds) -> send -> merge
            always finds its reference).
   merge    at e_i^k too, with the newest message received from each neighbour by then (none before the
            first arrives); it takes m_i per message held, and step k + 1 starts when it ends.
+  churn    (`available`, optional) a step starts only while its agent is online: one that would start
+           while it is offline starts when it is next online (never: the agent has ended). A step that
+           started runs to its end, sends and merges. A message reaching an offline receiver waits for it and
+           is delivered when it is next online (a mailbox), still in order: no message is lost, so a delta's
+           reference and Malcom-PSGD's copies stay whole.
   the end  an agent makes at most `steps` steps, and starts none at or after `sim_time` seconds.
 
 Computing in waves. Step k of agent i can be computed once its step k - 1 is and every neighbour's sends
@@ -21,9 +26,13 @@ computing, so the results are the same for any executor and number of hosts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+# agents, times -> for each, the first time >= that time at which the agent is online (inf: never again)
+Available = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -51,7 +60,8 @@ class Gossip:
     every undirected edge)."""
 
     def __init__(self, n: int, src: np.ndarray, dst: np.ndarray, compute_s: np.ndarray, merge_s: np.ndarray,
-                 latency_s: np.ndarray, rate: np.ndarray, steps: int | None, sim_time: float | None):
+                 latency_s: np.ndarray, rate: np.ndarray, steps: int | None, sim_time: float | None,
+                 available: Available | None = None):
         if steps is None and sim_time is None:
             raise ValueError("an asynchronous run ends after a number of steps or at a simulated time")
         order = np.lexsort((src, dst))  # edges grouped by receiver, then by sender
@@ -64,11 +74,13 @@ class Gossip:
         self.compute_s, self.merge_s = np.asarray(compute_s, float), np.asarray(merge_s, float)
         self.link_latency_s = (latency_s[self.src] + latency_s[self.dst]) / 2
         self.up, self.down = np.asarray(rate, float)[self.src], np.asarray(rate, float)[self.dst]
-        self.steps, self.sim_time = steps, sim_time
+        self.steps, self.sim_time, self.available = steps, sim_time, available
         self.done = np.zeros(n, dtype=np.int64)  # steps made
-        self.next_send = self.compute_s.copy()  # e of each agent's next step
         everyone = np.arange(n)
-        self.finished = self._ended(everyone, self.done, np.zeros(n))
+        start = self._online_from(everyone, np.zeros(n))
+        self.next_send = start + self.compute_s  # e of each agent's next step
+        self.finished = self._ended(everyone, self.done, start)
+        self.gone = self._gone(self.done, start)
         self.held_step = np.full(len(self.src), -1, dtype=np.int64)  # the message each link's receiver holds
         self.held_send = np.full(len(self.src), np.nan)
         self.last_arrival = np.zeros(len(self.src))  # in-order delivery
@@ -78,9 +90,17 @@ class Gossip:
         self.flight_send = np.zeros(0)
         self.wave: Wave | None = None
 
+    def _gone(self, done: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Ended by never being online again (with a time limit, that counts as the limit's doing)."""
+        over = done >= self.steps if self.steps is not None else np.zeros(len(done), dtype=bool)
+        return np.isinf(start) & ~over & (self.sim_time is None)
+
+    def _online_from(self, agents: np.ndarray, time_s: np.ndarray) -> np.ndarray:
+        return time_s if self.available is None else self.available(agents, time_s)
+
     def _ended(self, agents: np.ndarray, done: np.ndarray, start: np.ndarray) -> np.ndarray:
         """Whether these agents, with `done` steps made and the next one starting at `start`, make no more."""
-        over = np.zeros(len(agents), dtype=bool) if self.steps is None else done >= self.steps
+        over = np.isinf(start) if self.steps is None else (done >= self.steps) | np.isinf(start)
         return over | (start >= self.sim_time) if self.sim_time is not None else over
 
     def next_wave(self) -> Wave | None:
@@ -111,8 +131,9 @@ class Gossip:
         used = used[self.held_step[used] >= 0]
         steps = self.done[agents] + 1
         held = np.bincount(self.dst[used], minlength=self.n)[agents]
-        start = time_s + held * self.merge_s[agents]
+        start = self._online_from(agents, time_s + held * self.merge_s[agents])
         last = self._ended(agents, steps, start)
+        self.gone[agents] = self._gone(steps, start)
         self.wave = Wave(agents, steps, time_s, edge, step, newest, used, at[self.dst[used]] - self.held_send[used],
                          np.where(last, np.inf, start + self.compute_s[agents]), last)
         return self.wave
@@ -135,8 +156,8 @@ class Gossip:
         if transmissions is not None:
             copies[wave.agents] = transmissions
         rate = np.minimum(self.up[edges] / copies[self.src[edges]], self.down[edges] / self.in_degree[self.dst[edges]])
-        arrive = np.maximum(time_s[self.src[edges]] + self.link_latency_s[edges] + sizes / rate,
-                            self.last_arrival[edges])
+        transferred = time_s[self.src[edges]] + self.link_latency_s[edges] + sizes / rate
+        arrive = np.maximum(self._online_from(self.dst[edges], transferred), self.last_arrival[edges])
         self.last_arrival[edges] = arrive
         step = np.zeros(self.n, dtype=np.int64)
         step[wave.agents] = wave.steps

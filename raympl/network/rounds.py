@@ -87,6 +87,10 @@ class Network:
                                  config.edge_probability, config.degree, needs_connectivity)
         self.availability = Availability(config.availability, config.agents, config.seed)
         self.availability.check_someone_online(config.rounds)
+        in_seconds = self.availability.kind == "trace" and not self.availability.in_rounds
+        if config.availability_slot_s is not None and in_seconds:
+            raise profiles.ProfileError(f"invalid availability-slot-s {config.availability_slot_s}: the trace "
+                               f"{config.availability!r} is in seconds, so it has no slots; leave the option out")
         self.deadline = config.round_deadline
         self.dynamic = config.network_dynamic
         self.clock_s = 0.0

@@ -35,6 +35,7 @@ from raympl import provenance, topologies
 from raympl.config import run_identity
 from raympl.errors import AsyncStopped
 from raympl.metrics import VALIDATION_COLUMNS, atomic_write_bytes, replacing, time_to_accuracy, write_table
+from raympl.network.availability import Availability, OnlineFrom
 from raympl.network.clock import Profile
 from raympl.network.gossip import Gossip, Wave
 from raympl.runtime import checkpoint
@@ -47,12 +48,33 @@ METRIC_COLUMNS = ["round", "sim_time_s", "agent", "step", "accuracy", "loss", "d
                   "bits_sent", "samples"]
 
 
-def planner(graph: nx.Graph, profile: Profile, steps: int | None, sim_time: float | None) -> Gossip:
-    """The schedule of a run: its graph (both directions of each edge) and its devices' and links' figures."""
+def planner(graph: nx.Graph, profile: Profile, steps: int | None, sim_time: float | None,
+            availability: Availability | None = None, slot_s: float | None = None) -> Gossip:
+    """The schedule of a run: its graph (both directions of each edge), its devices' and links' figures, and
+    churn on the simulated clock (slot_s: a round-based spec's slot; default the agents' mean step time)."""
     edges = np.array(sorted(graph.edges()), dtype=np.int64).reshape(-1, 2)
     src, dst = np.concatenate((edges[:, 0], edges[:, 1])), np.concatenate((edges[:, 1], edges[:, 0]))
+    online_from = None
+    if availability is not None and availability.kind != "always":
+        online_from = OnlineFrom(availability, slot_s or float(profile.compute_s().mean()), sim_time)
     return Gossip(graph.number_of_nodes(), src, dst, profile.compute_s(),
-                  profile.merge_flops_per_message / profile.speed, profile.latency, profile.rate, steps, sim_time)
+                  profile.merge_flops_per_message / profile.speed, profile.latency, profile.rate, steps, sim_time,
+                  online_from)
+
+
+def ended_by(gossip: Gossip, rounds: int) -> dict[str, int]:
+    """How many agents each rule ended: their steps, the time limit, or never being online again."""
+    made_all = gossip.done >= rounds
+    return {"rounds": int(made_all.sum()), "sim_time": int((~made_all & ~gossip.gone).sum()),
+            "offline": int(gossip.gone.sum())}
+
+
+def slot_s(gossip: Gossip) -> float | None:
+    """The slot that a round-based churn spec counts, where one is used."""
+    online_from = gossip.available
+    uses_slots = isinstance(online_from, OnlineFrom) and (online_from.availability.kind != "trace"
+                                                          or online_from.availability.in_rounds)
+    return online_from.slot_s if uses_slots else None
 
 
 @dataclass
@@ -108,8 +130,10 @@ def run_waves(executor, out: Gossiped, groups: list[list[int]], mixing: dict[int
     for h, group in enumerate(groups):
         host_of[group] = h
     times = EvaluationTimes(eval_every_s)
-    if not out.started:
-        first = {a: (0, times.between(0.0, float(gossip.compute_s[a]))) for a in range(gossip.n)}
+    if not out.started:  # the initial models, until each agent's first step ends
+        first = {a: (0, times.between(0.0, float(gossip.next_send[a]))) for a in range(gossip.n)
+                 if not gossip.finished[a]}
+        out.last_merge.update({a: (0, 0.0) for a in np.flatnonzero(gossip.finished).tolist()})  # never online
         out.evaluations += executor.evaluate_agents(per_host(first, groups))
         out.started = True
     while True:
@@ -180,7 +204,8 @@ def simulate(run: Run, start: float, progress: Callable[[int, float | None], Non
         run.executor.restore(run.saved.agents)
         state = run.saved.driver["async"].restored(run.executor.share)
     else:
-        state = Gossiped(planner(run.prepared.graph, run.network.profile, config.rounds, config.sim_time))
+        state = Gossiped(planner(run.prepared.graph, run.network.profile, config.rounds, config.sim_time,
+                                 run.network.availability, config.availability_slot_s))
     mixing = topologies.mixing_weights(run.prepared.graph, config.mixing)
     due = Checkpoints(run)
 
@@ -250,7 +275,7 @@ def write_outputs(run: Run, gossip: Gossip, out: Gossiped, wall_s: float, setup_
         **run.recorder.validation(),
         "sim_time_total_s": out.end_s, "sim_time_limit_s": config.sim_time, "eval_every_s": config.eval_every_s,
         "time_to_accuracy": time_to_accuracy(means, clock),
-        "ended_by": {"rounds": int((steps >= config.rounds).sum()), "sim_time": int((steps < config.rounds).sum())},
+        "ended_by": ended_by(gossip, config.rounds), "availability_slot_s": slot_s(gossip),
         "steps_per_agent": {"min": int(steps.min()), "mean": float(steps.mean()), "max": int(steps.max())},
         "staleness": staleness_summary(out.staleness),
         "waves": out.waves, "planner_s": out.planner_s, "hosts_s": out.hosts_s,

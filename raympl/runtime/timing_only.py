@@ -20,7 +20,7 @@ from raympl import provenance, topologies
 from raympl.config import RunConfig
 from raympl.metrics import atomic_write_bytes
 from raympl.network import rounds as network_rounds
-from raympl.runtime.asynchronous import planner
+from raympl.runtime.asynchronous import ended_by, planner, slot_s
 from raympl.runtime.host import AgentHost
 from raympl.runtime.prepare import Prepared, agent_data, prepare
 from raympl.runtime.run_dir import check_out_dir, make_out_dir
@@ -39,7 +39,8 @@ def simulate(config: RunConfig, out: Path) -> dict:
     prepared = prepare(config)
     network = network_rounds.build(config, prepared.graph, prepared.model, prepared.partition.train)
     size = message_bytes(config, prepared)
-    gossip = planner(prepared.graph, network.profile, config.rounds, config.sim_time)
+    gossip = planner(prepared.graph, network.profile, config.rounds, config.sim_time, network.availability,
+                     config.availability_slot_s)
     broadcast = config.comm_model == "broadcast"
     planning = time.perf_counter()
     ages, waves, end_s = [], 0, 0.0
@@ -58,7 +59,7 @@ def simulate(config: RunConfig, out: Path) -> dict:
         "agents": config.agents, "edges": prepared.graph.number_of_edges(), "message_bytes": size,
         "total_bits": int(8 * size * float(np.dot(steps, copies))), "sim_time_total_s": end_s,
         "sim_time_limit_s": config.sim_time,
-        "ended_by": {"rounds": int((steps >= config.rounds).sum()), "sim_time": int((steps < config.rounds).sum())},
+        "ended_by": ended_by(gossip, config.rounds), "availability_slot_s": slot_s(gossip),
         "steps_per_agent": {"min": int(steps.min()), "mean": float(steps.mean()), "max": int(steps.max())},
         "staleness": {"messages_used": int(age.size), "mean_age_s": float(age.mean()) if age.size else None,
                       "p90_age_s": float(np.quantile(age, 0.9)) if age.size else None,
