@@ -221,17 +221,18 @@ def test_schedule_async_refusals_are_one_line(fashion_dir, tmp_path, extra, expe
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize("algorithm", ["dsgd", "mce-pl"])
-def test_timing_only_plans_the_same_schedule_as_the_run_it_does_not_compute(fashion_dir, tmp_path, algorithm):
+@pytest.mark.parametrize("algorithm,availability", [("dsgd", "always"), ("mce-pl", "always"), ("dsgd", "markov:3:2")])
+def test_timing_only_plans_the_same_schedule_as_the_run_it_does_not_compute(fashion_dir, tmp_path, algorithm,
+                                                                            availability):
     common = ("--algorithm", algorithm, "--rounds", "30", "--schedule", "async", "--sim-time", "0.05",
-              "--device-speed", "lognormal:100:1", "--bandwidth", "1000")
+              "--device-speed", "lognormal:100:1", "--bandwidth", "1000", "--availability", availability)
     full = CliRunner().invoke(app, simulate_args(fashion_dir, tmp_path / "full", *common, "--eval-every-s", "0.01"))
     timed = CliRunner().invoke(app, simulate_args(fashion_dir, tmp_path / "timed", *common, "--timing-only"))
     assert full.exit_code == 0 and timed.exit_code == 0, full.output + timed.output
     assert "agent-steps planned" in timed.output
     ran, planned = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("full", "timed"))
     assert planned["timing_only"] and not (tmp_path / "timed" / "metrics.parquet").exists()
-    for key in ("sim_time_total_s", "total_bits", "steps_per_agent", "ended_by", "waves"):
+    for key in ("sim_time_total_s", "total_bits", "steps_per_agent", "ended_by", "waves", "availability_slot_s"):
         assert planned[key] == ran[key], key
     assert planned["staleness"]["messages_used"] == ran["staleness"]["messages_used"] > 0
     assert planned["staleness"]["max_age_s"] == ran["staleness"]["max_age_s"]
