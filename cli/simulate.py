@@ -130,9 +130,9 @@ def simulate(
                                                                   "10,000 agents and more).")] = None,
     availability: Annotated[str | None, Opt(help="Churn: always, bernoulli:P, markov:UP:DOWN, "
                                                  "diurnal[:PERIOD[:LOW:HIGH]] or trace:FILE.")] = None,
-    availability_slot_s: Annotated[float | None, Opt(help="Async churn: simulated seconds per round of a "
-                                                          "round-based --availability (default: the agents' mean "
-                                                          "step time).")] = None,
+    slot_s: Annotated[float | None, Opt(help="Async: simulated seconds per round of a round-based "
+                                             "--availability or --topology-schedule (default: the agents' mean "
+                                             "step time).")] = None,
     topology_schedule: Annotated[str | None, Opt(help="Graphs that change: static, resample[:K], peers:K, "
                                                       "one-peer-exp or file:LIST.")] = None,
     config: Annotated[Path | None, Opt(help="TOML file with the same keys; flags override it.")] = None,

@@ -194,7 +194,7 @@ class RunConfig:
     schedule: str = "sync"  # or async: each agent steps, sends and merges on its own clock (network/gossip.py)
     sim_time: float | None = None  # async: no agent starts a step at or after this simulated second
     eval_every_s: float | None = None  # async: every agent's model is evaluated every this many simulated seconds
-    availability_slot_s: float | None = None  # async: the slot a round-based --availability counts (default: mean step)
+    slot_s: float | None = None  # async: the slot a round-based --availability counts (default: mean step)
     timing_only: bool = False  # async: the schedule, bits and simulated time without training (runtime/timing_only.py)
     tensorboard: str | None = None  # also write the per-round numbers as TensorBoard scalars there
     address: str | None = None
@@ -363,7 +363,7 @@ class RunConfig:
 
     def _check_schedule(self) -> None:
         """--schedule async and what it does not (yet) combine with (docs/network.md)."""
-        for name in ("sim_time", "eval_every_s", "availability_slot_s"):
+        for name in ("sim_time", "eval_every_s", "slot_s"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise _bad(name.replace("_", "-"), value, "must be a positive number of simulated seconds")
@@ -380,13 +380,26 @@ class RunConfig:
         if self.eval_every_s is None:
             raise _bad("schedule", self.schedule, "an asynchronous run has no rounds to evaluate after: give "
                        "--eval-every-s (simulated seconds between evaluations)")
-        if self.availability_slot_s is not None and self.availability == "always":
-            raise _bad("availability-slot-s", self.availability_slot_s, "does nothing with --availability always")
-        for name, value, default in (("topology-schedule", self.topology_schedule, "static"),
-                                     ("round-deadline", self.round_deadline, None), ("link-drop", self.link_drop, 0.0),
+        if self.slot_s is not None and self.availability == "always" and self.topology_schedule == "static":
+            raise _bad("slot-s", self.slot_s, "does nothing with --availability always and --topology-schedule static")
+        if self.topology_schedule != "static":
+            self._check_async_graphs()
+        for name, value, default in (("round-deadline", self.round_deadline, None), ("link-drop", self.link_drop, 0.0),
                                      ("engine", self.engine, "per-agent"), ("state-store", self.state_store, "memory")):
             if value != default:
                 raise _bad(name, value, "is not built for --schedule async yet; use --schedule sync")
+
+    def _check_async_graphs(self) -> None:
+        """Changing graphs under --schedule async (network/graphs_on_clock.py)."""
+        if self.sim_time is None:
+            raise _bad("topology-schedule", self.topology_schedule, "with --schedule async needs --sim-time: the "
+                       "planner lays out every link the graphs have up to that time")
+        if self.codec == "delta" or self.algorithm == "malcom-psgd":
+            what, instead = (("a delta", "--codec entropy or raw") if self.codec == "delta" else
+                             ("malcom-psgd's increment", "--schedule sync"))
+            raise _bad("topology-schedule", self.topology_schedule, f"with --schedule async: {what} needs the "
+                       "sender's earlier messages, which a receiver newly linked to it never got; resending the "
+                       f"whole is not built; use {instead}")
 
     def _check_baselines(self) -> None:
         """The baselines' own options (docs/algorithms.md §3-4)."""
@@ -501,7 +514,7 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "sim_time": (("schedule", ("async",)),),
     "eval_every_s": (("schedule", ("async",)), ("timing_only", (False,))),
     "timing_only": (("schedule", ("async",)),),
-    "availability_slot_s": (("schedule", ("async",)),),
+    "slot_s": (("schedule", ("async",)),),
     "keep_final_checkpoint": (("schedule", ("sync",)),),  # an asynchronous run cannot be extended yet
 }
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -127,7 +128,7 @@ def test_churn_on_the_clock_keeps_every_message_and_the_results_exact(tiny_overr
     assert [{**r, "loss": 0} for r in metrics] == [{**r, "loss": 0} for r in metrics3]
     assert [r["loss"] for r in metrics3] == pytest.approx([r["loss"] for r in metrics], rel=LOSS_RTOL)
     assert summary["ended_by"] == {"rounds": 5, "sim_time": 0, "offline": 1}  # agent 4 never came back
-    assert summary["availability_slot_s"] is None  # a trace in seconds has no slots
+    assert summary["slot_s"] is None  # a trace in seconds has no slots
     assert max(s["step"] for s in staleness if s["receiver"] == 4) < 12
     # a step that started before 3 ms may end after it (by at most a step, here < 2 ms); none starts while
     # agent 1 is away
@@ -139,6 +140,31 @@ def test_churn_on_the_clock_keeps_every_message_and_the_results_exact(tiny_overr
     back = min(t for _, t in merges if t > 0.008)
     assert any(s["time_s"] == back and 0.003 < s["time_s"] - s["age_s"] < 0.008 for s in staleness
                if s["receiver"] == 1)
+
+
+@pytest.mark.parametrize("algorithm,codec,schedule", [("dsgd", "raw", "peers:1"), ("mce-pl", "entropy", "resample")])
+def test_changing_graphs_on_the_clock_give_the_same_results_on_any_number_of_hosts(tiny_overrides, tmp_path,
+                                                                                   algorithm, codec, schedule):
+    base = {**tiny_overrides, "algorithm": algorithm, "codec": codec, "rounds": 30, "device_speed": "lognormal:100:1",
+            "bandwidth": "1000", "latency": "0.001", "executor": "inprocess", "schedule": "async",
+            "eval_every_s": 0.01, "sim_time": 0.03, "topology_schedule": schedule, "slot_s": 0.004,
+            **({"topology": "er", "p": 0.5} if schedule == "resample" else {})}
+    runs = {}
+    for name, per_host in (("one", 6), ("three", 2)):
+        out = tmp_path / name
+        driver.simulate(configure({**base, "agents_per_actor": per_host, "out": str(out)}))
+        runs[name] = (json.loads((out / "summary.json").read_text()),
+                      *(pq.read_table(out / f"{table}.parquet").to_pylist() for table in ("metrics", "staleness")))
+    (summary, metrics, staleness), (summary3, metrics3, staleness3) = runs["one"], runs["three"]
+    assert staleness == staleness3 and summary["total_bits"] == summary3["total_bits"] and summary["slot_s"] == 0.004
+    assert [{**r, "loss": 0} for r in metrics] == [{**r, "loss": 0} for r in metrics3]
+    assert [r["loss"] for r in metrics3] == pytest.approx([r["loss"] for r in metrics], rel=LOSS_RTOL)
+    # the senders an agent merged with changed with the slots: more pairs than the first graph's edges
+    first = nx.read_edgelist(tmp_path / "one" / "topology.edgelist", nodetype=int)  # the run's own graph
+    pairs = {(s["receiver"], s["sender"]) for s in staleness}
+    assert pairs - {(i, j) for i, j in first.edges} - {(j, i) for i, j in first.edges}
+    slots = {int(s["time_s"] // 0.004) for s in staleness}
+    assert len(slots) > 3 and all(s["age_s"] > 0 for s in staleness)
 
 
 def test_merges_use_only_messages_that_arrived(tiny_overrides, tmp_path):
@@ -204,14 +230,18 @@ def test_schedule_async_writes_metrics_by_simulated_time_and_staleness(fashion_d
     (("--algorithm", "dsgd", "--schedule", "async"), "give --eval-every-s"),
     (("--algorithm", "dsgd", "--sim-time", "5"), "invalid sim-time 5.0"),
     (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "-1"), "invalid eval-every-s -1.0"),
-    (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "1", "--topology-schedule", "resample"),
-     "invalid topology-schedule 'resample': is not built for --schedule async yet"),
-    (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "1", "--availability-slot-s", "2"),
-     "invalid availability-slot-s 2.0: does nothing with --availability always"),
-    (("--algorithm", "dsgd", "--availability", "bernoulli:0.5", "--availability-slot-s", "2"),
-     "invalid availability-slot-s 2.0: it does nothing for schedule sync"),
+    (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "1", "--topology-schedule", "peers:2"),
+     "invalid topology-schedule 'peers:2': with --schedule async needs --sim-time"),
+    (("--algorithm", "mce-pl", "--codec", "delta", "--schedule", "async", "--eval-every-s", "1", "--sim-time", "1",
+      "--topology-schedule", "peers:2"), "invalid topology-schedule 'peers:2': with --schedule async: a delta"),
+    (("--algorithm", "malcom-psgd", "--schedule", "async", "--eval-every-s", "1", "--sim-time", "1",
+      "--topology-schedule", "peers:2"), "with --schedule async: malcom-psgd's increment needs"),
+    (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "1", "--slot-s", "2"),
+     "invalid slot-s 2.0: does nothing with --availability always and --topology-schedule static"),
+    (("--algorithm", "dsgd", "--availability", "bernoulli:0.5", "--slot-s", "2"),
+     "invalid slot-s 2.0: it does nothing for schedule sync"),
     (("--algorithm", "dsgd", "--schedule", "async", "--eval-every-s", "1", "--availability", "bernoulli:0.5",
-      "--availability-slot-s", "0"), "invalid availability-slot-s 0.0: must be a positive number"),
+      "--slot-s", "0"), "invalid slot-s 0.0: must be a positive number"),
     (("--algorithm", "dsgd", "--schedule", "later"), "invalid schedule 'later'"),
 ])
 def test_schedule_async_refusals_are_one_line(fashion_dir, tmp_path, extra, expected):
@@ -221,18 +251,19 @@ def test_schedule_async_refusals_are_one_line(fashion_dir, tmp_path, extra, expe
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize("algorithm,availability", [("dsgd", "always"), ("mce-pl", "always"), ("dsgd", "markov:3:2")])
+@pytest.mark.parametrize("algorithm,network", [("dsgd", ()), ("mce-pl", ()), ("dsgd", ("--availability", "markov:3:2")),
+                                               ("dsgd", ("--topology-schedule", "peers:1", "--slot-s", "0.004"))])
 def test_timing_only_plans_the_same_schedule_as_the_run_it_does_not_compute(fashion_dir, tmp_path, algorithm,
-                                                                            availability):
+                                                                            network):
     common = ("--algorithm", algorithm, "--rounds", "30", "--schedule", "async", "--sim-time", "0.05",
-              "--device-speed", "lognormal:100:1", "--bandwidth", "1000", "--availability", availability)
+              "--device-speed", "lognormal:100:1", "--bandwidth", "1000", *network)
     full = CliRunner().invoke(app, simulate_args(fashion_dir, tmp_path / "full", *common, "--eval-every-s", "0.01"))
     timed = CliRunner().invoke(app, simulate_args(fashion_dir, tmp_path / "timed", *common, "--timing-only"))
     assert full.exit_code == 0 and timed.exit_code == 0, full.output + timed.output
     assert "agent-steps planned" in timed.output
     ran, planned = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("full", "timed"))
     assert planned["timing_only"] and not (tmp_path / "timed" / "metrics.parquet").exists()
-    for key in ("sim_time_total_s", "total_bits", "steps_per_agent", "ended_by", "waves", "availability_slot_s"):
+    for key in ("sim_time_total_s", "total_bits", "steps_per_agent", "ended_by", "waves", "slot_s"):
         assert planned[key] == ran[key], key
     assert planned["staleness"]["messages_used"] == ran["staleness"]["messages_used"] > 0
     assert planned["staleness"]["max_age_s"] == ran["staleness"]["max_age_s"]

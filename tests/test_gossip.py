@@ -11,6 +11,9 @@ import pytest
 
 from raympl.network.availability import Availability, OnlineFrom
 from raympl.network.gossip import Gossip
+from raympl.network.graphs_on_clock import GraphsOnClock
+from raympl.topologies import erdos_renyi, mixing_weights
+from raympl.topologies.schedule import Schedule
 
 
 def edges_of(graph: nx.Graph) -> tuple[np.ndarray, np.ndarray]:
@@ -43,11 +46,12 @@ def always(agent: int, t: float) -> float:
     return t
 
 
-def reference(graph: nx.Graph, compute, merge, latency, rate, steps, online_from=always) -> dict:
+def reference(graph: nx.Graph, compute, merge, latency, rate, steps, online_from=always, graph_at=None,
+              sim_time=np.inf) -> dict:
     """Every agent's steps in time order, one event at a time. online_from(agent, t): the first time >= t at
-    which the agent is online (inf: never again)."""
+    which the agent is online (inf: never again); graph_at(t): the graph at time t (default: `graph`)."""
     n = graph.number_of_nodes()
-    in_degree = dict(graph.degree)
+    graph_at = graph_at or (lambda t: graph)
     last_arrival: dict[tuple[int, int], float] = {}
     inbox: dict[tuple[int, int], list[tuple[float, int, float]]] = {}  # link -> (arrival, step, send time)
     held: dict[tuple[int, int], tuple[int, float]] = {}
@@ -56,24 +60,26 @@ def reference(graph: nx.Graph, compute, merge, latency, rate, steps, online_from
     made = {}
     while events:
         t, i, k = heapq.heappop(events)
-        # merge: the newest message received from each neighbour by t
+        # merge: the newest message received from each current neighbour by t
         used = {}
-        for j in graph.neighbors(i):
+        for j in range(n):
             arrived = [m for m in inbox.get((j, i), []) if m[0] <= t]
             if arrived:
                 held[(j, i)] = max(arrived, key=lambda m: m[1])[1:]
                 inbox[(j, i)] = [m for m in inbox[(j, i)] if m[0] > t]
+        now = graph_at(t)
+        for j in now.neighbors(i):
             if (j, i) in held:
                 used[j] = (held[(j, i)][0], t - held[(j, i)][1])
         made[(i, k)] = (t, used)
-        for j in graph.neighbors(i):  # send
-            r = min(rate[i] / graph.degree[i], rate[j] / in_degree[j])
+        for j in now.neighbors(i):  # send, to the neighbours of the time, sharing rates by its degrees
+            r = min(rate[i] / now.degree[i], rate[j] / now.degree[j])
             transferred = t + (latency[i] + latency[j]) / 2 + size_of(i, k, j) / r
             arrive = max(online_from(j, transferred), last_arrival.get((i, j), 0.0))  # waits for its receiver
             last_arrival[(i, j)] = arrive
             inbox.setdefault((i, j), []).append((arrive, k, t))
         start = online_from(i, t + len(used) * merge[i])  # the next step starts once the agent is online
-        if k < steps and start < np.inf:
+        if k < steps and start < sim_time:
             heapq.heappush(events, (start + compute[i], i, k + 1))
     return made
 
@@ -193,3 +199,32 @@ def test_online_from_reads_traces_and_slots(tmp_path):
         assert t == (3.0 if slot == 2 else (slot - 1) * 2.0)
     limited = OnlineFrom(bernoulli, slot_s=2.0, horizon_s=4.0)
     assert all(t == np.inf or t < 4.0 for t in limited(np.arange(5), np.full(5, 3.0)).tolist())
+
+
+@pytest.mark.parametrize(("seed", "spec"), [(0, "resample"), (1, "peers:2"), (2, "one-peer-exp"), (3, "resample:3")])
+def test_waves_on_changing_graphs_equal_a_simulation_in_time_order(seed, spec):
+    rng = np.random.default_rng(seed)
+    n, slot_s, horizon = 12, 0.9, 25.0
+    base = erdos_renyi(n, 0.4, seed)
+    schedule = Schedule(spec, base, "er", seed, p=0.4)
+    compute = rng.lognormal(0, 1, n)
+    merge, latency, rate = rng.uniform(0, 0.1, n), rng.uniform(0, 0.2, n), rng.uniform(100, 1000, n)
+    links = GraphsOnClock(schedule, n, slot_s, horizon, "metropolis")
+    gossip = Gossip(n, links.src, links.dst, compute, merge, latency, rate, steps=None, sim_time=horizon,
+                    links=links)
+    waves = run_waves(gossip)
+
+    def graph_at(t: float) -> nx.Graph:
+        return schedule.graph(min(int(t // slot_s), links.slots - 1) + 1)
+
+    expected = reference(base, compute, merge, latency, rate, steps=10**9, graph_at=graph_at, sim_time=horizon)
+    assert waves.keys() == expected.keys()
+    for key, (t, used) in expected.items():
+        assert waves[key][0] == pytest.approx(t, rel=1e-12)
+        assert {j: s for j, (s, _) in waves[key][1].items()} == {j: s for j, (s, _) in used.items()}
+    # the graphs changed: merges used senders that the first graph does not link, and did not use some it does
+    pairs = {(i, j) for (i, _), (_, used) in waves.items() for j in used}
+    assert pairs - {(i, j) for i, j in base.edges} - {(j, i) for i, j in base.edges}
+    # the mixing rows are those of the slot's graph
+    late = links.mixing(7.5 * slot_s)
+    assert late == mixing_weights(schedule.graph(8), "metropolis")

@@ -14,6 +14,9 @@ Each agent repeats on its own clock: local step k (c_i seconds) -> send -> merge
            started runs to its end, sends and merges. A message reaching an offline receiver waits for it and
            is delivered when it is next online (a mailbox), still in order: no message is lost, so a delta's
            reference and Malcom-PSGD's copies stay whole.
+  graphs   (`links`, optional: network/graphs_on_clock.py) src/dst hold every link that ever exists; a
+           message goes on the links that exist when it is sent, a merge uses those that exist at the merge,
+           and rates share by that slot's degrees.
   the end  an agent makes at most `steps` steps, and starts none at or after `sim_time` seconds.
 
 Computing in waves. Step k of agent i can be computed once its step k - 1 is and every neighbour's sends
@@ -30,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from raympl.network.graphs_on_clock import GraphsOnClock
 
 # agents, times -> for each, the first time >= that time at which the agent is online (inf: never again)
 Available = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -61,10 +66,11 @@ class Gossip:
 
     def __init__(self, n: int, src: np.ndarray, dst: np.ndarray, compute_s: np.ndarray, merge_s: np.ndarray,
                  latency_s: np.ndarray, rate: np.ndarray, steps: int | None, sim_time: float | None,
-                 available: Available | None = None):
+                 available: Available | None = None, links: GraphsOnClock | None = None):
         if steps is None and sim_time is None:
             raise ValueError("an asynchronous run ends after a number of steps or at a simulated time")
         order = np.lexsort((src, dst))  # edges grouped by receiver, then by sender
+        self.links, self.link_of = links, order  # edge e of this planner is link order[e] of `links`
         self.n, self.src, self.dst = n, np.asarray(src)[order], np.asarray(dst)[order]
         self.in_degree = np.bincount(self.dst, minlength=n)
         self.in_start = np.concatenate(([0], np.cumsum(self.in_degree)))
@@ -129,6 +135,8 @@ class Gossip:
         self.flight_arrive, self.flight_send = self.flight_arrive[keep], self.flight_send[keep]
         used = self._in_edges(agents)
         used = used[self.held_step[used] >= 0]
+        if self.links is not None:  # only current neighbours
+            used = used[self.links.active(self.link_of[used], at[self.dst[used]])]
         steps = self.done[agents] + 1
         held = np.bincount(self.dst[used], minlength=self.n)[agents]
         start = self._online_from(agents, time_s + held * self.merge_s[agents])
@@ -145,17 +153,26 @@ class Gossip:
         """The edge indices of these agents' sends, grouped by agent in the order given."""
         return self.by_sender[_ranges(self.out_start[agents], self.out_degree[agents])]
 
-    def sent(self, sizes: np.ndarray, transmissions: np.ndarray | None = None) -> None:
+    def sent(self, sizes: np.ndarray, transmissions: np.ndarray | None = None) -> np.ndarray:
         """The wave was computed: sizes[e] are the bytes of its messages on out_edges(wave.agents);
-        transmissions: each agent's broadcasts (None: unicast, one per neighbour)."""
+        transmissions: each agent's broadcasts (None: unicast, one per neighbour). Returns the number of links
+        each of the wave's agents sent on."""
         wave, self.wave = self.wave, None
         edges = self.out_edges(wave.agents)
         time_s = np.zeros(self.n)
         time_s[wave.agents] = wave.time_s
-        copies = self.out_degree.astype(float) if transmissions is None else np.ones(self.n)
+        out_degree, in_degree = self.out_degree, self.in_degree
+        if self.links is not None:  # the links that exist when each message is sent, and their degrees
+            exists = self.links.active(self.link_of[edges], time_s[self.src[edges]])
+            edges, sizes = edges[exists], np.asarray(sizes)[exists]
+            slot = self.links.slot(time_s[self.src[edges]])
+            out_degree, in_degree = np.zeros(self.n), np.ones(self.n)
+            out_degree[self.src[edges]] = self.links.out_degree[slot, self.src[edges]]
+            in_degree[self.dst[edges]] = self.links.in_degree[slot, self.dst[edges]]
+        copies = out_degree.astype(float) if transmissions is None else np.ones(self.n)
         if transmissions is not None:
             copies[wave.agents] = transmissions
-        rate = np.minimum(self.up[edges] / copies[self.src[edges]], self.down[edges] / self.in_degree[self.dst[edges]])
+        rate = np.minimum(self.up[edges] / copies[self.src[edges]], self.down[edges] / in_degree[self.dst[edges]])
         transferred = time_s[self.src[edges]] + self.link_latency_s[edges] + sizes / rate
         arrive = np.maximum(self._online_from(self.dst[edges], transferred), self.last_arrival[edges])
         self.last_arrival[edges] = arrive
@@ -168,6 +185,7 @@ class Gossip:
         self.done[wave.agents] = wave.steps
         self.next_send[wave.agents] = wave.next_time_s
         self.finished[wave.agents] = wave.last
+        return np.bincount(self.src[edges], minlength=self.n)[wave.agents]
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

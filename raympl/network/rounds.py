@@ -88,8 +88,8 @@ class Network:
         self.availability = Availability(config.availability, config.agents, config.seed)
         self.availability.check_someone_online(config.rounds)
         in_seconds = self.availability.kind == "trace" and not self.availability.in_rounds
-        if config.availability_slot_s is not None and in_seconds:
-            raise profiles.ProfileError(f"invalid availability-slot-s {config.availability_slot_s}: the trace "
+        if config.slot_s is not None and in_seconds:
+            raise profiles.ProfileError(f"invalid slot-s {config.slot_s}: the trace "
                                f"{config.availability!r} is in seconds, so it has no slots; leave the option out")
         self.deadline = config.round_deadline
         self.dynamic = config.network_dynamic

@@ -38,9 +38,11 @@ from raympl.metrics import VALIDATION_COLUMNS, atomic_write_bytes, replacing, ti
 from raympl.network.availability import Availability, OnlineFrom
 from raympl.network.clock import Profile
 from raympl.network.gossip import Gossip, Wave
+from raympl.network.graphs_on_clock import GraphsOnClock
 from raympl.runtime import checkpoint
 from raympl.runtime.run_dir import write_masks
 from raympl.runtime.run_state import Run
+from raympl.topologies.schedule import Schedule
 
 STALENESS_SCHEMA = pa.schema([("receiver", pa.int64()), ("step", pa.int64()), ("time_s", pa.float64()),
                               ("sender", pa.int64()), ("sender_step", pa.int64()), ("age_s", pa.float64())])
@@ -49,17 +51,24 @@ METRIC_COLUMNS = ["round", "sim_time_s", "agent", "step", "accuracy", "loss", "d
 
 
 def planner(graph: nx.Graph, profile: Profile, steps: int | None, sim_time: float | None,
-            availability: Availability | None = None, slot_s: float | None = None) -> Gossip:
+            availability: Availability | None = None, schedule: Schedule | None = None,
+            slot_s: float | None = None, mixing_rule: str = "metropolis") -> Gossip:
     """The schedule of a run: its graph (both directions of each edge), its devices' and links' figures, and
-    churn on the simulated clock (slot_s: a round-based spec's slot; default the agents' mean step time)."""
-    edges = np.array(sorted(graph.edges()), dtype=np.int64).reshape(-1, 2)
-    src, dst = np.concatenate((edges[:, 0], edges[:, 1])), np.concatenate((edges[:, 1], edges[:, 0]))
-    online_from = None
+    churn and changing graphs on the simulated clock (slot_s: the seconds of a round of a round-based spec;
+    default the agents' mean step time)."""
+    slot = slot_s or float(profile.compute_s().mean())
+    online_from = links = None
     if availability is not None and availability.kind != "always":
-        online_from = OnlineFrom(availability, slot_s or float(profile.compute_s().mean()), sim_time)
+        online_from = OnlineFrom(availability, slot, sim_time)
+    if schedule is not None and not schedule.static:
+        links = GraphsOnClock(schedule, graph.number_of_nodes(), slot, sim_time, mixing_rule)
+        src, dst = links.src, links.dst
+    else:
+        edges = np.array(sorted(graph.edges()), dtype=np.int64).reshape(-1, 2)
+        src, dst = np.concatenate((edges[:, 0], edges[:, 1])), np.concatenate((edges[:, 1], edges[:, 0]))
     return Gossip(graph.number_of_nodes(), src, dst, profile.compute_s(),
                   profile.merge_flops_per_message / profile.speed, profile.latency, profile.rate, steps, sim_time,
-                  online_from)
+                  online_from, links)
 
 
 def ended_by(gossip: Gossip, rounds: int) -> dict[str, int]:
@@ -70,7 +79,9 @@ def ended_by(gossip: Gossip, rounds: int) -> dict[str, int]:
 
 
 def slot_s(gossip: Gossip) -> float | None:
-    """The slot that a round-based churn spec counts, where one is used."""
+    """The slot that round-based specs (churn, changing graphs) count, where one is used."""
+    if gossip.links is not None:
+        return gossip.links.slot_s
     online_from = gossip.available
     uses_slots = isinstance(online_from, OnlineFrom) and (online_from.availability.kind != "trace"
                                                           or online_from.availability.in_rounds)
@@ -119,13 +130,17 @@ class EvaluationTimes:
         return [m for m in range(first, last + 1) if start_s <= m * self.every_s < stop_s]
 
 
-def run_waves(executor, out: Gossiped, groups: list[list[int]], mixing: dict[int, dict[int, float]],
+Mixing = dict[int, dict[int, float]]  # each agent's row of W over its closed neighbourhood
+
+
+def run_waves(executor, out: Gossiped, groups: list[list[int]], mixing: Mixing | Callable[[float], Mixing],
               eval_every_s: float, broadcast: bool = False,
               after_wave: Callable[[Gossiped], None] = lambda out: None) -> Gossiped:
-    """Every wave until every agent has ended, from `out` (a fresh state or a checkpoint's); `mixing`: each
-    agent's row of W over its closed neighbourhood (a row's weight of a neighbour whose message it does not
-    hold stays with the agent). after_wave: called between waves (checkpoints, stop requests)."""
+    """Every wave until every agent has ended, from `out` (a fresh state or a checkpoint's); `mixing`: the rows
+    of W, or the rows at a simulated time where the graph changes (a row's weight of a neighbour whose message
+    it does not hold stays with the agent). after_wave: called between waves (checkpoints, stop requests)."""
     gossip = out.gossip
+    mixing_at = mixing if callable(mixing) else lambda time_s: mixing
     host_of = np.empty(gossip.n, dtype=np.int64)
     for h, group in enumerate(groups):
         host_of[group] = h
@@ -142,32 +157,33 @@ def run_waves(executor, out: Gossiped, groups: list[list[int]], mixing: dict[int
         wave = gossip.next_wave()
         if wave is None:
             break
-        parts, inputs = wave_parts(wave, gossip, groups, host_of, mixing, times, out.made_in, out.batches,
+        parts, inputs = wave_parts(wave, gossip, groups, host_of, mixing_at, times, out.made_in, out.batches,
                                    out.last_merge)
         computing = time.perf_counter()
         handles, sizes, rows = executor.gossip(parts, inputs)
         computed = time.perf_counter()
         out.evaluations += rows
         edges = gossip.out_edges(wave.agents)
-        gossip.sent(np.array([sizes[int(s)] for s in gossip.src[edges]], dtype=float),
-                    np.ones(len(wave.agents)) if broadcast else None)
-        for agent, step, at in zip(wave.agents.tolist(), wave.steps.tolist(), wave.time_s.tolist(), strict=True):
+        links = gossip.sent(np.array([sizes[int(s)] for s in gossip.src[edges]], dtype=float),
+                            np.ones(len(wave.agents)) if broadcast else None)
+        for agent, step, at, sent_on in zip(wave.agents.tolist(), wave.steps.tolist(), wave.time_s.tolist(),
+                                            links.tolist(), strict=True):
             out.made_in[(agent, step)] = out.waves
-            bits = 8 * sizes[agent] * (1 if broadcast else int(gossip.out_degree[agent]))
+            bits = 8 * sizes[agent] * (min(1, sent_on) if broadcast else sent_on)
             out.bits_sent[agent] = out.bits_sent.get(agent, 0) + bits
             out.sends.append((agent, at, bits))
-            out.message_bytes += sizes[agent]
+            out.message_bytes += sizes[agent] if sent_on else 0
             out.steps[agent] = step
         out.batches[out.waves] = handles
-        out.unreceived[out.waves] = len(edges)
+        out.unreceived[out.waves] = int(links.sum())
         out.messages_of[out.waves] = list(zip(wave.agents.tolist(), wave.steps.tolist(), strict=True))
+        if out.unreceived[out.waves] == 0:  # sent to nobody (no links at the time): nothing to keep
+            drop_batch(out, out.waves)
         for edge, step in zip(wave.received_edge.tolist(), wave.received_step.tolist(), strict=True):
             made = out.made_in[(int(gossip.src[edge]), step)]
             out.unreceived[made] -= 1
             if out.unreceived[made] == 0:  # every receiver got this wave's messages
-                del out.batches[made], out.unreceived[made]
-                for key in out.messages_of.pop(made):
-                    del out.made_in[key]
+                drop_batch(out, made)
         out.staleness += staleness_rows(wave, gossip)
         out.end_s = max(out.end_s, float(wave.time_s.max()))
         out.waves += 1
@@ -181,6 +197,12 @@ def run_waves(executor, out: Gossiped, groups: list[list[int]], mixing: dict[int
     out.evaluations.sort(key=lambda r: (r["round"], r["agent"]))
     bits_by_time(out)
     return out
+
+
+def drop_batch(out: Gossiped, wave: int) -> None:
+    del out.batches[wave], out.unreceived[wave]
+    for key in out.messages_of.pop(wave):
+        del out.made_in[key]
 
 
 def bits_by_time(out: Gossiped) -> None:
@@ -205,8 +227,9 @@ def simulate(run: Run, start: float, progress: Callable[[int, float | None], Non
         state = run.saved.driver["async"].restored(run.executor.share)
     else:
         state = Gossiped(planner(run.prepared.graph, run.network.profile, config.rounds, config.sim_time,
-                                 run.network.availability, config.availability_slot_s))
-    mixing = topologies.mixing_weights(run.prepared.graph, config.mixing)
+                                 run.network.availability, run.network.schedule, config.slot_s, config.mixing))
+    links = state.gossip.links
+    mixing = links.mixing if links is not None else topologies.mixing_weights(run.prepared.graph, config.mixing)
     due = Checkpoints(run)
 
     def between_waves(out: Gossiped) -> None:
@@ -265,7 +288,7 @@ def write_outputs(run: Run, gossip: Gossip, out: Gossiped, wall_s: float, setup_
     means = run.recorder.evaluation_means()
     clock = {r["round"]: r["sim_time_s"] for r in out.evaluations}
     steps = np.array([out.steps.get(a, 0) for a in range(config.agents)])
-    messages = len(out.sends)
+    messages = sum(1 for _, _, bits in out.sends if bits)
     summary = {
         "schedule": "async", "algorithm": config.algorithm, "rounds": config.rounds, "agents": config.agents,
         "edges": run.prepared.graph.number_of_edges(),
@@ -275,7 +298,7 @@ def write_outputs(run: Run, gossip: Gossip, out: Gossiped, wall_s: float, setup_
         **run.recorder.validation(),
         "sim_time_total_s": out.end_s, "sim_time_limit_s": config.sim_time, "eval_every_s": config.eval_every_s,
         "time_to_accuracy": time_to_accuracy(means, clock),
-        "ended_by": ended_by(gossip, config.rounds), "availability_slot_s": slot_s(gossip),
+        "ended_by": ended_by(gossip, config.rounds), "slot_s": slot_s(gossip),
         "steps_per_agent": {"min": int(steps.min()), "mean": float(steps.mean()), "max": int(steps.max())},
         "staleness": staleness_summary(out.staleness),
         "waves": out.waves, "planner_s": out.planner_s, "hosts_s": out.hosts_s,
@@ -320,7 +343,7 @@ def per_host(marks: dict[int, tuple[int, list[int]]], groups: list[list[int]]) -
 
 
 def wave_parts(wave: Wave, gossip: Gossip, groups: list[list[int]], host_of: np.ndarray,
-               mixing: dict[int, dict[int, float]], times: EvaluationTimes, made_in: dict, batches: dict,
+               mixing_at: Callable[[float], Mixing], times: EvaluationTimes, made_in: dict, batches: dict,
                last_merge: dict) -> tuple[list[tuple | None], list[list]]:
     """Each host's (steps, receive, use, evaluate) of this wave and the earlier batches it reads."""
     parts = [({}, {}, {}, {}) for _ in groups]
@@ -340,12 +363,13 @@ def wave_parts(wave: Wave, gossip: Gossip, groups: list[list[int]], host_of: np.
         parts[host][1].setdefault(receiver, []).append((sender, step))
         made = made_in[(sender, step)]
         needed[host].setdefault((made, host_of[sender]), batches[made][host_of[sender]])
+    merge_time = dict(zip(wave.agents.tolist(), wave.time_s.tolist(), strict=True))
     for edge in wave.used_edge.tolist():
         sender, receiver = int(gossip.src[edge]), int(gossip.dst[edge])
         senders, row, expected = parts[host_of[receiver]][2][receiver]
         senders.append(sender)
         expected.append(int(gossip.held_step[edge]))
-        row[sender] = mixing[receiver][sender]
+        row[sender] = mixing_at(merge_time[receiver])[receiver][sender]
     for _, _, use, _ in parts:
         for agent, (senders, row, _) in use.items():
             row[agent] = 1.0 - math.fsum(row[s] for s in senders)

@@ -40,26 +40,26 @@ def simulate(config: RunConfig, out: Path) -> dict:
     network = network_rounds.build(config, prepared.graph, prepared.model, prepared.partition.train)
     size = message_bytes(config, prepared)
     gossip = planner(prepared.graph, network.profile, config.rounds, config.sim_time, network.availability,
-                     config.availability_slot_s)
+                     network.schedule, config.slot_s, config.mixing)
     broadcast = config.comm_model == "broadcast"
     planning = time.perf_counter()
-    ages, waves, end_s = [], 0, 0.0
+    ages, waves, end_s, copies = [], 0, 0.0, 0
     while (wave := gossip.next_wave()) is not None:
         edges = gossip.out_edges(wave.agents)
-        gossip.sent(np.full(len(edges), float(size)), np.ones(len(wave.agents)) if broadcast else None)
+        links = gossip.sent(np.full(len(edges), float(size)), np.ones(len(wave.agents)) if broadcast else None)
+        copies += int(np.minimum(links, 1).sum() if broadcast else links.sum())
         ages.append(wave.used_age_s)
         end_s = max(end_s, float(wave.time_s.max()))
         waves += 1
     planner_s = time.perf_counter() - planning
     steps = gossip.done
-    copies = np.ones(config.agents) if broadcast else gossip.out_degree
     age = np.concatenate(ages) if ages else np.zeros(0)
     summary = {
         "schedule": "async", "timing_only": True, "algorithm": config.algorithm, "rounds": config.rounds,
         "agents": config.agents, "edges": prepared.graph.number_of_edges(), "message_bytes": size,
-        "total_bits": int(8 * size * float(np.dot(steps, copies))), "sim_time_total_s": end_s,
+        "total_bits": 8 * size * copies, "sim_time_total_s": end_s,
         "sim_time_limit_s": config.sim_time,
-        "ended_by": ended_by(gossip, config.rounds), "availability_slot_s": slot_s(gossip),
+        "ended_by": ended_by(gossip, config.rounds), "slot_s": slot_s(gossip),
         "steps_per_agent": {"min": int(steps.min()), "mean": float(steps.mean()), "max": int(steps.max())},
         "staleness": {"messages_used": int(age.size), "mean_age_s": float(age.mean()) if age.size else None,
                       "p90_age_s": float(np.quantile(age, 0.9)) if age.size else None,
