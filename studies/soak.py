@@ -73,7 +73,7 @@ def schedule(args: argparse.Namespace) -> list[tuple[int, str]]:
 def soak(args: argparse.Namespace, settings: list[str]) -> dict:
     out, run = args.out, args.out / "soaked"
     log = (out / "soak.log").open("w")
-    events, done, segments = schedule(args), [], 0
+    events, done, segments, polite_stops = schedule(args), [], 0, 0
     process = None
     rounds = args.extend_from
     while True:
@@ -113,6 +113,7 @@ def soak(args: argparse.Namespace, settings: list[str]) -> dict:
             code = process.wait()  # 0: it was in its last round, which a stop request lets finish
             if code not in (0, 128 + signal.SIGTERM):
                 raise SystemExit(f"soak: SIGTERM gave exit code {code}; see {out}/soak.log")
+            polite_stops += code == 128 + signal.SIGTERM
             process = None
         else:
             hosts = host_processes()
@@ -125,7 +126,7 @@ def soak(args: argparse.Namespace, settings: list[str]) -> dict:
     text = (out / "soak.log").read_text()
     return {"events": [{"planned_round": a, "event": k, "observed_round": s} for a, k, s in done],
             "segments": segments, "host_recoveries_logged": text.count("warning: lost a host"),
-            "polite_stops_logged": text.count("stopped by SIGTERM")}
+            "polite_stops": polite_stops, "polite_stops_logged": text.count("stopped by SIGTERM")}
 
 
 def compare(a: Path, b: Path) -> dict:
