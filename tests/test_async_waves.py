@@ -107,6 +107,22 @@ def test_malcom_psgd_receivers_apply_every_increment_in_order(tiny_overrides, tm
     assert len({r["accuracy"] for r in one.evaluations}) > 1
 
 
+def same_on_one_and_three_hosts(overrides: dict, tmp_path) -> tuple[dict, list[dict]]:
+    """The run on one host and on three: the same metrics (losses within LOSS_RTOL), staleness and bits.
+    Returns the one-host run's summary and staleness rows."""
+    runs = {}
+    for name, per_host in (("one", 6), ("three", 2)):
+        out = tmp_path / name
+        driver.simulate(configure({**overrides, "agents_per_actor": per_host, "out": str(out)}))
+        runs[name] = (json.loads((out / "summary.json").read_text()),
+                      *(pq.read_table(out / f"{table}.parquet").to_pylist() for table in ("metrics", "staleness")))
+    (summary, metrics, staleness), (summary3, metrics3, staleness3) = runs["one"], runs["three"]
+    assert staleness == staleness3 and summary["total_bits"] == summary3["total_bits"]
+    assert [{**r, "loss": 0} for r in metrics] == [{**r, "loss": 0} for r in metrics3]
+    assert [r["loss"] for r in metrics3] == pytest.approx([r["loss"] for r in metrics], rel=LOSS_RTOL)
+    return summary, staleness
+
+
 @pytest.mark.parametrize("algorithm,codec", [("mce-pl", "delta"), ("malcom-psgd", "raw")])
 def test_churn_on_the_clock_keeps_every_message_and_the_results_exact(tiny_overrides, tmp_path, algorithm, codec):
     """Agents leave and return (a trace in seconds): their steps wait, messages to them wait in the mailbox,
@@ -117,16 +133,7 @@ def test_churn_on_the_clock_keeps_every_message_and_the_results_exact(tiny_overr
     base = {**tiny_overrides, "algorithm": algorithm, "codec": codec, "rounds": 12, "device_speed": "lognormal:100:1",
             "bandwidth": "1000", "latency": "0.001", "executor": "inprocess", "agents_per_actor": 6,
             "schedule": "async", "eval_every_s": 0.01, "availability": f"trace:{trace}"}
-    runs = {}
-    for name, per_host in (("one", 6), ("three", 2)):
-        out = tmp_path / name
-        driver.simulate(configure({**base, "agents_per_actor": per_host, "out": str(out)}))
-        runs[name] = (json.loads((out / "summary.json").read_text()),
-                      *(pq.read_table(out / f"{table}.parquet").to_pylist() for table in ("metrics", "staleness")))
-    (summary, metrics, staleness), (summary3, metrics3, staleness3) = runs["one"], runs["three"]
-    assert staleness == staleness3 and summary["total_bits"] == summary3["total_bits"]
-    assert [{**r, "loss": 0} for r in metrics] == [{**r, "loss": 0} for r in metrics3]
-    assert [r["loss"] for r in metrics3] == pytest.approx([r["loss"] for r in metrics], rel=LOSS_RTOL)
+    summary, staleness = same_on_one_and_three_hosts(base, tmp_path)
     assert summary["ended_by"] == {"rounds": 5, "sim_time": 0, "offline": 1}  # agent 4 never came back
     assert summary["slot_s"] is None  # a trace in seconds has no slots
     assert max(s["step"] for s in staleness if s["receiver"] == 4) < 12
@@ -149,16 +156,8 @@ def test_changing_graphs_on_the_clock_give_the_same_results_on_any_number_of_hos
             "bandwidth": "1000", "latency": "0.001", "executor": "inprocess", "schedule": "async",
             "eval_every_s": 0.01, "sim_time": 0.03, "topology_schedule": schedule, "slot_s": 0.004,
             **({"topology": "er", "p": 0.5} if schedule == "resample" else {})}
-    runs = {}
-    for name, per_host in (("one", 6), ("three", 2)):
-        out = tmp_path / name
-        driver.simulate(configure({**base, "agents_per_actor": per_host, "out": str(out)}))
-        runs[name] = (json.loads((out / "summary.json").read_text()),
-                      *(pq.read_table(out / f"{table}.parquet").to_pylist() for table in ("metrics", "staleness")))
-    (summary, metrics, staleness), (summary3, metrics3, staleness3) = runs["one"], runs["three"]
-    assert staleness == staleness3 and summary["total_bits"] == summary3["total_bits"] and summary["slot_s"] == 0.004
-    assert [{**r, "loss": 0} for r in metrics] == [{**r, "loss": 0} for r in metrics3]
-    assert [r["loss"] for r in metrics3] == pytest.approx([r["loss"] for r in metrics], rel=LOSS_RTOL)
+    summary, staleness = same_on_one_and_three_hosts(base, tmp_path)
+    assert summary["slot_s"] == 0.004
     # the senders an agent merged with changed with the slots: more pairs than the first graph's edges
     first = nx.read_edgelist(tmp_path / "one" / "topology.edgelist", nodetype=int)  # the run's own graph
     pairs = {(s["receiver"], s["sender"]) for s in staleness}
