@@ -135,6 +135,9 @@ class OnlineFrom:
     def __init__(self, availability: Availability, slot_s: float, horizon_s: float | None):
         self.availability, self.slot_s, self.horizon_s = availability, slot_s, horizon_s
         self.slots: dict[int, np.ndarray] = {}  # slot -> who is online in it
+        # a trace in rounds: nobody is online after its last interval
+        self.last_slot = (int(max(end for spans in availability.intervals.values() for _, end in spans))
+                          if availability.kind == "trace" and availability.in_rounds else None)
 
     def __call__(self, agents: np.ndarray, time_s: np.ndarray) -> np.ndarray:
         kind = self.availability.kind
@@ -143,36 +146,41 @@ class OnlineFrom:
         if kind == "trace" and not self.availability.in_rounds:
             return np.array([self._from_intervals(a, t) for a, t in zip(agents.tolist(), time_s.tolist(),
                                                                          strict=True)])
-        return np.array([self._from_slots(a, t) for a, t in zip(agents.tolist(), time_s.tolist(), strict=True)])
+        return self._from_slots(np.asarray(agents), np.asarray(time_s, dtype=float))
 
     def _from_intervals(self, agent: int, t: float) -> float:
         for start, end in self.availability.intervals[agent]:
             if t < end:
-                return self._within_horizon(max(t, start))
+                return math.inf if self.horizon_s is not None and max(t, start) >= self.horizon_s else max(t, start)
         return math.inf
 
-    def _from_slots(self, agent: int, t: float) -> float:
-        if math.isinf(t):
-            return t
-        first = math.floor(t / self.slot_s) + 1
-        last = first + MAX_SLOTS
-        if self.availability.kind == "trace":  # in rounds: nobody is online after the last interval
-            last = min(last, int(max(end for spans in self.availability.intervals.values() for _, end in spans)))
-        for slot in range(first, last + 1):
-            start = max(t, (slot - 1) * self.slot_s)
-            if self.horizon_s is not None and start >= self.horizon_s:
-                return math.inf
-            if self._online(slot)[agent]:
-                return start
-        return math.inf
+    def _from_slots(self, agents: np.ndarray, time_s: np.ndarray) -> np.ndarray:
+        """Slot by slot from each time's own, all agents at once: the first slot in which each is online."""
+        result = np.full(len(agents), math.inf)
+        pending = np.flatnonzero(np.isfinite(time_s))
+        slot = np.zeros(len(agents), dtype=np.int64)
+        slot[pending] = np.floor(time_s[pending] / self.slot_s).astype(np.int64) + 1
+        limit = slot + MAX_SLOTS if self.last_slot is None else np.minimum(slot + MAX_SLOTS, self.last_slot)
+        while pending.size:
+            start = np.maximum(time_s[pending], (slot[pending] - 1) * self.slot_s)
+            within = slot[pending] <= limit[pending]
+            if self.horizon_s is not None:
+                within &= start < self.horizon_s
+            pending, start = pending[within], start[within]
+            online = np.zeros(pending.size, dtype=bool)
+            for u in np.unique(slot[pending]).tolist():
+                here = slot[pending] == u
+                online[here] = self._online(u)[agents[pending[here]]]
+            result[pending[online]] = start[online]
+            pending = pending[~online]
+            slot[pending] += 1
+        return result
 
     def _online(self, slot: int) -> np.ndarray:
-        if slot not in self.slots:
-            self.slots[slot] = self.availability.online(slot, (slot - 1) * self.slot_s)
+        # slots drawn in order from 1, so a Markov chain steps once per slot instead of again from slot 1
+        for later in range(len(self.slots) + 1, slot + 1):
+            self.slots[later] = self.availability.online(later, (later - 1) * self.slot_s)
         return self.slots[slot]
-
-    def _within_horizon(self, t: float) -> float:
-        return math.inf if self.horizon_s is not None and t >= self.horizon_s else t
 
 
 def read_trace(path: Path, agents: int) -> tuple[bool, dict[int, list[tuple[float, float]]]]:
