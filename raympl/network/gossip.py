@@ -85,7 +85,7 @@ class Gossip:
         everyone = np.arange(n)
         start = self._online_from(everyone, np.zeros(n))
         self.next_send = start + self.compute_s  # e of each agent's next step
-        self.finished = self._ended(everyone, self.done, start)
+        self.finished = self._ended(self.done, start)
         self.gone = self._gone(self.done, start)
         self.held_step = np.full(len(self.src), -1, dtype=np.int64)  # the message each link's receiver holds
         self.held_send = np.full(len(self.src), np.nan)
@@ -96,17 +96,19 @@ class Gossip:
         self.flight_send = np.zeros(0)
         self.wave: Wave | None = None
 
+    def _made_all(self, done: np.ndarray) -> np.ndarray:
+        return done >= self.steps if self.steps is not None else np.zeros(len(done), dtype=bool)
+
     def _gone(self, done: np.ndarray, start: np.ndarray) -> np.ndarray:
         """Ended by never being online again (with a time limit, that counts as the limit's doing)."""
-        over = done >= self.steps if self.steps is not None else np.zeros(len(done), dtype=bool)
-        return np.isinf(start) & ~over & (self.sim_time is None)
+        return np.isinf(start) & ~self._made_all(done) & (self.sim_time is None)
 
     def _online_from(self, agents: np.ndarray, time_s: np.ndarray) -> np.ndarray:
         return time_s if self.available is None else self.available(agents, time_s)
 
-    def _ended(self, agents: np.ndarray, done: np.ndarray, start: np.ndarray) -> np.ndarray:
+    def _ended(self, done: np.ndarray, start: np.ndarray) -> np.ndarray:
         """Whether these agents, with `done` steps made and the next one starting at `start`, make no more."""
-        over = np.isinf(start) if self.steps is None else (done >= self.steps) | np.isinf(start)
+        over = self._made_all(done) | np.isinf(start)
         return over | (start >= self.sim_time) if self.sim_time is not None else over
 
     def next_wave(self) -> Wave | None:
@@ -140,7 +142,7 @@ class Gossip:
         steps = self.done[agents] + 1
         held = np.bincount(self.dst[used], minlength=self.n)[agents]
         start = self._online_from(agents, time_s + held * self.merge_s[agents])
-        last = self._ended(agents, steps, start)
+        last = self._ended(steps, start)
         self.gone[agents] = self._gone(steps, start)
         self.wave = Wave(agents, steps, time_s, edge, step, newest, used, at[self.dst[used]] - self.held_send[used],
                          np.where(last, np.inf, start + self.compute_s[agents]), last)
