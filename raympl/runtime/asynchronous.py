@@ -354,8 +354,8 @@ def wave_parts(wave: Wave, gossip: Gossip, groups: list[list[int]], host_of: np.
         use[agent] = ([], {agent: 1.0}, [])
         if last:
             last_merge[agent] = (step, at)
-        else:
-            evaluate[agent] = times.between(at, following)
+        elif marks := times.between(at, following):  # most steps stand for no evaluation time: nothing to score
+            evaluate[agent] = marks
     needed: list[dict] = [{} for _ in groups]  # host -> batch identity -> batch, in first-use order
     for edge, step in zip(wave.received_edge.tolist(), wave.received_step.tolist(), strict=True):
         sender, receiver = int(gossip.src[edge]), int(gossip.dst[edge])
