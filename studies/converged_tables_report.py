@@ -5,16 +5,22 @@ and the machine time.
 Convergence rule (the issue's): a method's accuracy curve (mean over agents, then over the table's seeds, at
 every evaluation) averaged over the last 10 % of the rounds is within 1 point of its average over the 10 %
 before. Before the table runs exist, the rule is also read on the selection seed's run at the chosen rate.
+Methods extended alone beyond the horizon (`EXTEND=... ROUNDS=...`, runs in <study>/extended/<method>/) are
+read in place of their shorter runs; their rows say how many rounds they ran.
 Usage: python studies/converged_tables_report.py [runs/converged-tables]
+       python studies/converged_tables_report.py --chosen dis-pfl:paper-hetero [runs/converged-tables]
+       (prints the method's folder name and chosen learning rate, for converged_tables.sh's EXTEND)
 """
 
+import argparse
 import json
 import statistics
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from raympl.comparison import parse_methods
 
 FOLDERS = ("fp32", "bf16", "dsgd-fp32")  # studies/converged_tables.sh's comparisons (DSGD in one of the last two)
 TOLERANCE = 0.01  # one point
@@ -74,6 +80,10 @@ def report(base: Path) -> str:
         for r in rows_of(folder / "runs.parquet"):
             seconds += r["wall_time_s"] or 0.0
             table.append(r)
+    longer = extended(base)
+    seconds += sum(r["wall_time_s"] or 0.0 for r in longer)
+    table = [r for r in table if r["method"] not in {e["method"] for e in longer} or r.get("selection")]
+    table += longer
     out.append("| method | table | chosen η | paper η | validation score per η (1, 0.1, 0.01, 0.001) |")
     out.append("|---|---|---|---|---|")
     for method, (which, _, paper_lr) in PAPER.items():
@@ -83,27 +93,47 @@ def report(base: Path) -> str:
                  for lr in (1.0, 0.1, 0.01, 0.001)]
         out.append(f"| {method} | {which} | {chosen.get(method, '–')} | {paper_lr:g} | {' / '.join(cells)} |")
     out.append("\n(* stopped early by ASHA: the score of its evaluations so far)\n")
-    out.append("| method | table | c=4 raympl | c=4 paper | last 10 % − previous 10 % (points) | converged "
+    out.append("| method | table | rounds | c=4 raympl | c=4 paper | last 10 % − previous 10 % (points) | converged "
                "| Mbit/run | s/run |")
-    out.append("|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|")
     for method, (which, paper_acc, _) in PAPER.items():
         seeds = [r for r in table if r["method"] == method and not r.get("selection")]
         runs = seeds or [r for r in table if r["method"] == method]
         if not runs:
-            out.append(f"| {method} | {which} | – | {paper_acc:.3f} | – | – | – | – |")
+            out.append(f"| {method} | {which} | – | – | {paper_acc:.3f} | – | – | – | – |")
             continue
         rounds = runs[0]["rounds"]
         last, before = windows([curve(Path(r["run_dir"])) for r in runs], rounds)
         accuracy = [r["final_accuracy"] for r in runs]
         spread = f" ± {statistics.stdev(accuracy):.3f}" if len(accuracy) > 1 else ""
         where = f"({len(runs)})" if seeds else "(selection seed only)"
-        out.append(f"| {method} | {which} | {statistics.fmean(accuracy):.3f}{spread} {where} | {paper_acc:.3f} | "
+        out.append(f"| {method} | {which} | {rounds} | {statistics.fmean(accuracy):.3f}{spread} {where} | "
+                   f"{paper_acc:.3f} | "
                    f"{100 * (last - before):+.2f} | {'yes' if abs(last - before) <= TOLERANCE else 'no'} | "
                    f"{statistics.fmean(r['total_bits'] for r in runs) / 1e6:,.0f} | "
-                   f"{statistics.fmean(r['wall_time_s'] for r in runs):.0f} |")
+                   f"{statistics.fmean(r.get('run_time_s', r['wall_time_s']) for r in runs):.0f} |")
     out.append(f"\nMachine time: {sittings(base / 'sittings.txt')}; the finished runs' last segments add up to "
                f"{seconds / 3600:.2f} core-hours.")
     return "\n".join(out)
+
+
+def extended(base: Path) -> list[dict]:
+    """The table runs of methods extended alone, each with its whole time (the fp32 segments before and the
+    extension's last one: a run's wall_time_s covers only its last segment)."""
+    before = {(r["method"], r["seed"]): r["wall_time_s"] or 0.0 for r in rows_of(base / "fp32" / "runs.parquet")}
+    rows = [r for p in sorted((base / "extended").glob("*/runs.parquet")) for r in rows_of(p)]
+    for r in rows:
+        r["run_time_s"] = before.get((r["method"], r["seed"]), 0.0) + (r["wall_time_s"] or 0.0)
+    return rows
+
+
+def chosen(spec: str, base: Path) -> str:
+    """`<folder name> <learning rate>` of one fp32 method, as the validation chose it."""
+    method = parse_methods(spec)[0]
+    picks = [r for r in rows_of(base / "fp32" / "selection.parquet") if r["chosen"] and r["method"] == method.label]
+    if not picks:
+        raise SystemExit(f"converged_tables_report.py: no chosen rate for {spec!r} in {base / 'fp32'}")
+    return f"{method.slug} {lr_of(picks[0]['settings']):g}"
 
 
 def sittings(path: Path) -> str:
@@ -125,5 +155,13 @@ def sittings(path: Path) -> str:
     return f"{total / 3600:.2f} h of wall time on {cores} cores ({total * cores / 3600:.1f} core-hours){on}"
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", nargs="?", default="runs/converged-tables", type=Path)
+    parser.add_argument("--chosen", metavar="METHOD", help="print METHOD's folder name and chosen rate, then stop")
+    args = parser.parse_args()
+    print(chosen(args.chosen, args.study) if args.chosen else report(args.study))
+
+
 if __name__ == "__main__":
-    print(report(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/converged-tables")))
+    main()
