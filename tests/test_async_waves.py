@@ -205,7 +205,8 @@ def test_schedule_async_writes_metrics_by_simulated_time_and_staleness(fashion_d
     out = tmp_path / "async"
     result = CliRunner().invoke(app, simulate_args(fashion_dir, out, "--algorithm", "dsgd", "--rounds", "50",
                                                    "--schedule", "async", "--sim-time", "0.1", "--eval-every-s",
-                                                   "0.02", "--device-speed", "lognormal:100:1", "--bandwidth", "1000"))
+                                                   "0.02", "--device-speed", "lognormal:100:1", "--bandwidth", "1000",
+                                                   "--eval-samples", "8"))
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["schedule"] == "async" and summary["ended_by"]["sim_time"] > 0  # 50 steps take longer
@@ -223,6 +224,20 @@ def test_schedule_async_writes_metrics_by_simulated_time_and_staleness(fashion_d
     assert len(staleness) == summary["staleness"]["messages_used"] > 0
     assert all(s["age_s"] > 0 and s["sender_step"] >= 1 for s in staleness)
     assert summary["staleness"]["max_age_s"] == max(s["age_s"] for s in staleness)
+    # the end's evaluation on every agent's whole test set, the others on the --eval-samples subset
+    assert {r["samples"] for r in metrics if r["sim_time_s"] < times[-1]} == {8}
+    assert min(r["samples"] for r in metrics if r["sim_time_s"] == times[-1]) > 8
+    assert summary["final_evaluation"].startswith("every agent's full test set")
+
+
+def test_schedule_async_final_evaluation_on_the_subset_when_asked(fashion_dir, tmp_path):
+    out = tmp_path / "async"
+    result = CliRunner().invoke(app, simulate_args(fashion_dir, out, "--algorithm", "dsgd", "--rounds", "3",
+                                                   "--schedule", "async", "--eval-every-s", "0.02",
+                                                   "--eval-samples", "8", "--set", "eval_final_full=false"))
+    assert result.exit_code == 0, result.output
+    assert {r["samples"] for r in pq.read_table(out / "metrics.parquet").to_pylist()} == {8}
+    assert json.loads((out / "summary.json").read_text())["final_evaluation"].startswith("8 test samples")
 
 
 @pytest.mark.parametrize("extra,expected", [

@@ -135,10 +135,11 @@ Mixing = dict[int, dict[int, float]]  # each agent's row of W over its closed ne
 
 def run_waves(executor, out: Gossiped, groups: list[list[int]], mixing: Mixing | Callable[[float], Mixing],
               eval_every_s: float, broadcast: bool = False,
-              after_wave: Callable[[Gossiped], None] = lambda out: None) -> Gossiped:
+              after_wave: Callable[[Gossiped], None] = lambda out: None, final_full: bool = False) -> Gossiped:
     """Every wave until every agent has ended, from `out` (a fresh state or a checkpoint's); `mixing`: the rows
     of W, or the rows at a simulated time where the graph changes (a row's weight of a neighbour whose message
-    it does not hold stays with the agent). after_wave: called between waves (checkpoints, stop requests)."""
+    it does not hold stays with the agent). after_wave: called between waves (checkpoints, stop requests).
+    final_full: the end's evaluation uses every agent's whole test set (as a synchronous run's last one)."""
     gossip = out.gossip
     mixing_at = mixing if callable(mixing) else lambda time_s: mixing
     host_of = np.empty(gossip.n, dtype=np.int64)
@@ -190,8 +191,10 @@ def run_waves(executor, out: Gossiped, groups: list[list[int]], mixing: Mixing |
         out.planner_s += (computing - began) + (time.perf_counter() - computed)
         out.hosts_s += computed - computing
     final = len(times.between(0.0, out.end_s)) + 1  # the end's evaluation
-    ends = {a: (steps, times.between(at, out.end_s) + [final]) for a, (steps, at) in out.last_merge.items()}
+    ends = {a: (steps, times.between(at, out.end_s)) for a, (steps, at) in out.last_merge.items()}
     out.evaluations += executor.evaluate_agents(per_host(ends, groups))
+    finals = {a: (steps, [final]) for a, (steps, _) in out.last_merge.items()}
+    out.evaluations += executor.evaluate_agents(per_host(finals, groups), full=final_full)
     for row in out.evaluations:
         row["sim_time_s"] = out.end_s if row["round"] == final else row["round"] * eval_every_s
     out.evaluations.sort(key=lambda r: (r["round"], r["agent"]))
@@ -238,7 +241,8 @@ def simulate(run: Run, start: float, progress: Callable[[int, float | None], Non
             progress(int(out.gossip.done.min()), None)
 
     out = run_waves(run.executor, state, run.placement.groups, mixing, config.eval_every_s,
-                    broadcast=config.comm_model == "broadcast", after_wave=between_waves)
+                    broadcast=config.comm_model == "broadcast", after_wave=between_waves,
+                    final_full=config.eval_final_full)
     summary = write_outputs(run, out.gossip, out, wall_s=time.perf_counter() - start, setup_s=setup_s)
     (run.out / checkpoint.FILENAME).unlink(missing_ok=True)  # complete: nothing to continue
     return summary
@@ -307,8 +311,9 @@ def write_outputs(run: Run, gossip: Gossip, out: Gossiped, wall_s: float, setup_
         "resumed_from_wave": run.saved.round if run.saved else None, "checkpoint_s_total": run.checkpoint_s,
         "checkpoint_bytes": run.checkpoint_bytes,
         "network": {k: getattr(config, k) for k in ("device_speed", "bandwidth", "latency", "comm_model")},
-        "final_evaluation": f"{config.eval_samples} test samples of every agent, its model after its last merge"
-        if config.eval_samples else "every agent's full test set, its model after its last merge",
+        "final_evaluation": ("every agent's full test set" if config.eval_final_full or not config.eval_samples
+                             else f"{config.eval_samples} test samples of every agent")
+        + ", its model after its last merge",
         "placement": run.placement.describe(), "driver_machine": provenance.machine(),
         "revision": provenance.revision(), "versions": provenance.versions(),
     }

@@ -111,9 +111,9 @@ class InProcessExecutor:
                    for host, part, batches in zip(self.hosts, parts, inputs, strict=True)]
         return gossip_results(results, [r[0] if r else None for r in results])
 
-    def evaluate_agents(self, parts: list[dict]) -> list[dict]:
+    def evaluate_agents(self, parts: list[dict], full: bool = False) -> list[dict]:
         return [row for host, marks in zip(self.hosts, parts, strict=True) if marks
-                for row in host.evaluate_agents(marks)]
+                for row in host.evaluate_agents(marks, full)]
 
     @staticmethod
     def fetch(batches: list) -> list:
@@ -247,8 +247,8 @@ class RayExecutor:
             results.append((call[0], *next(answers)) if call else None)
         return gossip_results(results, [call[0] if call else None for call in calls])
 
-    def evaluate_agents(self, parts: list[dict]) -> list[dict]:
-        return [row for rows in self.get([a.evaluate_agents.remote(marks) for a, marks in
+    def evaluate_agents(self, parts: list[dict], full: bool = False) -> list[dict]:
+        return [row for rows in self.get([a.evaluate_agents.remote(marks, full) for a, marks in
                                           zip(self.actors, parts, strict=True) if marks]) for row in rows]
 
     def fetch(self, refs: list) -> list:

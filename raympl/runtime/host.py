@@ -286,16 +286,17 @@ class AgentHost:
         return batch.encode(out), {m.agent: m.payload.size for m in out}, rows
 
     @torch.no_grad()
-    def evaluate_agents(self, marks: dict[int, tuple[int, list[int]]]) -> list[dict]:
+    def evaluate_agents(self, marks: dict[int, tuple[int, list[int]]], full: bool = False) -> list[dict]:
         """The asynchronous schedule's evaluations: agent -> (its steps made, the evaluation indices its current
-        model stands for); one row per agent and index, on the fixed evaluation subset."""
+        model stands for); one row per agent and index, on the fixed evaluation subset (full: the agent's whole
+        test set, for the run's final evaluation)."""
         torch.set_num_threads(self.threads)
         self.model.train(False)
         try:
             rows = []
             for agent in sorted(marks):
                 step, indices = marks[agent]
-                row = self._evaluate_agent(0, agent, full=False)
+                row = self._evaluate_agent(0, agent, full=full)
                 rows.extend({**row, "round": index, "step": step} for index in indices)
             return rows
         finally:
