@@ -53,6 +53,7 @@ def reference(graph: nx.Graph, compute, merge, latency, rate, steps, online_from
     n = graph.number_of_nodes()
     graph_at = graph_at or (lambda t: graph)
     last_arrival: dict[tuple[int, int], float] = {}
+    link_free: dict[tuple[int, int], float] = {}  # each link transmits one message at a time, in send order
     inbox: dict[tuple[int, int], list[tuple[float, int, float]]] = {}  # link -> (arrival, step, send time)
     held: dict[tuple[int, int], tuple[int, float]] = {}
     events = [(online_from(i, 0.0) + compute[i], i, 1) for i in range(n) if online_from(i, 0.0) < np.inf]
@@ -74,7 +75,8 @@ def reference(graph: nx.Graph, compute, merge, latency, rate, steps, online_from
         made[(i, k)] = (t, used)
         for j in now.neighbors(i):  # send, to the neighbours of the time, sharing rates by its degrees
             r = min(rate[i] / now.degree[i], rate[j] / now.degree[j])
-            transferred = t + (latency[i] + latency[j]) / 2 + size_of(i, k, j) / r
+            link_free[(i, j)] = max(t, link_free.get((i, j), 0.0)) + size_of(i, k, j) / r
+            transferred = link_free[(i, j)] + (latency[i] + latency[j]) / 2
             arrive = max(online_from(j, transferred), last_arrival.get((i, j), 0.0))  # waits for its receiver
             last_arrival[(i, j)] = arrive
             inbox.setdefault((i, j), []).append((arrive, k, t))
@@ -102,6 +104,23 @@ def test_two_agents_by_hand():
     # agent 0 at 4 s: agent 1's message of 3 s has just arrived
     assert made[(0, 4)] == (4.0, [(1, 1, pytest.approx(1.0))])
     assert made[(1, 2)][0] == pytest.approx(3.0 + 0.5 + 3.0)  # one message merged, then a 3 s step
+
+
+def test_a_sender_faster_than_its_link_queues_its_messages():
+    # agent 0 steps every 0.5 s and sends 100 B at 100 B/s: a message takes 1 s, so each waits for the one
+    # before it, and the link carries 100 B/s, not one message per step; agent 1 steps every 2.6 s
+    gossip = Gossip(2, np.array([0, 1]), np.array([1, 0]), compute_s=np.array([0.5, 2.6]),
+                    merge_s=np.zeros(2), latency_s=np.zeros(2), rate=np.array([100.0, 100.0]), steps=4, sim_time=None)
+    used = {}
+    while (wave := gossip.next_wave()) is not None:
+        for edge, age in zip(wave.used_edge.tolist(), wave.used_age_s.tolist(), strict=True):
+            if gossip.dst[edge] == 1:
+                used[float(wave.time_s[wave.agents.tolist().index(1)])] = (int(gossip.held_step[edge]), age)
+        gossip.sent(np.full(len(gossip.out_edges(wave.agents)), 100.0))
+    # agent 0's steps 1-4 are sent at 0.5, 1.0, 1.5, 2.0 s and arrive at 1.5, 2.5, 3.5, 4.5 s (without the
+    # queue: 1.5, 2.0, 2.5, 3.0 s, and agent 1 would merge step 3 at 2.6 s)
+    assert used[2.6] == (2, pytest.approx(1.6))
+    assert used[5.2] == (4, pytest.approx(3.2))
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -2,11 +2,12 @@
 clock, and which messages each of its merges uses.
 
 Each agent repeats on its own clock: local step k (c_i seconds) -> send -> merge -> step k + 1.
-  send     at e_i^k, the end of the local step; a message i -> j of b bytes arrives L_ij + b / rate later,
+  send     at e_i^k, the end of the local step. Each link i -> j is a queue served at
            rate = min(up_i / k_i, down_j / d_j), k_i = the transmissions i makes (unicast: its out-degree;
-           broadcast: its distinct payloads), d_j = j's in-degree (every neighbour may be sending to it). A
-           link delivers in order: a message is not received before the one sent before it (so a delta
-           always finds its reference).
+           broadcast: its distinct payloads), d_j = j's in-degree (every neighbour may be sending to it): a
+           message of b bytes is transmitted once the link has finished the messages sent before it, for
+           b / rate, and arrives L_ij after that. So no link carries more than its share of the bandwidth,
+           however often its sender steps, and a link delivers in order (a delta always finds its reference).
   merge    at e_i^k too, with the newest message received from each neighbour by then (none before the
            first arrives); it takes m_i per message held, and step k + 1 starts when it ends.
   churn    (`available`, optional) a step starts only while its agent is online: one that would start
@@ -90,6 +91,7 @@ class Gossip:
         self.held_step = np.full(len(self.src), -1, dtype=np.int64)  # the message each link's receiver holds
         self.held_send = np.full(len(self.src), np.nan)
         self.last_arrival = np.zeros(len(self.src))  # in-order delivery
+        self.link_free = np.zeros(len(self.src))  # when each link has transmitted what was sent on it so far
         self.flight_edge = np.zeros(0, dtype=np.int64)  # messages sent and not yet received
         self.flight_step = np.zeros(0, dtype=np.int64)
         self.flight_arrive = np.zeros(0)
@@ -175,7 +177,9 @@ class Gossip:
         if transmissions is not None:
             copies[wave.agents] = transmissions
         rate = np.minimum(self.up[edges] / copies[self.src[edges]], self.down[edges] / in_degree[self.dst[edges]])
-        transferred = time_s[self.src[edges]] + self.link_latency_s[edges] + sizes / rate
+        begin = np.maximum(time_s[self.src[edges]], self.link_free[edges])  # after the link's earlier messages
+        self.link_free[edges] = begin + sizes / rate
+        transferred = self.link_free[edges] + self.link_latency_s[edges]
         arrive = np.maximum(self._online_from(self.dst[edges], transferred), self.last_arrival[edges])
         self.last_arrival[edges] = arrive
         step = np.zeros(self.n, dtype=np.int64)
