@@ -7,7 +7,8 @@
 # as sync rounds, sync rounds with a DEADLINE (default 0.06 s), and --schedule async. Every agent makes the same
 # number of local steps (ROUNDS) in every schedule, so the schedules compare the time the same work takes;
 # sync runs are evaluated every 10 rounds, async ones every EVAL_S simulated seconds (default 0.5).
-# Then tables and a figure with studies/async_report.py. Rerunning skips finished runs.
+# Then tables and a figure with studies/async_report.py. Rerunning skips finished runs. The runs of
+# docs/network.md part (e) are kept in studies/results/async-schedules.tar.xz (studies/keep_results.py restore).
 # Override e.g. ROUNDS=20 SEEDS=0 AGENTS=6 OUT=runs/async-short.
 set -euo pipefail
 RAYMPL=${RAYMPL:-.venv/bin/raympl}
