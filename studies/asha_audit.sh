@@ -10,10 +10,11 @@ PYTHON=${PYTHON:-.venv/bin/python}
 STUDY=${STUDY:-runs/converged-tables}
 OUT=${OUT:-$STUDY/asha-audit}
 RUN=(--model small-cnn --agents 20 --rounds 400 --eval-every 10 --eval-samples 500 --set eval_final_full=false
-     --executor inprocess --seeds 1000 --classes 4 --topology er --p 0.5 --val-fraction 0.1
-     --concurrent "${CONCURRENT:-auto}")
+     --executor inprocess --seeds 1000 --classes 4 --val-fraction 0.1 --concurrent "${CONCURRENT:-auto}")
 # rate -> the mask methods ASHA ended at it (printed from the study's early-stops.json)
 "$PYTHON" studies/asha_audit_report.py --ended "$STUDY" | while read -r lr methods; do
-  "$RAYMPL" compare "${RUN[@]}" --set lr="$lr" --algorithms "$methods" --out "$OUT/lr=$lr" </dev/null
+  graph=(--topology er --p 0.5)  # refused where no method of the line talks to neighbours (ind-mask alone)
+  [[ "$methods" =~ mce-pl ]] || graph=()
+  "$RAYMPL" compare "${RUN[@]}" "${graph[@]}" --set lr="$lr" --algorithms "$methods" --out "$OUT/lr=$lr" </dev/null
 done
 "$PYTHON" studies/asha_audit_report.py "$STUDY"

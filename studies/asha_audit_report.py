@@ -52,7 +52,7 @@ def report(study: Path) -> str:
         for row in pq.read_table(path).to_pylist():
             full[(row["method"], float(path.parent.name.removeprefix("lr=")))] = row["val_score"]
     lines = ["| method | η ended | ended at round | score then | score at 400 | chosen η | its score "
-             "| changes the choice |", "|---|---|---|---|---|---|---|---|"]
+             "| margin (points) | changes the choice |", "|---|---|---|---|---|---|---|---|---|"]
     for run_dir, stop in stops.items():
         spec, rate = method_of(run_dir)
         if spec.split(":")[0] not in MASK_METHODS:
@@ -61,9 +61,9 @@ def report(study: Path) -> str:
         at_end = full.get((method, rate))
         best_lr, best = chosen[method]
         changes = "–" if at_end is None else ("yes" if at_end > best else "no")
-        shown = "not run" if at_end is None else f"{at_end:.3f}"
+        shown, margin = ("not run", "–") if at_end is None else (f"{at_end:.3f}", f"{100 * (at_end - best):+.2f}")
         lines.append(f"| {method} | {rate:g} | {stop['round']} | {stop['val_score']:.3f} | {shown} | {best_lr:g} "
-                     f"| {best:.3f} | {changes} |")
+                     f"| {best:.3f} | {margin} | {changes} |")
     return "\n".join(lines)
 
 

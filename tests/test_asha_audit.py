@@ -37,7 +37,7 @@ def test_the_audit_runs_the_ended_mask_points_and_says_which_would_have_won(tmp_
                        study / "asha-audit" / f"lr={lr}" / "runs.parquet")
     lines = subprocess.run([sys.executable, str(REPORT), str(study)], capture_output=True, text=True,
                            check=True).stdout.splitlines()
-    assert "| ind-mask (0.3) | 0.001 | 200 | 0.807 | 0.871 | 1 | 0.856 | yes |" in lines
-    assert "| mce-pl (paper-hetero) | 0.1 | 50 | 0.437 | 0.800 | 0.01 | 0.858 | no |" in lines
-    assert "| ind-mask (0.3) | 0.1 | 100 | 0.700 | not run | 1 | 0.856 | – |" in lines
+    assert "| ind-mask (0.3) | 0.001 | 200 | 0.807 | 0.871 | 1 | 0.856 | +1.50 | yes |" in lines
+    assert "| mce-pl (paper-hetero) | 0.1 | 50 | 0.437 | 0.800 | 0.01 | 0.858 | -5.80 | no |" in lines
+    assert "| ind-mask (0.3) | 0.1 | 100 | 0.700 | not run | 1 | 0.856 | – | – |" in lines
     assert not any("dsgd-prox" in line for line in lines)
