@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from raympl.comparison import parse_methods
+
 MASK_METHODS = ("ind-mask", "mce-pl")
 
 
@@ -27,24 +29,22 @@ def method_of(run_dir: str) -> tuple[str, float]:
     return name, float(rate)
 
 
+def ended_points(study: Path) -> list[tuple[str, float, dict]]:
+    """(algorithm spec, rate, ASHA's stop: round and score) of every mask-method point ASHA ended."""
+    stops = json.loads((study / "fp32" / "selection" / "early-stops.json").read_text())
+    points = [(*method_of(run_dir), stop) for run_dir, stop in stops.items()]
+    return [p for p in points if p[0].split(":")[0] in MASK_METHODS]
+
+
 def ended(study: Path) -> dict[float, list[str]]:
     """rate -> the mask methods whose point at that rate ASHA ended."""
-    stops = json.loads((study / "fp32" / "selection" / "early-stops.json").read_text())
     by_rate: dict[float, list[str]] = {}
-    for run_dir in stops:
-        spec, rate = method_of(run_dir)
-        if spec.split(":")[0] in MASK_METHODS:
-            by_rate.setdefault(rate, []).append(spec)
+    for spec, rate, _ in ended_points(study):
+        by_rate.setdefault(rate, []).append(spec)
     return by_rate
 
 
-def label(spec: str) -> str:
-    name, _, detail = spec.partition(":")
-    return f"{name} ({detail})"
-
-
 def report(study: Path) -> str:
-    stops = json.loads((study / "fp32" / "selection" / "early-stops.json").read_text())
     selection = pq.read_table(study / "fp32" / "selection.parquet").to_pylist()
     chosen = {r["method"]: (json.loads(r["settings"])["lr"], r["score"]) for r in selection if r["chosen"]}
     full = {}
@@ -53,11 +53,8 @@ def report(study: Path) -> str:
             full[(row["method"], float(path.parent.name.removeprefix("lr=")))] = row["val_score"]
     lines = ["| method | η ended | ended at round | score then | score at 400 | chosen η | its score "
              "| margin (points) | changes the choice |", "|---|---|---|---|---|---|---|---|---|"]
-    for run_dir, stop in stops.items():
-        spec, rate = method_of(run_dir)
-        if spec.split(":")[0] not in MASK_METHODS:
-            continue
-        method = label(spec)
+    for spec, rate, stop in ended_points(study):
+        method = parse_methods(spec)[0].label
         at_end = full.get((method, rate))
         best_lr, best = chosen[method]
         changes = "–" if at_end is None else ("yes" if at_end > best else "no")

@@ -82,7 +82,8 @@ def report(base: Path) -> str:
             table.append(r)
     longer = extended(base)
     seconds += sum(r["wall_time_s"] or 0.0 for r in longer)
-    table = [r for r in table if r["method"] not in {e["method"] for e in longer} or r.get("selection")]
+    replaced = {r["method"] for r in longer}
+    table = [r for r in table if r["method"] not in replaced or r.get("selection")]
     table += longer
     out.append("| method | table | chosen η | paper η | validation score per η (1, 0.1, 0.01, 0.001) |")
     out.append("|---|---|---|---|---|")

@@ -90,8 +90,9 @@ class Gossip:
         self.gone = self._gone(self.done, start)
         self.held_step = np.full(len(self.src), -1, dtype=np.int64)  # the message each link's receiver holds
         self.held_send = np.full(len(self.src), np.nan)
-        self.last_arrival = np.zeros(len(self.src))  # in-order delivery
-        self.link_free = np.zeros(len(self.src))  # when each link has transmitted what was sent on it so far
+        # when each link has transmitted what was sent on it so far; as it only grows and a link's latency is
+        # fixed, arrivals on a link come in send order (no message overtakes an earlier one)
+        self.link_free = np.zeros(len(self.src))
         self.flight_edge = np.zeros(0, dtype=np.int64)  # messages sent and not yet received
         self.flight_step = np.zeros(0, dtype=np.int64)
         self.flight_arrive = np.zeros(0)
@@ -180,8 +181,7 @@ class Gossip:
         begin = np.maximum(time_s[self.src[edges]], self.link_free[edges])  # after the link's earlier messages
         self.link_free[edges] = begin + sizes / rate
         transferred = self.link_free[edges] + self.link_latency_s[edges]
-        arrive = np.maximum(self._online_from(self.dst[edges], transferred), self.last_arrival[edges])
-        self.last_arrival[edges] = arrive
+        arrive = self._online_from(self.dst[edges], transferred)  # waits for an offline receiver, in order
         step = np.zeros(self.n, dtype=np.int64)
         step[wave.agents] = wave.steps
         self.flight_edge = np.concatenate((self.flight_edge, edges))

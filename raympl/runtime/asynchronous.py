@@ -191,10 +191,13 @@ def run_waves(executor, out: Gossiped, groups: list[list[int]], mixing: Mixing |
         out.planner_s += (computing - began) + (time.perf_counter() - computed)
         out.hosts_s += computed - computing
     final = len(times.between(0.0, out.end_s)) + 1  # the end's evaluation
-    ends = {a: (steps, times.between(at, out.end_s)) for a, (steps, at) in out.last_merge.items()}
+    # the end on the subset is one more index of the same scoring; on the whole test sets, a scoring of its own
+    tail = [] if final_full else [final]
+    ends = {a: (steps, times.between(at, out.end_s) + tail) for a, (steps, at) in out.last_merge.items()}
     out.evaluations += executor.evaluate_agents(per_host(ends, groups))
-    finals = {a: (steps, [final]) for a, (steps, _) in out.last_merge.items()}
-    out.evaluations += executor.evaluate_agents(per_host(finals, groups), full=final_full)
+    if final_full:
+        finals = {a: (steps, [final]) for a, (steps, _) in out.last_merge.items()}
+        out.evaluations += executor.evaluate_agents(per_host(finals, groups), full=True)
     for row in out.evaluations:
         row["sim_time_s"] = out.end_s if row["round"] == final else row["round"] * eval_every_s
     out.evaluations.sort(key=lambda r: (r["round"], r["agent"]))
