@@ -7,7 +7,7 @@ from typing import Annotated
 from rich.table import Table
 
 from raympl import config as cfg
-from raympl.cli.common import Opt, one_line_errors, out
+from raympl.cli.common import Opt, err, one_line_errors, out
 
 # The modules that compute (torch, Ray, pandas) are imported inside each command, when it runs, so that
 # `raympl --help` and a bad flag answer at once instead of after seconds of imports.
@@ -44,7 +44,7 @@ def info(
                               "cpus_per_agent": cpus_per_agent, "gpus_per_agent": gpus_per_agent,
                               "address": address})
 
-        connect_ray(address)
+        connect_ray(address, err.print)
         table = Table(title="Ray nodes")
         for column in ("node", "alive", "CPU", "GPU", "memory GB", "object store GB"):
             table.add_column(column)

@@ -140,11 +140,16 @@ def simulate(
                                                         "plug-in algorithm's own.")] = None,
     resume: Annotated[Path | None, Opt(help="Continue the run in this directory from its last checkpoint; with "
                                             "a larger --rounds, extend it (also when it has finished).")] = None,
+    trust_checkpoint: Annotated[bool, Opt("--trust-checkpoint", help="With --resume: also read a checkpoint "
+                                                                       "pickled by an older raympl. This runs code "
+                                                                       "from the file: only for runs you made "
+                                                                       "(docs/security.md).")] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="Print the resolved configuration and the placement; "
                                                    "write nothing.")] = False,
 ) -> None:
     """Run one simulation and write config, topology, partition, metrics and summary to --out."""
-    overrides = {k: v for k, v in locals().items() if k not in ("config", "out_dir", "resume", "dry_run", "set_")}
+    overrides = {k: v for k, v in locals().items() if k not in ("config", "out_dir", "resume", "dry_run", "set_",
+                                                                   "trust_checkpoint")}
     with one_line_errors():
         overrides.update(parse_settings(set_))
     overrides["out"] = out_dir
@@ -155,6 +160,8 @@ def simulate(
         from raympl.runtime.launch import dry_run_placement
         from raympl.runtime.run_dir import check_out_dir, default_out_dir
 
+        if trust_checkpoint and resume is None:
+            raise cfg.ConfigError("invalid trust-checkpoint: it applies to --resume only")
         run_config = resume_config(resume, overrides, config) if resume else resolve(overrides, config)
 
         run_dir = Path(run_config.out or default_out_dir())
@@ -182,6 +189,7 @@ def simulate(
                               highlight=False)
 
             summary = run_simulation(run_config, run_dir, progress=on_round, resume=resume is not None,
+                                     trust_checkpoint=trust_checkpoint,
                                      log=lambda line: err.print(line, highlight=False))
     if summary.get("timing_only"):
         out.print(f"timing only: {summary['steps_per_agent']['mean'] * summary['agents']:.0f} agent-steps planned in "

@@ -13,6 +13,7 @@ mean ± std over seeds and the bits sent.
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import tomllib
@@ -21,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raympl import trials
+from raympl import plugins, trials
 from raympl.config import (
     ALGORITHMS,
     CODECS,
+    FIELD_NAMES,
     PLACEMENT_OPTIONS,
     SCHEDULES,
     ConfigError,
@@ -34,6 +36,7 @@ from raympl.config import (
 )
 from raympl.metrics import atomic_write_bytes, write_table
 from raympl.options import resolve_shared
+from raympl.runtime.run_dir import check_out_dir
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,12 @@ def plan_runs(base: dict[str, Any], config_file: Path | None, methods: list[Vari
                 config, dropped = resolve_shared({**shared, **column.overrides}, own)
                 used |= set(shared) - dropped
                 runs.append((method, column, seed, config))
+    options = FIELD_NAMES.union(*(plugins.algorithm_options(m.overrides["algorithm"]) for m in methods
+                                  if m.overrides["algorithm"] not in ALGORITHMS))
+    unknown = sorted(set(shared) - options)
+    if unknown and check_unused:
+        raise ConfigError(f"invalid config key {unknown[0]!r}: not an option of raympl"
+                          + (" or of the methods' plug-ins" if len(options) > len(FIELD_NAMES) else ""))
     unused = sorted(set(shared) - used)
     if unused and check_unused:
         raise ConfigError(f"invalid {unused[0].replace('_', '-')} {shared[unused[0]]!r}: it does nothing for "
@@ -188,8 +197,52 @@ def compare(runs: list[PlannedRun], out: Path, log: Callable[[str], None] = prin
     """Run (or read) every planned run and write runs.parquet, table.parquet and table.md after each one.
     concurrent 1: one run after another in this process; N or None (auto): Ray Tune trials at once, on the
     Ray cluster at `address` (None: a local one)."""
+    definition = {"kind": "compare", "methods": list(dict.fromkeys(m.label for m, *_ in runs)),
+                  "columns": list(dict.fromkeys(c.label for _, c, *_ in runs)),
+                  "seeds": list(dict.fromkeys(seed for _, _, seed, _ in runs))}
+    claim = check_study(out, definition)
     return compare_many([(runs, out)], log, concurrent, trial_resources, show, scratch=out / ".tune",
-                        address=address)[0]
+                        address=address, on_start=claim)[0]
+
+
+STUDY_FILE = "study.json"  # what defines the study a folder holds (docs/run-directory.md)
+
+
+def check_study(out: Path, definition: dict[str, Any]) -> Callable[[], None]:
+    """Before any run: refuse an --out that cannot hold a study, and a rerun that defines another study than the
+    one the folder holds (other methods, columns, seeds, grid, selection seeds or shared settings; each run's
+    own options are checked by check_same_run). Returns what records the definition, once the runs start."""
+    check_out_dir(out, resuming=True)
+    definition = json.loads(json.dumps(definition, default=str))
+    path = out / STUDY_FILE
+    held = json.loads(path.read_text()) if path.is_file() else None
+    if held is not None:
+        for key, value in definition.items():
+            if held.get(key) != value:
+                raise ConfigError(differs(out, key, held.get(key), value))
+
+    def claim() -> None:
+        if held is None:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, json.dumps(definition, indent=1).encode())
+    return claim
+
+
+def differs(out: Path, key: str, held: Any, given: Any) -> str:
+    """The one-line refusal of a rerun whose `key` differs from the study in `out`, in the options' own words."""
+    if key == "settings" and isinstance(held, dict):
+        name = next(k for k in sorted(set(held) | set(given)) if held.get(k) != given.get(k))
+        key, held, given = name.replace("_", "-"), held.get(name, "(not given)"), given.get(name, "(not given)")
+    elif key == "grid" and isinstance(held, dict):
+        held, given = (" ".join(f"{k}={','.join(map(str, v))}" for k, v in g.items()) for g in (held, given))
+    elif key == "kind":
+        held, given = ("a --grid selection" if k == "grid" else "a comparison" for k in (held, given))
+        return (f"invalid out {str(out)!r}: it holds {held}, and this command makes {given}; give the study's "
+                "own command to continue it, or choose another --out")
+    elif isinstance(held, list):
+        held, given = ",".join(map(str, held)), ",".join(map(str, given))
+    return (f"invalid {key.replace('_', '-')} {given}: the study in {str(out)!r} was made with {held}; give the "
+            "same to continue it, or choose another --out")
 
 
 def study_address(settings: dict[str, Any], concurrent: int | None) -> str | None:
@@ -205,7 +258,8 @@ def compare_many(groups: list[tuple[list[PlannedRun], Path]], log: Callable[[str
                  scheduler: Callable[[list[RunConfig]], Any] | None = None,
                  known: dict[str, trials.Outcome] | None = None,
                  on_outcome: Callable[[RunConfig, trials.Outcome], None] = lambda config, outcome: None,
-                 queue_key: Callable[[RunConfig], Any] | None = None) -> list[list[dict]]:
+                 queue_key: Callable[[RunConfig], Any] | None = None,
+                 on_start: Callable[[], None] = lambda: None) -> list[list[dict]]:
     """Several comparisons (a study's cells) whose runs share one queue, so that concurrent trials fill the
     cluster across them; each comparison's tables are rewritten in its own folder after each of its runs.
     scheduler: makes a Tune scheduler for the runs that are made (they then go through Tune even one at a
@@ -215,8 +269,8 @@ def compare_many(groups: list[tuple[list[PlannedRun], Path]], log: Callable[[str
         if (Path(config.out) / "config.toml").exists():
             check_same_run(Path(config.out), config)
     if trial_resources is not None and concurrent == 1:
-        raise ConfigError(f"invalid trial-resources {trial_resources}: it shapes the trials of --concurrent N or "
-                          "auto; one run at a time uses the whole machine")
+        raise ConfigError(f"invalid trial-resources {str(trial_resources)!r}: it shapes the trials of --concurrent N "
+                          "or auto; one run at a time uses the whole machine")
     rows: list[dict[int, dict]] = [{} for _ in groups]
 
     def record(index: int, outcome: trials.Outcome) -> None:
@@ -226,8 +280,6 @@ def compare_many(groups: list[tuple[list[PlannedRun], Path]], log: Callable[[str
         write_tables([rows[g][i] for i in sorted(rows[g])], groups[g][1])
         on_outcome(config, outcome)
 
-    for _, out in groups:
-        out.mkdir(parents=True, exist_ok=True)
     known = known or {}
     for index, (_, (*_, config)) in enumerate(flat):
         if str(config.out) in known:
@@ -241,14 +293,18 @@ def compare_many(groups: list[tuple[list[PlannedRun], Path]], log: Callable[[str
         record(todo[k], outcome)
 
     if concurrent == 1 and scheduler is None:
+        on_start()
         trials.run_here(configs, report, show)
     elif configs:
         trials.run_trials(configs, report, concurrent, trial_resources, address, show, scratch,
-                          scheduler(configs) if scheduler else None)
+                          scheduler(configs) if scheduler else None, log, on_start)
+    else:
+        on_start()
     return [summarize([found[i] for i in sorted(found)]) for found in rows]
 
 
 def write_tables(rows: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)  # here, after every check: a refused study leaves no folder
     write_table(rows, out / "runs.parquet")
     table = summarize(rows)
     write_table(table, out / "table.parquet")

@@ -516,6 +516,8 @@ APPLIES: dict[str, tuple[Condition, ...]] = {
     "timing_only": (("schedule", ("async",)),),
     "slot_s": (("schedule", ("async",)),),
     "keep_final_checkpoint": (("schedule", ("sync",)),),  # an asynchronous run cannot be extended yet
+    "eval_every": (("schedule", ("sync",)),),  # an asynchronous run evaluates on the clock (eval_every_s)
+    "tensorboard": (("schedule", ("sync",)),),  # its curves are per round
 }
 
 

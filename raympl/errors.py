@@ -64,6 +64,10 @@ class NoCapacity(RuntimeError):
     """Host actors could not be placed in time: the cluster lacks the resources (one-line message)."""
 
 
+class RayStartError(RuntimeError):
+    """Ray could not be started or joined, even on a second try; the message is one line with the cause."""
+
+
 class HostStartError(RuntimeError):
     """A host actor failed while starting (e.g. its GPU is unusable); the message is the host's own line."""
 
@@ -87,6 +91,16 @@ class AsyncStopped(Stopped):
                                  f"a checkpoint is in {out}; continue with: raympl simulate --resume {out}")
 
 
+class SetUpStopped(Stopped):
+    """A run stopped on request during its set-up, before it wrote anything."""
+
+    def __init__(self, signum: int, out: Path, resuming: bool):
+        self.signum, self.out, self.exit_code = signum, out, 128 + signum
+        after = (f"{out} is as it was; continue with: raympl simulate --resume {out}" if resuming else
+                 f"nothing was written to {out}")
+        Exception.__init__(self, f"stopped by {signal.Signals(signum).name} during set-up: {after}")
+
+
 # bad input or an unusable machine: one line and exit code 2 on the command line (HostLost is recovered)
 class StudyStopped(Exception):
     """A study of many runs stopped before all of them finished (Ctrl-C); rerunning it continues them."""
@@ -98,4 +112,4 @@ class StudyStopped(Exception):
 
 
 USER_ERRORS = (ConfigError, TopologyError, DataError, PayloadError, DivergedError, CheckpointError, NoCapacity,
-               HostStartError, DeviceError, OutputError, DamagedFileError)
+               HostStartError, DeviceError, OutputError, DamagedFileError, RayStartError)

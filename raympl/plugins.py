@@ -27,6 +27,7 @@ ALGORITHM_GROUP = "raympl.algorithms"
 ALGORITHM_PROTOCOL = ("communicates", "server", "init_state", "local", "decode", "merge", "eval_params",
                       "personal_mask", "stats")
 GRAPH_OPTIONS = ("topology", "p", "degree", "link_drop", "comm_model")
+_LOADED: set[str] = set()  # the modules plug-ins were loaded from (a checkpoint may hold their classes)
 
 
 def first_line(error: Exception) -> str:
@@ -52,12 +53,20 @@ def load_named(what: str, name: str, group: str) -> Any:
         found = getattr(module, attribute, None)
         if found is None:
             raise ConfigError(f"invalid {what} {name!r}: {module_name} has no {attribute}")
+        _LOADED.add(module_name)
         return found
     entries = metadata.entry_points(group=group, name=name)
     if not entries:
         raise ConfigError(f"invalid {what} {name!r}: not built in, not module:attribute, and no installed "
                           f"package registers it under the entry-point group {group}")
-    return next(iter(entries)).load()
+    entry = next(iter(entries))
+    _LOADED.add(entry.module)
+    return entry.load()
+
+
+def loaded_modules() -> frozenset[str]:
+    """The modules of the plug-ins loaded in this process so far."""
+    return frozenset(_LOADED)
 
 
 @functools.cache

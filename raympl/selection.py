@@ -31,9 +31,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from raympl import comparison, trials
+from raympl import comparison, plugins, trials
 from raympl.comparison import PlannedRun, Variant
-from raympl.config import ConfigError, int_list, load_toml
+from raympl.config import ALGORITHMS, FIELD_NAMES, PLACEMENT_OPTIONS, ConfigError, int_list, load_toml
 from raympl.early_stopping import GroupedASHA
 from raympl.metrics import atomic_write_bytes, write_table
 from raympl.options import resolve_shared
@@ -112,6 +112,11 @@ def plan(methods: list[Variant], columns: list[Variant], base: dict[str, Any], c
         raise ConfigError(f"invalid val-fraction {base.get('val_fraction', 0)!r}: --grid chooses by validation "
                           "accuracy, so each agent must hold out a validation split; give e.g. --val-fraction 0.1")
     shared = {**(load_toml(config_file) if config_file else {}), **base}
+    options = FIELD_NAMES.union(*(plugins.algorithm_options(m.overrides["algorithm"]) for m in methods
+                                  if m.overrides["algorithm"] not in ALGORITHMS))
+    for key in (k for k in grid if k not in options):
+        raise ConfigError(f"invalid grid {key}={','.join(map(str, grid[key]))}: {key} is not an option")
+
     def candidate(method: Variant, point: Point) -> Candidate:
         at_point = Variant(f"{method.label} [{point.label}]", method.overrides)  # named so in the runs' lines
         return Candidate(method, point, comparison.plan_runs({**base, **point.settings}, config_file, [at_point],
@@ -128,7 +133,8 @@ def plan(methods: list[Variant], columns: list[Variant], base: dict[str, Any], c
 
 def run(candidates: list[Candidate], out: Path, log: Callable[[str], None] = print, concurrent: int | None = 1,
         trial_resources: trials.TrialResources | None = None, show: Callable[[dict[str, Any]], None] = lambda c: None,
-        address: str | None = None, early_stop: str = "none") -> dict[str, Point]:
+        address: str | None = None, early_stop: str = "none",
+        on_start: Callable[[], None] = lambda: None) -> dict[str, Point]:
     """Make the selection runs (one comparison folder per grid point) and choose each method's point."""
     folders: dict[Path, list[PlannedRun]] = {}
     for candidate in candidates:
@@ -148,7 +154,8 @@ def run(candidates: list[Candidate], out: Path, log: Callable[[str], None] = pri
     comparison.compare_many([(runs, folder) for folder, runs in folders.items()], log, concurrent, trial_resources,
                             show, scratch=out / ".tune", address=address,
                             scheduler=asha if early_stop == "asha" else None, known=stops.outcomes(),
-                            on_outcome=stops.add, queue_key=lambda config: rank[group[str(config.out)]])
+                            on_outcome=stops.add, queue_key=lambda config: rank[group[str(config.out)]],
+                            on_start=on_start)
     return choose(candidates, out)
 
 
@@ -239,9 +246,15 @@ def compare(algorithms: str, seeds: list[int], classes: str | list[int], topolog
     methods, columns, base = comparison.layout(algorithms, classes, topologies, settings)
     comparison.plan_runs(base, config_file, methods, columns, seeds[:1], out)  # the shared settings, once
     candidates = plan(methods, columns, base, config_file, grid, selection_seeds(grid_seeds, seeds), out)
+    # a rerun must define the same study: compared with what the folder holds before any run starts
+    claim = comparison.check_study(out, {
+        "kind": "grid", "methods": [m.label for m in methods], "columns": [c.label for c in columns], "seeds": seeds,
+        "grid": grid, "grid_seeds": selection_seeds(grid_seeds, seeds), "early_stop": early_stop,
+        "settings": {k: v for k, v in {**(load_toml(config_file) if config_file else {}), **base}.items()
+                     if k not in PLACEMENT_OPTIONS}})  # where it runs may change between sittings
     log(f"selection: {len(candidates)} method x point candidates, {sum(len(c.runs) for c in candidates)} runs "
         f"on seeds {', '.join(map(str, selection_seeds(grid_seeds, seeds)))} -> {out / 'selection'}")
-    chosen = run(candidates, out, log, early_stop=early_stop, **execution)
+    chosen = run(candidates, out, log, early_stop=early_stop, on_start=claim, **execution)
     for method in methods:
         log(f"chosen for {method.label}: {chosen[method.label].label}" if method.label in chosen
             else f"chosen for {method.label}: nothing (every selection run failed); left out of the table")

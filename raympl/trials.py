@@ -51,6 +51,10 @@ class TrialResources:
     cpus: float
     gpus: float = 0.0
 
+    def __str__(self) -> str:
+        """As the option is written: cpus=1 or cpus=1,gpus=0.25."""
+        return f"cpus={self.cpus:g}" + (f",gpus={self.gpus:g}" if self.gpus else "")
+
 
 def parse_trial_resources(text: str | None) -> TrialResources | None:
     """`cpus=1`, `cpus=2,gpus=0.25`; None: derived from each run's own placement."""
@@ -212,7 +216,8 @@ def check_fits(bundles: list[dict[str, float]], cluster: Resources, label: str) 
                   and sum(b.get("GPU", 0.0) for b in asks) <= cluster.gpus + 1e-9)
     if cluster.can_grow or (each_fits and total_fits):
         return
-    raise ConfigError(f"invalid trial-resources for {label}: one trial asks {asks} and the cluster "
+    wants = " and ".join(" + ".join(f"{v:g} {k}" for k, v in b.items()) for b in asks)
+    raise ConfigError(f"invalid trial-resources for {label}: one trial asks {wants} and the cluster "
                       f"({cluster.describe()}) cannot hold it; lower --trial-resources or the run's "
                       "--cpus-per-agent/--gpus-per-agent")
 
@@ -305,19 +310,21 @@ MAX_RETRIES = 2  # a trial whose process or node is lost starts again, from the 
 def run_trials(runs: list[RunConfig], report: Report, concurrent: int | None = None,
                resources: TrialResources | None = None, address: str | None = None,
                show: Callable[[dict[str, Any]], None] = lambda counts: None, scratch: Path | None = None,
-               scheduler: FIFOScheduler | None = None) -> None:
+               scheduler: FIFOScheduler | None = None, log: Callable[[str], None] = lambda line: None,
+               on_start: Callable[[], None] = lambda: None) -> None:
     """Every run as one Tune trial, at most `concurrent` at once (None: as many as fit); `scheduler` may stop
-    runs early (early_stopping.GroupedASHA)."""
+    runs early (early_stopping.GroupedASHA); on_start: called once every trial is known to fit, before any runs."""
     # the study prints its own lines and progress: no Tune tables; of Tune's loggers only its JSON one
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # nor Tune's advice on a stop (Tuner.restore): rerunning the study is what continues it
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
-    connect_ray(address)
+    connect_ray(address, log)
     cluster = ray_resources(can_grow=address is not None)
     shaped = [trial_shape(config, resources, cluster) for config in runs]
     for config, bundles in shaped:
         check_fits(bundles, cluster, str(config.out))
+    on_start()
     configs = [config for config, _ in shaped]
     asks = [tune.PlacementGroupFactory(bundles) for _, bundles in shaped]
     progress = StudyProgress(configs, show)

@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
+import secrets
+import shutil
+import tempfile
 
-import numpy as np
-import pytest
-import torch
-import torch.nn.functional as F
 
-from raympl import models
-from raympl.algorithms.mce_pl import MCEPL
-from raympl.config import RunConfig
-from raympl.data.datasets import write_fashion_mnist
-from raympl.models import Layer, MaskedNet
-from raympl.options import resolve_shared
-from raympl.runtime import host
+def _session_token() -> None:
+    """Ray's token authentication on, as for every cluster raympl starts (docs/security.md), with a token of this
+    test session's own: every Ray instance a test starts (the shared one, `ray start`, a cluster_utils.Cluster in a
+    subprocess) and every client of it reads it from the environment. Set before Ray is imported: Ray reads
+    RAY_AUTH_MODE once, at import."""
+    folder = tempfile.mkdtemp(prefix="raympl-test-auth-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = os.path.join(folder, "auth_token")
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+        fh.write(secrets.token_hex(32))
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": path})
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+_session_token()
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from raympl import models  # noqa: E402
+from raympl.algorithms.mce_pl import MCEPL  # noqa: E402
+from raympl.config import RunConfig  # noqa: E402
+from raympl.data.datasets import write_fashion_mnist  # noqa: E402
+from raympl.models import Layer, MaskedNet  # noqa: E402
+from raympl.options import resolve_shared  # noqa: E402
+from raympl.runtime import host  # noqa: E402
 
 
 class OneLayer(MaskedNet):

@@ -274,3 +274,65 @@ def test_torchvision_models_with_auxiliary_outputs_give_logits_in_training_mode(
     module = zoo.torchvision_model("googlenet")((1, 28, 28), 10).train()
     out = module(torch.zeros(2, 1, 28, 28))
     assert isinstance(out, torch.Tensor) and out.shape == (2, 10)
+
+
+# ---- every refusal comes before the first write (issue 40) ----------------------------------------------
+COMPARE = ["compare", "--algorithms", "mce-pl,dsgd", "--seeds", "0", "--classes", "3", "--model", "small-cnn",
+           "--rounds", "2", "--agents", "4", "--topology", "ring", "--batch-size", "8", "--executor", "inprocess"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "nosuch=1"], "invalid config key 'nosuch': not an option of raympl"),
+    (["--trial-resources", "cpus=1"], "invalid trial-resources 'cpus=1': it shapes the trials of --concurrent"),
+    (["--concurrent", "2", "--trial-resources", "cpus=64"], "one trial asks 64 CPU and the cluster"),
+    (["--grid", "lr=0.1,0.01", "--val-fraction", "0.2", "--concurrent", "2", "--trial-resources", "cpus=64"],
+     "one trial asks 64 CPU and the cluster"),
+])
+def test_a_refused_comparison_leaves_no_folder(ray_session, args, message, fashion_dir, tmp_path):
+    result = CliRunner().invoke(app, [*COMPARE, "--data-dir", str(fashion_dir), "--out", str(tmp_path / "c"), *args])
+    refused(result, message)
+    assert "TrialResources(" not in result.output and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("grid", [[], ["--grid", "lr=0.1,0.01", "--val-fraction", "0.2"]])
+def test_a_comparison_out_that_is_a_file_is_one_line(grid, fashion_dir, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out, message in ((tmp_path / "file", "a file of that name exists"),
+                         (tmp_path / "file" / "sub", "is a file, not a folder")):
+        result = CliRunner().invoke(app, [*COMPARE, "--data-dir", str(fashion_dir), "--out", str(out), *grid])
+        refused(result, message)
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_options_that_do_nothing_under_the_async_schedule_are_refused(fashion_dir, tmp_path):
+    for option in (["--eval-every", "2"], ["--tensorboard", str(tmp_path / "tb")]):
+        result = CliRunner().invoke(app, ["simulate", "--algorithm", "dsgd", "--schedule", "async", "--eval-every-s",
+                                          "0.5", *option, "--data-dir", str(fashion_dir), "--out", str(tmp_path / "r")])
+        refused(result, f"invalid {option[0][2:]} ")
+        assert "does nothing for schedule async (only for sync)" in result.output
+        assert not (tmp_path / "r").exists()
+
+
+def test_a_validation_split_too_small_for_an_agent_is_refused_naming_it(fashion_dir, tmp_path):
+    """One training sample per agent (one class, a tiny share of it): no validation sample can be held out and
+    one kept to train on, so the promised val_accuracy could not exist; refused before anything is written."""
+    result = simulate("--classes-per-agent", "1", "--train-fraction", "0.001", "--val-fraction", "0.1",
+                      "--data-dir", str(fashion_dir), "--out", str(tmp_path / "run"))
+    refused(result, "invalid val-fraction 0.1: agent 0 (4 of 4) has 1 training sample(s), and a validation split "
+                    "needs at least 2")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_host_that_cannot_start_is_refused_before_the_run_files(fashion_dir, tmp_path, monkeypatch):
+    """A check that only a host can make (here: its device) fails before config.toml and the rest are written,
+    so the same command is not then refused as 'an unfinished run'."""
+    from raympl.runtime import host
+
+    def no_device(*args, **kwargs):
+        raise host.DeviceError("invalid device 'cuda': this host was asked to compute on a GPU but none is here")
+
+    monkeypatch.setattr(host, "pick_device", no_device)
+    for _ in range(2):
+        result = simulate("--data-dir", str(fashion_dir), "--out", str(tmp_path / "run"))
+        refused(result, "invalid device 'cuda'")
+        assert not (tmp_path / "run").exists()

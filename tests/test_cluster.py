@@ -151,3 +151,80 @@ def test_the_fit_check_catches_an_oversized_ask():
     with pytest.raises(ConfigError, match="invalid placement"):
         placement_of("cluster/submit.sh --agents 200 --gpus-per-agent 0.25 --cpus-per-agent 1")(
             launcher_nodes("aws.yaml"))
+
+
+# ---- every recipe requires Ray's token (docs/security.md) -------------------------------------------
+def launcher_auth_problems(config: dict) -> list[str]:
+    """What leaves a cluster launcher config open: a `ray start` without RAY_AUTH_MODE=token and a token file
+    that file_mounts brings, or a dashboard bound beyond the head's localhost."""
+    problems = []
+    mounts = config.get("file_mounts") or {}
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        for command in config[key]:
+            if "ray start" not in command:
+                continue
+            token = re.search(r"RAY_AUTH_TOKEN_PATH=(\S+?);", command)
+            if "RAY_AUTH_MODE=token" not in command or token is None or token.group(1) not in mounts:
+                problems.append(f"{key}: `ray start` without RAY_AUTH_MODE=token and a mounted token file")
+            host = re.search(r"--dashboard-host[= ](\S+)", command)
+            if key == "head_start_ray_commands" and (host is None or host.group(1) not in ("127.0.0.1", "localhost")):
+                problems.append("the dashboard does not bind to the head's localhost")
+    return problems
+
+
+def kuberay_auth_problems(spec: dict) -> list[str]:
+    """A RayCluster spec is closed by `authOptions: {mode: token}`, or by RAY_AUTH_MODE=token and RAY_AUTH_TOKEN
+    from a Secret on every container."""
+    if (spec.get("authOptions") or {}).get("mode") == "token":
+        return []
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    problems = []
+    for group in groups:
+        for container in group["template"]["spec"]["containers"]:
+            env = {e["name"]: e for e in container.get("env", [])}
+            secret = env.get("RAY_AUTH_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef")
+            if env.get("RAY_AUTH_MODE", {}).get("value") != "token" or not secret:
+                problems.append(f"{container['name']}: no token authentication")
+    return problems
+
+
+@pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
+def test_launcher_recipes_require_a_token(name):
+    config = yaml.safe_load((CLUSTER / name).read_text())
+    assert launcher_auth_problems(config) == []
+    opened = json.loads(json.dumps(config))  # the same recipe with authentication off fails the check
+    opened["head_start_ray_commands"] = [c.replace("RAY_AUTH_MODE=token", "RAY_AUTH_MODE=disabled")
+                                         for c in opened["head_start_ray_commands"]]
+    assert launcher_auth_problems(opened)
+    wide = json.loads(json.dumps(config))
+    wide["head_start_ray_commands"] = [c.replace("--dashboard-host=127.0.0.1", "--dashboard-host=0.0.0.0")
+                                       for c in wide["head_start_ray_commands"]]
+    assert launcher_auth_problems(wide) == ["the dashboard does not bind to the head's localhost"]
+
+
+def test_kuberay_recipes_require_a_token():
+    cluster = yaml.safe_load((CLUSTER / "kuberay" / "raycluster.yaml").read_text())["spec"]
+    job = yaml.safe_load((CLUSTER / "kuberay" / "rayjob.yaml").read_text())["spec"]["rayClusterSpec"]
+    for spec in (cluster, job):
+        assert kuberay_auth_problems(spec) == []
+        opened = {k: v for k, v in spec.items() if k != "authOptions"}
+        assert len(kuberay_auth_problems(opened)) == 1 + len(spec["workerGroupSpecs"])
+
+
+def test_no_file_turns_authentication_off():
+    """submit.sh sends the token (and refuses to go on without one); no recipe or guide says to disable it."""
+    submit = (CLUSTER / "submit.sh").read_text()
+    assert ': "${RAY_AUTH_MODE:=token}"' in submit and "export RAY_ADDRESS RAY_AUTH_MODE" in submit
+    for path in [*CLUSTER.rglob("*"), CLUSTER.parent / "README.md", *(CLUSTER.parent / "docs").glob("*.md")]:
+        if path.is_file() and path.suffix in (".md", ".yaml", ".sh", ".env", ""):
+            assert "RAY_AUTH_MODE=disabled" not in path.read_text(), path
+
+
+def test_submit_refuses_to_go_on_without_a_token(tmp_path):
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"HOME": str(tmp_path)}
+    result = subprocess.run([str(CLUSTER / "submit.sh"), "--agents", "4"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and result.stderr.startswith("error: no Ray token"), result.stderr

@@ -28,7 +28,7 @@ BIN = Path(sys.executable).parent
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
@@ -103,6 +103,11 @@ def test_ray_job_submit_runs_a_simulation(fashion_dir, tmp_path):
                                  capture_output=True).returncode != 0:
                 assert time.time() < deadline, "the Ray head did not come up"
                 time.sleep(2)
+            # the head requires the session's token: another one is refused
+            (tmp_path / "wrong_token").write_text("0" * 64)
+            wrong = subprocess.run(["ray", "job", "list", "--address", address], capture_output=True, text=True,
+                                   env={**env, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "wrong_token")})
+            assert wrong.returncode != 0 and "401" in wrong.stdout + wrong.stderr, wrong.stdout + wrong.stderr
             out = tmp_path / "job-run"
             result = subprocess.run(
                 [str(ROOT / "cluster" / "submit.sh"), "--model", "small-cnn", "--agents", "4", "--topology",
@@ -155,6 +160,36 @@ def test_a_stale_recorded_cluster_is_not_joined(fashion_dir, tmp_path):
             env={**env, "RAY_TMPDIR": ray_tmp}, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "r" / "summary.json").exists()
+
+
+def test_joining_a_cluster_without_authentication_warns(fashion_dir, tmp_path):
+    """`raympl simulate --address` on a cluster that lets anyone in says what that exposes, in one line."""
+    env = {k: v for k, v in _env().items() if not k.startswith("RAY_AUTH")} | {"RAY_AUTH_MODE": "disabled"}
+    with _ray_temp_dir("ropen") as temp_dir:
+        port = _free_port()
+        agent_ports = [f"--{flag}={_free_port()}" for flag in ("dashboard-agent-listen-port",
+                       "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")]
+        head = subprocess.Popen(["ray", "start", "--head", "--block", f"--port={port}", "--include-dashboard=false",
+                                 *agent_ports, "--num-cpus=1", f"--temp-dir={temp_dir}"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.time() + 120
+            while subprocess.run(["ray", "status", "--address", f"127.0.0.1:{port}"], env=env,
+                                 capture_output=True).returncode != 0:
+                assert time.time() < deadline, "the Ray head did not come up"
+                time.sleep(2)
+            result = subprocess.run(
+                [sys.executable, "-m", "raympl.cli.main", "simulate", "--address", f"127.0.0.1:{port}", "--agents",
+                 "2", "--topology", "ring", "--classes-per-agent", "2", "--rounds", "1", "--batch-size", "8",
+                 "--cpus-per-agent", "0.5", "--data-dir", str(fashion_dir), "--out", str(tmp_path / "r")],
+                env=env, capture_output=True, text=True, timeout=300)
+        finally:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "without authentication" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: joined the Ray cluster at 127.0.0.1:"), \
+        result.stderr[-3000:]
 
 
 def test_a_study_fills_a_cluster_and_a_lost_trial_continues_from_its_checkpoint(fashion_dir, tmp_path):

@@ -96,8 +96,9 @@ def test_a_killed_host_actor_is_recreated_and_its_rounds_replayed(ray_session, t
 def test_corrupt_truncated_or_foreign_checkpoints_are_refused(tiny_overrides, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    checkpoint.save(run, checkpoint.Checkpoint(3, {"bits_sent": {0: 1}}, {0: b"state"}))
-    assert checkpoint.load(run).agents == {0: b"state"}
+    state = checkpoint.to_bytes({"z": [1.5]})
+    checkpoint.save(run, checkpoint.Checkpoint(3, {"bits_sent": {0: 1}}, {0: state}))
+    assert checkpoint.load(run).agents == {0: state}
     data = (run / checkpoint.FILENAME).read_bytes()
     (run / checkpoint.FILENAME).write_bytes(data[:-10])
     with pytest.raises(checkpoint.CheckpointError, match="damaged or truncated"):

@@ -62,7 +62,7 @@ def test_each_method_gets_its_best_validation_value_and_the_table_uses_it(fashio
     (["--grid", "lr=1,0.1"], "invalid val-fraction 0: --grid chooses by validation accuracy"),
     (["--grid", "lr=", "--val-fraction", "0.2"], "invalid grid 'lr=': expected KEY=V1,V2"),
     (["--grid", "lr=1", "--grid", "lr=2", "--val-fraction", "0.2"], "lr is given twice"),
-    (["--grid", "speed=1,2", "--val-fraction", "0.2"], "invalid grid speed=1,2: speed does nothing for any"),
+    (["--grid", "speed=1,2", "--val-fraction", "0.2"], "invalid grid speed=1,2: speed is not an option"),
     (["--grid", "prox_mu=1,2", "--val-fraction", "0.2"], "invalid grid prox_mu=1,2: prox_mu does nothing for any"),
     (["--grid", "lr=1,0.1", "--grid-seeds", "0,5", "--val-fraction", "0.2"], "seed 0 is also a seed of the table"),
     (["--grid-seeds", "5"], "invalid grid-seeds '5': it applies to a --grid selection"),
@@ -74,6 +74,27 @@ def test_bad_grid_input_is_one_line(fashion_dir, tmp_path, extra, message):
     result = grid_study(fashion_dir, tmp_path / "bad", "--algorithms", "mce-pl", *extra)
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output, result.output
     assert not (tmp_path / "bad" / "selection").exists()  # refused before any run
+
+
+def test_a_rerun_that_defines_another_study_is_refused_before_any_run(fashion_dir, tmp_path):
+    """The folder holds one study (study.json): another grid, other seeds, another validation share or a plain
+    comparison in its place is refused in one line, and nothing in the folder changes."""
+    out = tmp_path / "grid"
+    base = ["--algorithms", "mce-pl", "--val-fraction", "0.2"]
+    first = grid_study(fashion_dir, out, *base, "--grid", "lr=0.1,0.01")
+    assert first.exit_code == 0, first.output
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    for extra, message in ((["--grid", "lr=0.1,0.001"], "invalid grid lr=0.1,0.001: the study in"),
+                           (["--grid", "lr=0.1,0.01", "--grid-seeds", "7"], "invalid grid-seeds 7: the study in"),
+                           (["--grid", "lr=0.1,0.01", "--val-fraction", "0.3"], "invalid val-fraction 0.3: the study"),
+                           (["--grid", "lr=0.1,0.01", "--rounds", "8"], "invalid rounds 8: the study in"),
+                           ([], "it holds a --grid selection, and this command makes a comparison")):
+        again = grid_study(fashion_dir, out, *base, *extra)
+        errors = [line for line in again.stderr.splitlines() if line.startswith("error:")]
+        assert again.exit_code == 2 and len(errors) == 1 and message in errors[0], again.output
+        assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    same = grid_study(fashion_dir, out, *base, "--grid", "lr=0.1,0.01")
+    assert same.exit_code == 0 and same.output.count("already done") == 3, same.output
 
 
 def test_asha_ends_poor_points_early_and_a_rerun_keeps_its_decisions(ray_session, fashion_dir, tmp_path):

@@ -158,3 +158,44 @@ def test_a_full_disk_ends_in_one_line_and_resume_gives_the_uninterrupted_run(tin
     assert result.exit_code == 0, result.output
     same_results(tmp_path / "whole", out)
     assert read_masks(tmp_path / "whole" / "masks.parquet") == read_masks(out / "masks.parquet")
+
+
+SETUP = ["--model", "small-cnn", "--agents", "6", "--topology", "ring", "--classes-per-agent", "3", "--rounds", "4",
+         "--batch-size", "16"]
+
+
+@pytest.mark.parametrize(("stage", "signame", "extra"), [
+    ("data", "SIGTERM", ["--executor", "inprocess"]),
+    ("graph", "SIGINT", ["--executor", "inprocess"]),
+    ("place", "SIGTERM", ["--executor", "ray"]),
+    ("hosts", "SIGTERM", ["--executor", "inprocess"]),
+    ("plan", "SIGTERM", ["--schedule", "async", "--timing-only", "--algorithm", "dsgd", "--agents", "300",
+                         "--topology", "er", "--degree", "8", "--rounds", "20"]),
+])
+def test_a_stop_request_during_set_up_ends_the_run_at_once(stage, signame, extra, fashion_dir, tmp_path):
+    """A signal while the data load, the graph is drawn, hosts are placed or started, or a timing-only run is
+    planned: exit 128 + signal with one line, and no run folder (nothing was written)."""
+    out = tmp_path / "run"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "signal_setup.py"), stage, signame, *SETUP,
+                           "--data-dir", str(fashion_dir), "--out", str(out), *extra], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 128 + getattr(signal, signame), done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == f"stopped by {signame} during set-up: nothing was written to {out}"
+    assert "Traceback" not in done.stdout + done.stderr and not out.exists()
+    assert time.monotonic() - started < 120
+
+
+def test_a_stop_request_during_a_resumes_set_up_changes_nothing(fashion_dir, tmp_path):
+    out = tmp_path / "run"
+    simulate(configure({"model": "small-cnn", "agents": 6, "topology": "ring", "classes_per_agent": 3, "rounds": 2,
+                        "batch_size": 16, "eval_every": 1, "data_dir": str(fashion_dir), "executor": "inprocess",
+                        "out": str(out)}))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "signal_setup.py"), "graph", "SIGTERM", "--resume",
+                           str(out), "--rounds", "4"], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 143, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == (
+        f"stopped by SIGTERM during set-up: {out} is as it was; continue with: raympl simulate --resume {out}")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -1,10 +1,11 @@
 """Checkpoints: everything needed to continue a run exactly, in one file that is whole or absent.
 
-File layout: MAGIC, then the SHA-256 of the body, then the body (torch.save of a dict: round, driver
-state, one blob per agent). It is written to a temporary name, flushed to disk and renamed over the
-previous checkpoint, so a crash at any moment leaves the old or the new checkpoint, never a mix; a
-damaged or truncated file is detected by the checksum and refused with a one-line error.
-Checkpoints are pickles: load only run directories you trust (your own).
+File layout: MAGIC, then the SHA-256 of the body, then the body (safe_state's format: a JSON tree of the
+round, the driver's state and one blob per agent, whose tensors are in a safetensors buffer). It is written
+to a temporary name, flushed to disk and renamed over the previous checkpoint, so a crash at any moment
+leaves the old or the new checkpoint, never a mix; a damaged or truncated file is detected by the checksum
+and refused with a one-line error. Reading one runs no code from it (docs/security.md). A checkpoint of an
+older raympl (MAGIC_PICKLED: a pickle, which can run code when read) is refused unless the caller trusts it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ import torch
 
 from raympl.errors import CheckpointError
 from raympl.metrics import atomic_write_bytes
+from raympl.runtime import safe_state
 
-MAGIC = b"RAYMPL-CKPT-1\n"
+MAGIC = b"RAYMPL-CKPT-2\n"
+MAGIC_PICKLED = b"RAYMPL-CKPT-1\n"  # raympl before 2026-12-08: torch.save pickles
+TRUST_HINT = ("if you wrote it yourself, continue it with raympl simulate --resume {run} --trust-checkpoint (this runs "
+              "code from the file; docs/security.md), which writes the next checkpoint in the safe format")
 FILENAME = "checkpoint.bin"
 
 
@@ -35,19 +40,13 @@ class Checkpoint:
 
 
 def to_bytes(obj: Any) -> bytes:
-    """torch.save of obj; a tensor that views part of a larger one (--engine batched keeps each agent's
-    tensors as rows of stacked ones) is saved alone, not with the whole storage."""
-    obj = map_tensors(obj, lambda t: t.clone() if t.untyped_storage().nbytes() > t.nbytes else t)
-    buffer = io.BytesIO()
-    # protocol 4 stores bytes (the per-agent blobs) as they are; torch's default protocol 2 writes
-    # them as latin-1 text, 1.5x larger
-    torch.save(obj, buffer, pickle_protocol=4)
-    return buffer.getvalue()
+    """A state (an agent's, the driver's) as bytes that run no code when read (safe_state)."""
+    return safe_state.dumps(obj)
 
 
 def from_bytes(data: bytes) -> Any:
     """Everything loads on the CPU: a torch.Generator cannot move, tensors move with to_device."""
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    return safe_state.loads(data, "agent state")
 
 
 def to_device(obj: Any, device: torch.device) -> Any:
@@ -78,17 +77,48 @@ def save(run_dir: Path, checkpoint: Checkpoint) -> int:
     return len(MAGIC) + 32 + len(body)
 
 
-def load(run_dir: Path) -> Checkpoint:
+def load(run_dir: Path, trust: bool = False) -> Checkpoint:
+    """The checkpoint in run_dir. trust: also read an older raympl's pickled one (which runs code from it)."""
     path = Path(run_dir) / FILENAME
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"invalid resume {str(run_dir)!r}: no {FILENAME} in it") from None
-    head = len(MAGIC)
-    if not data.startswith(MAGIC):
+    magic = next((m for m in (MAGIC, MAGIC_PICKLED) if data.startswith(m)), None)
+    if magic is None:
         raise CheckpointError(f"invalid checkpoint {str(path)!r}: not a raympl checkpoint")
-    digest, body = data[head:head + 32], data[head + 32:]
+    digest, body = data[len(magic):len(magic) + 32], data[len(magic) + 32:]
     if hashlib.sha256(body).digest() != digest:
         raise CheckpointError(f"invalid checkpoint {str(path)!r}: damaged or truncated (checksum mismatch)")
-    content = from_bytes(body)
+    if magic == MAGIC_PICKLED:
+        if not trust:
+            raise CheckpointError(f"invalid checkpoint {str(path)!r}: written by an older raympl as a pickle, which "
+                                  f"can run code when read; {TRUST_HINT.format(run=run_dir)}")
+        return _from_pickle(body)
+    content = safe_state.loads(body, f"checkpoint {str(path)!r}")
+    # the hosts read the agents' blobs later, perhaps after files are written: refuse a pickle among them now
+    for agent, blob in (content["agents"] or {}).items():
+        if not blob.startswith(safe_state.MAGIC):
+            raise CheckpointError(f"invalid checkpoint {str(path)!r}: agent {agent}'s state is not in raympl's "
+                                  "safe format" + (" (it is a pickle)" if safe_state.is_pickle(blob) else ""))
     return Checkpoint(content["round"], content["driver"], content["agents"], content.get("run"))
+
+
+def saved_round(run_dir: Path) -> int | None:
+    """The round of run_dir's checkpoint, read without running anything; None where there is none or it is
+    unreadable or pickled."""
+    try:
+        return load(run_dir).round
+    except CheckpointError:
+        return None
+
+
+def _from_pickle(body: bytes) -> Checkpoint:
+    """An older raympl's checkpoint (the caller trusts it): its agent blobs are rewritten in the safe format,
+    so hosts never read a pickle."""
+    content = torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)
+    agents = content["agents"]
+    if agents is not None:
+        agents = {a: to_bytes(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False))
+                  for a, blob in agents.items()}
+    return Checkpoint(content["round"], content["driver"], agents, content.get("run"))

@@ -34,7 +34,7 @@ from raympl.runtime.extension import (
     start_extension,
 )
 from raympl.runtime.launch import cluster_resources, host_layout, place, request_nodes
-from raympl.runtime.placement import Slot, check_gpus_exist, cross_host_share
+from raympl.runtime.placement import Placement, Slot, check_gpus_exist, cross_host_share
 from raympl.runtime.prepare import Prepared, prepare
 from raympl.runtime.run_dir import check_out_dir, default_out_dir, make_out_dir, output_failed, write_masks
 from raympl.runtime.run_state import EvaluationFn, ProgressFn, Run
@@ -45,10 +45,11 @@ from raympl.tensorboard import TensorBoardLog
 def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | None = None,
              prepared: Prepared | None = None, resume: bool = False,
              log: Callable[[str], None] = lambda line: None, slot: Slot | None = None,
-             on_evaluation: EvaluationFn | None = None) -> dict:
+             on_evaluation: EvaluationFn | None = None, trust_checkpoint: bool = False) -> dict:
     """Run one simulation end to end and return its summary (also written to out/summary.json).
 
     resume: continue the run in `out` from its checkpoint (same configuration, same results).
+    trust_checkpoint: also read a checkpoint pickled by an older raympl (which runs code from it).
     slot: the resources of the study trial this run is (None: the whole machine or cluster).
     on_evaluation: called with every evaluation's rows (round, agent, accuracy, val_accuracy, ...).
     A host actor lost mid-run is recreated, every agent is restored from the last checkpoint and the
@@ -57,16 +58,14 @@ def simulate(config: RunConfig, out: Path | None = None, progress: ProgressFn | 
     start = time.perf_counter()
     out = Path(out or config.out or default_out_dir())
     try:
-        with StopRequests() as stop:  # from the start: a request during set-up stops before the first round
+        with StopRequests(out, resume) as stop:  # a request during set-up ends the run before anything is written
             if config.timing_only:
-                return timing_only.simulate(config, out)
+                return timing_only.simulate(config, out, stop)
             if resume and config.schedule == "async" and (out / "summary.json").exists():
                 raise ConfigError(f"invalid resume {str(out)!r}: the asynchronous run there has finished, and "
                                   "extending one is not built")
-            run = start_run(config, out, prepared, resume, log, slot)
+            run = start_run(config, out, prepared, resume, log, slot, trust_checkpoint, stop)
             run.on_evaluation = on_evaluation
-            stop.reinstall()
-            run.stop = stop
             if config.schedule == "async":
                 try:
                     return asynchronous.simulate(run, start, progress)
@@ -103,15 +102,17 @@ def run_to_end(run: Run, start: float, progress: ProgressFn | None, log: Callabl
 
 
 def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: bool,
-              log: Callable[[str], None], slot: Slot | None = None) -> Run:
-    """Check the output folder, load data, write the run's files, place and start the hosts."""
+              log: Callable[[str], None], slot: Slot | None = None, trust_checkpoint: bool = False,
+              stop: StopRequests | None = None) -> Run:
+    """Check everything, load data, place and start the hosts, then write the run's first files: a refused or
+    stopped set-up leaves nothing behind."""
     check_out_dir(out, resuming=resume)
     # bad resources, data, graph or placement fail before anything is written
-    resources = slot.resources if slot else cluster_resources(config)
+    resources = slot.resources if slot else cluster_resources(config, log)
     check_gpus_exist(config, resources)
     prepared = prepared or prepare(config)
     # a run stopped before its first checkpoint (a full disk, say) resumes from round 0
-    saved = checkpoint.load(out) if resume and (out / checkpoint.FILENAME).exists() else None
+    saved = checkpoint.load(out, trust_checkpoint) if resume and (out / checkpoint.FILENAME).exists() else None
     if saved:
         check_checkpoint_belongs(config, saved, out)
     extending = resume and (out / "summary.json").exists()
@@ -122,6 +123,38 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
     placement, memory = place(config, prepared, resources, log)
     # a bad schedule fails before anything is written
     network = network_rounds.build(config, prepared.graph, prepared.model, prepared.partition.train)
+    executor = start_hosts(config, prepared, placement, slot, log)  # a host that cannot start: before writes too
+    try:
+        if stop is not None:
+            stop.set_up()
+        write_first_files(config, out, prepared, resume)
+        board = TensorBoardLog(config.tensorboard, saved.round if saved else None) if config.tensorboard else None
+        run = Run(config, out, prepared, placement, memory, executor, recorder, saved, tensorboard=board,
+                  network=network, cross_host_shares=[], stop=stop)
+        if extending:
+            start_extension(run)
+        elif resume and load_toml(out / "config.toml").get("rounds") != config.rounds:
+            atomic_write_bytes(out / "config.toml", config.to_toml().encode())  # an unfinished run given more rounds
+    except BaseException:
+        executor.shutdown()
+        raise
+    return run
+
+
+def start_hosts(config: RunConfig, prepared: Prepared, placement: Placement, slot: Slot | None,
+                log: Callable[[str], None]) -> InProcessExecutor | RayExecutor:
+    hosts, routes = host_layout(config, prepared, placement)
+    executor_cls = RayExecutor if config.executor == "ray" else InProcessExecutor
+    asked = request_nodes(placement, log) if config.executor == "ray" and not placement.fits_now else False
+    try:
+        return executor_cls(config, prepared.dataset, hosts, routes, placement, slot)
+    finally:
+        if asked:
+            request_nodes(None, log)
+
+
+def write_first_files(config: RunConfig, out: Path, prepared: Prepared, resume: bool) -> None:
+    """config.toml, topology.edgelist and partition.json (a resumed run keeps its own)."""
     make_out_dir(out)
     if not resume:
         atomic_write_bytes(out / "config.toml", config.to_toml().encode())
@@ -129,22 +162,6 @@ def start_run(config: RunConfig, out: Path, prepared: Prepared | None, resume: b
         topologies.write_edgelist(prepared.graph, out / "topology.edgelist")
     if not resume or not (out / "partition.json").exists():
         prepared.partition.to_json(out / "partition.json")
-    hosts, routes = host_layout(config, prepared, placement)
-    executor_cls = RayExecutor if config.executor == "ray" else InProcessExecutor
-    asked = request_nodes(placement, log) if config.executor == "ray" and not placement.fits_now else False
-    try:
-        executor = executor_cls(config, prepared.dataset, hosts, routes, placement, slot)
-    finally:
-        if asked:
-            request_nodes(None, log)
-    board = TensorBoardLog(config.tensorboard, saved.round if saved else None) if config.tensorboard else None
-    run = Run(config, out, prepared, placement, memory, executor, recorder, saved, tensorboard=board,
-              network=network, cross_host_shares=[])
-    if extending:
-        start_extension(run)
-    elif resume and load_toml(out / "config.toml").get("rounds") != config.rounds:
-        atomic_write_bytes(out / "config.toml", config.to_toml().encode())  # an unfinished run given more rounds
-    return run
 
 
 def run_rounds(run: Run, progress: ProgressFn | None, log: Callable[[str], None]) -> None:

@@ -5,14 +5,20 @@ the measured GPU memory of --gpus-per-agent auto), the autoscaler request, and t
 from __future__ import annotations
 
 import os
+import secrets
+import signal
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import ray
+from ray._raylet import AuthenticationMode, get_authentication_mode
 from ray.autoscaler.sdk import request_resources
 
 from raympl import algorithms
 from raympl.config import RunConfig
-from raympl.errors import HostStartError, NoCapacity
+from raympl.errors import HostStartError, NoCapacity, RayStartError, Stopped
+from raympl.plugins import first_line
 from raympl.runtime import gpu_memory
 from raympl.runtime.executors import error_line
 from raympl.runtime.host import AgentData
@@ -28,15 +34,69 @@ from raympl.runtime.placement import (
 from raympl.runtime.prepare import Prepared, agent_data, prepare
 
 
-def connect_ray(address: str | None) -> None:
+def connect_ray(address: str | None, log: Callable[[str], None] = lambda line: None) -> None:
+    """Join the Ray cluster at `address`, or start a local one that only this user's processes can join (Ray's
+    token authentication; docs/security.md). A start that fails (a timeout on a loaded machine, ports taken) is
+    tried once more, then ends in one line."""
     if ray.is_initialized():
         return
     if address is None:
-        # A fresh local cluster owned by this process: no token needed between us and ourselves.
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    # "local", never None: ray.init(None) would join whatever /tmp/ray/ray_current_cluster names, and a
-    # stale entry left by an unclean `ray start` or test Cluster makes it wait minutes for a dead GCS.
-    ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+        local_token(log)
+    # ray.init puts in its own SIGTERM handler (sys.exit); the run's (runtime/stopping.py) is put back
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        start_ray(address, log)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, handler)
+    if address is not None and get_authentication_mode() != AuthenticationMode.TOKEN:
+        log(f"warning: joined the Ray cluster at {address} without authentication (RAY_AUTH_MODE is not token): "
+            "anyone who reaches its ports can run code on it and read its data (docs/security.md)")
+
+
+def start_ray(address: str | None, log: Callable[[str], None]) -> None:
+    """ray.init, tried twice; RayStartError with the cause's first line if both fail."""
+    for attempt in (1, 2):
+        try:
+            # "local", never None: ray.init(None) would join whatever /tmp/ray/ray_current_cluster names, and a
+            # stale entry left by an unclean `ray start` or test Cluster makes it wait minutes for a dead GCS.
+            ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING",
+                     log_to_driver=True)
+            break
+        except Stopped:  # a stop request during the start (runtime/stopping.py)
+            ray.shutdown()
+            raise
+        except Exception as error:  # Ray raises a bare Exception, ConnectionError, RuntimeError, ...
+            ray.shutdown()
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray cluster"
+            if attempt == 2:
+                raise RayStartError(f"could not {where} (tried twice): {first_line(error)}") from None
+            log(f"warning: could not {where} ({first_line(error)}); trying once more")
+
+
+def local_token(log: Callable[[str], None]) -> None:
+    """A local cluster gets Ray's token authentication (Ray turns it on for local clusters since 2.59 when
+    RAY_AUTH_MODE is unset; setting the variable here, after `import ray`, would leave this process without it),
+    and a token file only its owner can read: Ray would create ~/.ray/auth_token with the default permissions.
+    RAY_AUTH_MODE=disabled is obeyed, with a warning."""
+    mode = os.environ.get("RAY_AUTH_MODE", "token").lower()
+    if mode != "token":
+        log(f"warning: RAY_AUTH_MODE={mode}: this run's local Ray cluster accepts anyone on this machine who "
+            "reaches its ports (docs/security.md)")
+        return
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return
+    with os.fdopen(descriptor, "w") as fh:
+        fh.write(secrets.token_hex(32))
 
 
 def host_layout(config: RunConfig, prepared: Prepared,
@@ -52,11 +112,11 @@ def host_layout(config: RunConfig, prepared: Prepared,
     return hosts, routes
 
 
-def cluster_resources(config: RunConfig) -> Resources:
+def cluster_resources(config: RunConfig, log: Callable[[str], None] = lambda line: None) -> Resources:
     """The Ray cluster's nodes (one raympl was pointed at may grow), or this machine for in-process runs."""
     if config.executor != "ray":
         return local_resources()
-    connect_ray(config.address)
+    connect_ray(config.address, log)
     return ray_resources(can_grow=config.address is not None)
 
 

@@ -35,6 +35,7 @@ def prepare(config: RunConfig) -> Prepared:
                               train_fraction=config.train_fraction, train_owner=dataset.train_owner,
                               test_owner=dataset.test_owner)
     if config.val_fraction > 0:
+        check_validation_split(config, parts)
         parts = partitioning.hold_out(parts, config.val_fraction, config.seed)
     check_every_agent_has_data(config, dataset, parts)
     return Prepared(dataset, graph, parts, model)
@@ -53,6 +54,18 @@ def check_every_agent_has_data(config: RunConfig, dataset: Dataset, parts: parti
         raise DataError(f"invalid dataset {config.dataset!r}: agent {empty[0]} ({len(empty)} of "
                                  f"{config.agents}) gets no {part} samples from the {config.partition} partition "
                                  f"of {len(labels)} samples{why}; use fewer agents or another partition")
+
+
+def check_validation_split(config: RunConfig, parts: partitioning.Partition) -> None:
+    """--val-fraction promises a validation metric for every agent: each must keep one training sample and hold
+    out one (partition.hold_out), so an agent with fewer than two is refused, naming it and the sizes."""
+    sizes = [len(idx) for idx in parts.train]
+    short = [a for a, n in enumerate(sizes) if n == 1]  # none at all: check_every_agent_has_data says so
+    if short:
+        raise DataError(f"invalid val-fraction {config.val_fraction:g}: agent {short[0]} ({len(short)} of "
+                        f"{config.agents}) has {sizes[short[0]]} training sample(s), and a validation split needs "
+                        "at least 2 (one held out, one to train on); use fewer agents, a larger --train-fraction "
+                        "or another partition")
 
 
 def check_model_fits(config: RunConfig, dataset: Dataset) -> models.MaskedNet:

@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 from raympl.config import ConfigError
 from raympl.metrics import OutputError, write_table
 from raympl.runtime import checkpoint
-from raympl.runtime.checkpoint import CheckpointError
 
 MASK_SHAPES_KEY = "raympl.mask_shapes"
 
@@ -72,9 +71,8 @@ def make_out_dir(out: Path) -> None:
 def output_failed(error: OutputError, out: Path) -> OutputError:
     """The error with what is safe on disk: the last complete checkpoint (or none) and the command that
     continues once the cause is fixed. Files written before are intact; no temporary file is left."""
-    try:
-        saved = f"the last complete checkpoint is round {checkpoint.load(out).round}"
-    except CheckpointError:
-        saved = "no checkpoint was written yet (--resume starts the run again from round 0)"
+    round_ = checkpoint.saved_round(out)
+    saved = (f"the last complete checkpoint is round {round_}" if round_ is not None else
+             "no checkpoint was written yet (--resume starts the run again from round 0)")
     advice = f"{saved}; free space (or fix the folder), then continue with: raympl simulate --resume {out}"
     return OutputError(error.path, error.reason, advice)

@@ -24,6 +24,7 @@ from raympl.runtime.asynchronous import ended_by, planner, slot_s
 from raympl.runtime.host import AgentHost
 from raympl.runtime.prepare import Prepared, agent_data, prepare
 from raympl.runtime.run_dir import check_out_dir, make_out_dir
+from raympl.runtime.stopping import StopRequests
 
 
 def message_bytes(config: RunConfig, prepared: Prepared) -> int:
@@ -33,7 +34,8 @@ def message_bytes(config: RunConfig, prepared: Prepared) -> int:
     return sizes[0]
 
 
-def simulate(config: RunConfig, out: Path) -> dict:
+def simulate(config: RunConfig, out: Path, stop: StopRequests | None = None) -> dict:
+    """Plan the run and write its summary; a stop request before the files are written ends it at once."""
     start = time.perf_counter()
     check_out_dir(out)
     prepared = prepare(config)
@@ -69,6 +71,8 @@ def simulate(config: RunConfig, out: Path) -> dict:
         "network": {k: getattr(config, k) for k in ("device_speed", "bandwidth", "latency", "comm_model")},
         "driver_machine": provenance.machine(), "revision": provenance.revision(), "versions": provenance.versions(),
     }
+    if stop is not None:
+        stop.set_up()  # the plan is made: a request now lets the files be written whole
     make_out_dir(out)
     atomic_write_bytes(out / "config.toml", config.to_toml().encode())
     topologies.write_edgelist(prepared.graph, out / "topology.edgelist")

@@ -1,0 +1,44 @@
+"""Run `raympl simulate` and send this process a real signal from inside one stage of its set-up (or of a
+--timing-only plan); the stage then goes on as if the signal were late, which it must not survive.
+
+Usage: python tests/signal_setup.py STAGE SIGNAL SIMULATE-ARGS...   (a subprocess)
+STAGE: data (loading the data set), graph (drawing the graph), place (placing hosts), hosts (starting them) or
+plan (the 3rd wave of a timing-only plan). The exit code and the output are the command line's.
+"""
+
+import os
+import signal
+import sys
+
+from typer.testing import CliRunner
+
+from raympl import data, topologies
+from raympl.cli.main import app
+from raympl.network.gossip import Gossip
+from raympl.runtime import driver
+
+stage, signum, args = sys.argv[1], getattr(signal, sys.argv[2]), sys.argv[3:]
+waves = []
+
+
+def signalling(function, when=lambda: True):
+    def wrapped(*a, **k):
+        if when():
+            os.kill(os.getpid(), signum)  # delivered between bytecodes, inside the stage
+        return function(*a, **k)
+    return wrapped
+
+
+if stage == "data":
+    data.load = signalling(data.load)
+elif stage == "graph":
+    topologies.build = signalling(topologies.build)
+elif stage == "place":
+    driver.place = signalling(driver.place)
+elif stage == "hosts":
+    driver.start_hosts = signalling(driver.start_hosts)
+elif stage == "plan":
+    Gossip.next_wave = signalling(Gossip.next_wave, lambda: waves.append(1) or len(waves) == 3)
+result = CliRunner().invoke(app, ["simulate", *args])
+sys.stdout.write(result.output)
+sys.exit(result.exit_code)
