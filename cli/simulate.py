@@ -9,6 +9,7 @@ from typing import Annotated
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from raympl import config as cfg
+from raympl import plugins
 from raympl.cli.common import Opt, err, gpus_amount, one_line_errors, out, parse_settings
 
 # The modules that compute (torch, Ray, pandas) are imported inside each command, when it runs, so that
@@ -214,7 +215,10 @@ def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> c
                               "configuration (only --rounds, --address, --executor and placement options may change)")
     if not (run_dir / "config.toml").exists():
         raise cfg.ConfigError(f"invalid resume {str(run_dir)!r}: no config.toml, not a run directory")
-    saved_rounds = cfg.load_toml(run_dir / "config.toml").get("rounds", cfg.RunConfig.rounds)
+    saved = cfg.load_toml(run_dir / "config.toml")
+    for key in ("algorithm", "model", "dataset"):  # plug-ins it names are imported by name: never from run_dir
+        plugins.check_outside(key, str(saved.get(key, "")), run_dir)
+    saved_rounds = saved.get("rounds", cfg.RunConfig.rounds)
     rounds = overrides.get("rounds")
     if rounds is not None and rounds < saved_rounds:
         raise cfg.ConfigError(f"invalid rounds {rounds}: the run has {saved_rounds} rounds; a run can be extended, "

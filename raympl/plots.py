@@ -193,6 +193,8 @@ def first_layer_masks(groups: dict[str, list[Run]], out: Path) -> list[Path]:
         shapes = read_mask_shapes(run.directory / "masks.parquet")
         if shapes is None:  # written before the shapes were stored: a built-in model on a built-in data set
             config = run.config
+            if ":" in str(config.get("model")):  # a plug-in model is not imported to draw a run folder's masks
+                continue
             shapes = [tuple(w.shape) for w in models.build(config["model"], INPUT_SHAPES[config["dataset"]], 10,
                                                            seed=0).weights]
         shape = shapes[0]

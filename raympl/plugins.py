@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.machinery
 import os
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from raympl.errors import ConfigError
@@ -62,6 +64,22 @@ def load_named(what: str, name: str, group: str) -> Any:
     entry = next(iter(entries))
     _LOADED.add(entry.module)
     return entry.load()
+
+
+def check_outside(what: str, name: str, folder: Path) -> None:
+    """Refuse a plug-in `module:attribute` whose module would be imported from `folder` (a run folder someone
+    sent: raympl never runs code from one; docs/security.md). Looks the top-level module up without running it."""
+    if ":" not in name:
+        return
+    top = name.partition(":")[0].partition(".")[0]
+    paths = [os.getcwd(), *sys.path] if os.getcwd() not in sys.path else sys.path
+    spec = importlib.machinery.PathFinder.find_spec(top, paths) if top not in sys.modules else None
+    places = [spec.origin, *(spec.submodule_search_locations or [])] if spec else []
+    inside = [p for p in places if p and Path(p).resolve().is_relative_to(folder.resolve())]
+    if inside:
+        raise ConfigError(f"invalid {what} {name!r}: its module would be imported from {str(folder)!r} itself "
+                          f"({inside[0]}); raympl runs no code from a run folder, so import it from elsewhere "
+                          "(docs/security.md)")
 
 
 def loaded_modules() -> frozenset[str]:

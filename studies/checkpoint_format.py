@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from raympl import provenance  # noqa: E402
 from raympl.options import resolve  # noqa: E402
 from raympl.runtime import checkpoint, safe_state  # noqa: E402
 from raympl.runtime.driver import simulate  # noqa: E402
@@ -94,8 +95,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for model, algorithm in POINTS:
             rows += measure(model, algorithm, args.data_dir, Path(work), args.repeats)
-    lines = [f"# Checkpoint formats, 20 agents ({platform.processor() or platform.machine()}, "
-             f"{torch.get_num_threads()} threads, torch {torch.__version__}, median of {args.repeats})", "",
+    cpu = torch.cpu.get_capabilities().get("cpu_name", platform.machine())
+    lines = [f"# Checkpoint formats, 20 agents ({cpu}, {provenance.machine()}, {torch.get_num_threads()} torch "
+             f"thread(s), torch {torch.__version__}, median of {args.repeats})", "",
              "| model | algorithm | format | size MB | save s | load s | save / before | load / before |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:

@@ -169,3 +169,19 @@ def test_only_raympl_and_plugin_classes_are_built(tmp_path):
     assert not (tmp_path / "pwned").exists()
     with pytest.raises(TypeError, match="does not store"):
         safe_state.dumps({"f": print})
+
+
+def test_a_plugin_module_inside_the_run_folder_is_not_imported(finished_run, tmp_path, monkeypatch):
+    """A run folder whose config.toml names a plug-in that would be imported from the folder itself (resumed
+    from inside it, where the working folder is on the path) is refused before the module runs."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    marker = tmp_path / "pwned"
+    (run / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Algo: pass\n")
+    config = (run / "config.toml").read_text().replace('algorithm = "mce-pl"', 'algorithm = "evil:Algo"')
+    (run / "config.toml").write_text(config)
+    monkeypatch.chdir(run)
+    result = CliRunner().invoke(app, ["simulate", "--resume", ".", "--rounds", "5"])
+    assert result.exit_code == 2 and "invalid algorithm 'evil:Algo': its module would be imported from" in \
+        result.output, result.output
+    assert not marker.exists()
