@@ -185,3 +185,19 @@ def test_a_plugin_module_inside_the_run_folder_is_not_imported(finished_run, tmp
     assert result.exit_code == 2 and "invalid algorithm 'evil:Algo': its module would be imported from" in \
         result.output, result.output
     assert not marker.exists()
+
+
+def test_a_cifar_pickle_naming_a_function_is_refused(tmp_path):
+    """The CIFAR files are pickles of arrays: one that names anything else (here: open, creating a file) is
+    refused in one line and never runs."""
+    import pickle
+
+    from raympl.data.datasets import DataError, load_cifar10
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps({b"data": CreatesFile(tmp_path / "pwned"), b"labels": [0]}))
+    with pytest.raises(DataError, match="which a data file has no need of"):
+        load_cifar10(str(tmp_path))
+    assert not (tmp_path / "pwned").exists()

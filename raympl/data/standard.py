@@ -21,7 +21,7 @@ import numpy as np
 from scipy.io import loadmat
 
 from raympl.config import EMNIST_CLASSES
-from raympl.data.datasets import Dataset, find_idx, read_idx
+from raympl.data.datasets import Dataset, find_idx, read_idx, read_pickled_arrays
 from raympl.errors import DataError
 
 MNIST_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -55,7 +55,7 @@ def emnist(folder: Path, split: str) -> Dataset:
 def _cifar100_part(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as fh:
-            part = pickle.load(fh, encoding="bytes")
+            part = read_pickled_arrays(fh)
         return (np.asarray(part[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32),
                 np.asarray(part[b"fine_labels"], dtype=np.int64))
     except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as err:
