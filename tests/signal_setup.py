@@ -2,8 +2,8 @@
 --timing-only plan); the stage then goes on as if the signal were late, which it must not survive.
 
 Usage: python tests/signal_setup.py STAGE SIGNAL SIMULATE-ARGS...   (a subprocess)
-STAGE: data (loading the data set), graph (drawing the graph), place (placing hosts), hosts (starting them) or
-plan (the 3rd wave of a timing-only plan). The exit code and the output are the command line's.
+STAGE: data (loading the data set), graph (drawing the graph), ray (inside ray.init, once Ray has put in its own
+SIGTERM handler), place (placing hosts), hosts (starting them) or plan (the 3rd wave of a timing-only plan). The exit code and the output are the command line's.
 """
 
 import os
@@ -33,6 +33,16 @@ if stage == "data":
     data.load = signalling(data.load)
 elif stage == "graph":
     topologies.build = signalling(topologies.build)
+elif stage == "ray":
+    from ray._private import utils
+
+    install = utils.set_sigterm_handler
+
+    def install_then_signal(handler):
+        install(handler)
+        os.kill(os.getpid(), signum)
+
+    utils.set_sigterm_handler = install_then_signal
 elif stage == "place":
     driver.place = signalling(driver.place)
 elif stage == "hosts":

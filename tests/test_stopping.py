@@ -167,6 +167,8 @@ SETUP = ["--model", "small-cnn", "--agents", "6", "--topology", "ring", "--class
 @pytest.mark.parametrize(("stage", "signame", "extra"), [
     ("data", "SIGTERM", ["--executor", "inprocess"]),
     ("graph", "SIGINT", ["--executor", "inprocess"]),
+    ("ray", "SIGTERM", ["--executor", "ray"]),
+    ("ray", "SIGINT", ["--executor", "ray"]),
     ("place", "SIGTERM", ["--executor", "ray"]),
     ("hosts", "SIGTERM", ["--executor", "inprocess"]),
     ("plan", "SIGTERM", ["--schedule", "async", "--timing-only", "--algorithm", "dsgd", "--agents", "300",

@@ -47,6 +47,12 @@ def connect_ray(address: str | None, log: Callable[[str], None] = lambda line: N
     handler = signal.getsignal(signal.SIGTERM) if main else None
     try:
         start_ray(address, log)
+    except SystemExit as stop:  # a SIGTERM during ray.init, taken by Ray's handler: the run's own decides
+        ray.shutdown()
+        if stop.code != signal.SIGTERM or not callable(handler):
+            raise
+        handler(signal.SIGTERM, None)
+        raise
     finally:
         if main:
             signal.signal(signal.SIGTERM, handler)
