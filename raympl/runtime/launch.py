@@ -4,6 +4,7 @@ the measured GPU memory of --gpus-per-agent auto), the autoscaler request, and t
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
@@ -91,6 +92,8 @@ def local_token(log: Callable[[str], None]) -> None:
         log(f"warning: RAY_AUTH_MODE={mode}: this run's local Ray cluster accepts anyone on this machine who "
             "reaches its ports (docs/security.md)")
         return
+    # Ray logs a warning on every local start that token authentication is on and how to turn it off
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     if os.environ.get("RAY_AUTH_TOKEN"):
         return
     path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
