@@ -9,7 +9,6 @@ from typing import Annotated
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from raympl import config as cfg
-from raympl import plugins
 from raympl.cli.common import Opt, err, gpus_amount, one_line_errors, out, parse_settings
 
 # The modules that compute (torch, Ray, pandas) are imported inside each command, when it runs, so that
@@ -156,14 +155,14 @@ def simulate(
     overrides["out"] = out_dir
     overrides["gpus_per_agent"] = gpus_amount(gpus_per_agent)
     with one_line_errors():
-        from raympl.options import resolve
+        from raympl.options import resolve, resolve_resume
         from raympl.runtime.driver import simulate as run_simulation
         from raympl.runtime.launch import dry_run_placement
         from raympl.runtime.run_dir import check_out_dir, default_out_dir
 
         if trust_checkpoint and resume is None:
             raise cfg.ConfigError("invalid trust-checkpoint: it applies to --resume only")
-        run_config = resume_config(resume, overrides, config) if resume else resolve(overrides, config)
+        run_config = resolve_resume(resume, overrides, config) if resume else resolve(overrides, config)
 
         run_dir = Path(run_config.out or default_out_dir())
         if dry_run:
@@ -202,31 +201,3 @@ def simulate(
               f"(mean of last 5 evaluations {summary['mean_accuracy_last5']:.4f}), "
               f"{summary['total_bits'] / 8e6:.1f} MB sent, {summary['wall_time_s']:.1f} s "
               f"({summary['sim_time_total_s']:.4g} s on the simulated network); results in {run_dir}", highlight=False)
-
-
-def resume_config(run_dir: Path, overrides: dict, config_file: Path | None) -> cfg.RunConfig:
-    """The saved configuration of run_dir; only placement options may be given again, and --rounds to extend
-    the run (a finished one included) to more rounds."""
-    if config_file is not None:
-        raise cfg.ConfigError(f"invalid config {str(config_file)!r}: --resume uses the run's own config.toml")
-    changed = sorted(k for k, v in overrides.items() if v is not None and k not in cfg.RESUMABLE | {"rounds"})
-    if changed:
-        raise cfg.ConfigError(f"invalid {changed[0].replace('_', '-')} with --resume: a resumed run keeps its "
-                              "configuration (only --rounds, --address, --executor and placement options may change)")
-    if not (run_dir / "config.toml").exists():
-        raise cfg.ConfigError(f"invalid resume {str(run_dir)!r}: no config.toml, not a run directory")
-    saved = cfg.load_toml(run_dir / "config.toml")
-    for key in ("algorithm", "model", "dataset"):  # plug-ins it names are imported by name: never from run_dir
-        plugins.check_outside(key, str(saved.get(key, "")), run_dir)
-    saved_rounds = saved.get("rounds", cfg.RunConfig.rounds)
-    rounds = overrides.get("rounds")
-    if rounds is not None and rounds < saved_rounds:
-        raise cfg.ConfigError(f"invalid rounds {rounds}: the run has {saved_rounds} rounds; a run can be extended, "
-                              "not shortened")
-    if (run_dir / "summary.json").exists() and (rounds is None or rounds == saved_rounds):
-        raise cfg.ConfigError(f"invalid resume {str(run_dir)!r}: the run has already finished its {saved_rounds} "
-                              "rounds; give --rounds N with more to extend it")
-    runtime = {k: v for k, v in overrides.items() if k in cfg.RESUMABLE | {"rounds"} and v is not None}
-    from raympl.options import resolve
-
-    return resolve({**runtime, "out": str(run_dir)}, run_dir / "config.toml")

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from raympl import comparison as comparing
 from raympl import selection, trials
 from raympl.config import ConfigError, int_list, load_toml
-from raympl.options import resolve
+from raympl.options import resolve, resolve_resume
 from raympl.runtime.driver import simulate as run_simulation
 from raympl.runtime.run_dir import check_out_dir, default_out_dir
 
@@ -85,13 +85,21 @@ def load(run_dir: str | Path) -> Run:
     return Run(run_dir)
 
 
-def simulate(config: str | Path | None = None, *, progress: bool = True, **options: Any) -> Run:
-    """Run one simulation (same keys as the CLI and TOML) and return it once finished."""
-    run_config = resolve(options, config)
+def simulate(config: str | Path | None = None, *, progress: bool = True, resume: str | Path | None = None,
+             trust_checkpoint: bool = False, **options: Any) -> Run:
+    """Run one simulation (same keys as the CLI and TOML) and return it once finished.
+
+    resume: a run directory to continue from its checkpoint, as `raympl simulate --resume`: with a larger
+    `rounds`, a finished run is extended; only where and how it runs may be given again. trust_checkpoint: also
+    read a checkpoint pickled by an older raympl (this runs code from the file; docs/security.md)."""
+    if trust_checkpoint and resume is None:
+        raise ConfigError("invalid trust-checkpoint: it applies to resume only")
+    run_config = resolve_resume(Path(resume), options, config) if resume else resolve(options, config)
     run_dir = Path(run_config.out or default_out_dir())
-    check_out_dir(run_dir)
+    check_out_dir(run_dir, resuming=resume is not None)
     with round_progress(run_config.rounds, enabled=progress) as on_round:
-        run_simulation(run_config, run_dir, progress=on_round, log=print)
+        run_simulation(run_config, run_dir, progress=on_round, log=print, resume=resume is not None,
+                       trust_checkpoint=trust_checkpoint)
     return Run(run_dir)
 
 

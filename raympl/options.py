@@ -16,6 +16,7 @@ from raympl.config import (
     ALGORITHMS,
     FIELD_NAMES,
     PRESETS,
+    RESUMABLE,
     RunConfig,
     check_type,
     inapplicable,
@@ -45,6 +46,33 @@ def resolve(overrides: dict[str, Any], config_file: str | Path | None = None) ->
         if why is not None and (name in flags or getattr(config, name) != getattr(defaults, name)):
             raise ConfigError(f"invalid {name.replace('_', '-')} {values[name]!r}: {why}")
     return config
+
+
+def resolve_resume(run_dir: Path, overrides: dict[str, Any], config_file: str | Path | None = None) -> RunConfig:
+    """The saved configuration of the run in run_dir, to continue it: only where and how it runs may be given
+    again (RESUMABLE), and more rounds to extend it (a finished run included). The plug-ins its config.toml
+    names are never imported from run_dir itself (docs/security.md)."""
+    if config_file is not None:
+        raise ConfigError(f"invalid config {str(config_file)!r}: --resume uses the run's own config.toml")
+    changed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUMABLE | {"rounds"})
+    if changed:
+        raise ConfigError(f"invalid {changed[0].replace('_', '-')} with --resume: a resumed run keeps its "
+                          "configuration (only --rounds, --address, --executor and placement options may change)")
+    if not (run_dir / "config.toml").exists():
+        raise ConfigError(f"invalid resume {str(run_dir)!r}: no config.toml, not a run directory")
+    saved = load_toml(run_dir / "config.toml")
+    for key in ("algorithm", "model", "dataset"):
+        plugins.check_outside(key, str(saved.get(key, "")), run_dir)
+    saved_rounds = saved.get("rounds", RunConfig.rounds)
+    rounds = overrides.get("rounds")
+    if rounds is not None and rounds < saved_rounds:
+        raise ConfigError(f"invalid rounds {rounds}: the run has {saved_rounds} rounds; a run can be extended, "
+                          "not shortened")
+    if (run_dir / "summary.json").exists() and (rounds is None or rounds == saved_rounds):
+        raise ConfigError(f"invalid resume {str(run_dir)!r}: the run has already finished its {saved_rounds} "
+                          "rounds; give --rounds N with more to extend it")
+    runtime = {k: v for k, v in overrides.items() if k in RESUMABLE | {"rounds"} and v is not None}
+    return resolve({**runtime, "out": str(run_dir)}, run_dir / "config.toml")
 
 
 def resolve_shared(shared: dict[str, Any], own: dict[str, Any]) -> tuple[RunConfig, set[str]]:

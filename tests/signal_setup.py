@@ -3,7 +3,8 @@
 
 Usage: python tests/signal_setup.py STAGE SIGNAL SIMULATE-ARGS...   (a subprocess)
 STAGE: data (loading the data set), graph (drawing the graph), ray (inside ray.init, once Ray has put in its own
-SIGTERM handler), place (placing hosts), hosts (starting them) or plan (the 3rd wave of a timing-only plan). The exit code and the output are the command line's.
+SIGTERM handler), place (placing hosts), hosts (starting them) or plan (the 3rd wave of a timing-only plan).
+The exit code and the output are the command line's.
 """
 
 import os

@@ -50,3 +50,23 @@ def test_bad_input_raises_config_error(tmp_path):
     with pytest.raises(ConfigError, match="invalid seeds"):
         raympl.compare("mce-pl", seeds="a", out=tmp_path / "cmp")
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_and_extend_from_python_as_from_the_command_line(fashion_dir, tmp_path):
+    """raympl.simulate(resume=RUN, rounds=N) extends a finished run; the result equals a run of N rounds made
+    at once (as `raympl simulate --resume RUN --rounds N`). Only where it runs may be given again."""
+    from test_reliability import same_results
+
+    options = {"model": "small-cnn", "agents": 4, "topology": "ring", "classes_per_agent": 3, "eval_every": 2,
+               "batch_size": 16, "data_dir": str(fashion_dir), "executor": "inprocess", "progress": False}
+    raympl.simulate(**options, rounds=4, out=str(tmp_path / "whole"))
+    short = raympl.simulate(**options, rounds=2, out=str(tmp_path / "short"))
+    with pytest.raises(ConfigError, match="invalid lr with --resume"):
+        raympl.simulate(resume=short.directory, rounds=4, lr=0.5, progress=False)
+    with pytest.raises(ConfigError, match="already finished its 2 rounds"):
+        raympl.simulate(resume=short.directory, progress=False)
+    with pytest.raises(ConfigError, match="invalid trust-checkpoint"):
+        raympl.simulate(trust_checkpoint=True, out=str(tmp_path / "x"), progress=False)
+    longer = raympl.simulate(resume=short.directory, rounds=4, executor="inprocess", progress=False)
+    assert longer.summary["rounds"] == 4 and longer.summary["resumed_from_round"] == 2
+    same_results(tmp_path / "whole", tmp_path / "short")
