@@ -82,6 +82,9 @@ def simulate(
     malcom_prox_position: Annotated[str | None, Opt(help="malcom-psgd: before_quant or after_consensus.")] = None,
     eval_every: Annotated[int | None, Opt(help="Evaluate every this many rounds.")] = None,
     eval_samples: Annotated[int | None, Opt(help="Evaluate on a fixed subset of this size until the end.")] = None,
+    eval_final_full: Annotated[bool | None, Opt("--eval-final-full/--no-eval-final-full",
+                                                help="The final evaluation on every agent's full test set "
+                                                     "(default), or on the --eval-samples subset.")] = None,
     seed: Annotated[int | None, Opt(help="Seed of everything.")] = None,
     agents_per_actor: Annotated[int | None, Opt(help="Agents served by one host actor.")] = None,
     cpus_per_agent: Annotated[float | None, Opt(help="CPUs per agent (default: cluster CPUs / agents).")] = None,
