@@ -193,13 +193,13 @@ def test_joining_a_cluster_without_authentication_warns(fashion_dir, tmp_path):
 
 
 def test_a_study_fills_a_cluster_and_a_lost_trial_continues_from_its_checkpoint(fashion_dir, tmp_path):
-    """4 runs as trials of 1 CPU on 3 worker nodes: they land on different nodes; the nodes of the running
-    trials are lost while one of their runs has a checkpoint, Tune starts the trials again and that run continues
-    from its checkpoint; every result equals the same study run one run after another in this process."""
+    """4 runs as trials of 1 CPU on 3 worker nodes: they land on different nodes; the node of one running
+    trial is lost, Tune starts the trial again and its run continues from its checkpoint; every result equals
+    the same study run one run after another in this process."""
     import raympl
 
     study = {"algorithms": "mce-pl,dsgd", "seeds": [0, 1], "classes": [3], "model": "small-cnn", "agents": 6,
-             "topology": "ring", "rounds": 40, "eval_every": 4, "checkpoint_every": 2, "batch_size": 16,
+             "topology": "ring", "rounds": 16, "eval_every": 4, "checkpoint_every": 2, "batch_size": 16,
              "data_dir": str(fashion_dir), "executor": "inprocess"}
     raympl.compare(**study, out=str(tmp_path / "alone"))
     (tmp_path / "study.json").write_text(json.dumps(study))
